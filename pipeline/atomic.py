@@ -55,11 +55,14 @@ def write_dir(path: str | os.PathLike, fill: Callable[[Path], None]) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a writer that was killed
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     old = path.with_name(path.name + ".old")
     try:
         fill(tmp)
         _fsync_tree(tmp)
+        _apply_umask(tmp)
         if path.exists():
             if old.exists():
                 shutil.rmtree(old)
@@ -85,6 +88,14 @@ def _fsync_tree(root: Path) -> None:
         if p.is_file():
             with open(p, "rb") as f:
                 os.fsync(f.fileno())
+
+
+def _apply_umask(root: Path) -> None:
+    """mkdtemp makes 0700 folders and some writers 0600 files: give them the user's usual modes."""
+    mask = _umask()
+    os.chmod(root, 0o777 & ~mask)
+    for p in root.rglob("*"):
+        os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~mask)
 
 
 def _umask() -> int:

@@ -1,0 +1,317 @@
+"""Data: load a labelled text file, clean, deduplicate, split (stratified), tokenise (cached).
+
+    load_table  -> raw DataFrame from CSV/CSV.gz/TSV/JSONL/Parquet
+    clean       -> one ``text`` + ``label`` column, whitespace normalised, empties and duplicates dropped
+    split       -> stratified train/val/test by ``data.split_seed``
+    tokenize    -> token ids per split, cached on disk so every job of a sweep tokenises once
+
+The tokenised cache is keyed by (data sha256, tokenizer, max_length, split settings) and written with an
+atomic rename, so concurrent jobs at worst both compute it and one rename wins.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from pipeline import atomic
+from pipeline.errors import DataError
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+_WS = re.compile(r"\s+")
+
+
+@dataclass
+class Splits:
+    """Cleaned, split data: DataFrames with columns ``text`` and ``label`` (string labels)."""
+
+    train: pd.DataFrame
+    val: pd.DataFrame
+    test: pd.DataFrame
+    labels: list[str]  # id -> label name; ids follow this order
+    data_sha256: str
+    stats: dict[str, Any]
+
+    def frame(self, split: str) -> pd.DataFrame:
+        return getattr(self, split)
+
+
+@dataclass
+class Encoded:
+    """One split as token ids: a flat int32 array plus offsets (fast to save, load and slice)."""
+
+    ids: np.ndarray
+    offsets: np.ndarray  # len n+1
+    labels: np.ndarray  # int64 label ids
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def item(self, i: int) -> np.ndarray:
+        return self.ids[self.offsets[i] : self.offsets[i + 1]]
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+
+def resolve_data_file(file: str, data_dir: str) -> Path:
+    """``file`` as given (absolute or relative to the cwd), else by name inside ``data_dir``."""
+    candidates = [Path(file).expanduser()]
+    if not Path(file).is_absolute():
+        candidates.append(Path(data_dir).expanduser() / file)
+    for c in candidates:
+        if c.is_file():
+            return c.resolve()
+    looked = ", ".join(str(c.resolve()) for c in candidates)
+    raise DataError(
+        f"data file '{file}' not found (looked in: {looked}); set PIPELINE_DATA_DIR to the folder that "
+        f"holds it (e.g. PIPELINE_DATA_DIR=../shared/data) or pass data.file=/absolute/path"
+    )
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _format_of(path: Path, fmt: str) -> str:
+    if fmt != "auto":
+        return fmt
+    name = path.name.lower()
+    for suffix, kind in ((".parquet", "parquet"), (".jsonl", "jsonl"), (".json", "jsonl"), (".tsv", "tsv")):
+        if name.endswith(suffix) or name.endswith(suffix + ".gz"):
+            return kind
+    return "csv"
+
+
+def load_table(path: Path, fmt: str = "auto", encoding: str = "utf-8") -> pd.DataFrame:
+    kind = _format_of(path, fmt)
+    if path.stat().st_size == 0:
+        raise DataError(f"data file '{path}' is empty: point data.file at a file with a header and rows")
+    try:
+        if kind == "parquet":
+            df = pd.read_parquet(path)
+        elif kind == "jsonl":
+            df = pd.read_json(path, lines=True, encoding=encoding, dtype=False)
+        else:
+            df = pd.read_csv(path, sep="\t" if kind == "tsv" else ",", encoding=encoding, dtype=str,
+                             keep_default_na=False)
+    except UnicodeDecodeError as e:
+        raise DataError(
+            f"data file '{path}' is not valid {encoding} text (bad byte at position {e.start}): re-save it "
+            f"as UTF-8 or set data.encoding (e.g. data.encoding=latin-1)"
+        ) from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"data file '{path}' is empty: point data.file at a file with a header and rows") from None
+    except (pd.errors.ParserError, ValueError, OSError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise DataError(f"data file '{path}' could not be read as {kind}: {first}") from None
+    if len(df) == 0:
+        raise DataError(f"data file '{path}' has a header but no rows")
+    return df
+
+
+# ----------------------------------------------------------------------------------------------- cleaning
+
+
+def normalise(text: str) -> str:
+    return _WS.sub(" ", text).strip()
+
+
+def clean(df: pd.DataFrame, text_columns: list[str], label_column: str, dedup: bool, source: str,
+          dedup_columns: list[str] | None = None) -> tuple[pd.DataFrame, dict[str, int]]:
+    """One ``text`` column (text columns joined), one string ``label``; drop empties, then duplicates."""
+    present = [str(c) for c in df.columns]
+    missing = [c for c in [*text_columns, label_column, *(dedup_columns or [])] if c not in df.columns]
+    if missing:
+        which = "data.label_column" if missing == [label_column] else "data.text_columns/label_column"
+        raise DataError(
+            f"data file '{source}' has no column {', '.join(repr(m) for m in missing)} ({which}); "
+            f"columns present: {', '.join(present)}"
+        )
+    parts = [df[c].fillna("").astype(str) for c in text_columns]
+    text = parts[0] if len(parts) == 1 else pd.concat(parts, axis=1).agg("\n".join, axis=1)
+    out = pd.DataFrame({"text": text.map(normalise), "label": df[label_column].fillna("").astype(str).str.strip()})
+    keys = ["text"]
+    for i, c in enumerate(dedup_columns or []):
+        out[f"_key{i}"] = df[c].fillna("").astype(str).map(normalise)
+        keys = [f"_key{j}" for j in range(i + 1)]
+    n_raw = len(out)
+    out = out[(out.text != "") & (out.label != "")]
+    n_empty = n_raw - len(out)
+    n_dup = 0
+    if dedup:
+        before = len(out)
+        out = out.drop_duplicates(subset=keys, keep="first")
+        n_dup = before - len(out)
+    out = out[["text", "label"]].reset_index(drop=True)
+    return out, {"rows_raw": n_raw, "dropped_empty": n_empty, "dropped_duplicates": n_dup, "rows": len(out)}
+
+
+# ---------------------------------------------------------------------------------------------- splitting
+
+
+MIN_PER_CLASS = 3  # one example per split at the very least
+
+
+def check_classes(df: pd.DataFrame, source: str, label_column: str) -> None:
+    counts = df.label.value_counts()
+    if len(counts) < 2:
+        only = f" ({counts.index[0]!r})" if len(counts) else ""
+        raise DataError(
+            f"data file '{source}' has {len(counts)} class{only} in column '{label_column}' after cleaning: "
+            f"a classifier needs at least 2 (check data.label_column)"
+        )
+    small = counts[counts < MIN_PER_CLASS]
+    if len(small):
+        name, n = small.index[0], int(small.iloc[0])
+        raise DataError(
+            f"class {name!r} in '{source}' has only {n} example(s) after cleaning; a stratified "
+            f"train/val/test split needs at least {MIN_PER_CLASS} per class: add data or drop that class"
+        )
+
+
+def stratified_split(df: pd.DataFrame, val_fraction: float, test_fraction: float, seed: int
+                     ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Per class: shuffle by seed, take ceil-rounded val/test shares (>= 1 each), the rest trains."""
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[int]] = {s: [] for s in SPLITS}
+    for _, idx in sorted(df.groupby("label").groups.items()):
+        idx = np.array(sorted(idx))
+        rng.shuffle(idx)
+        n = len(idx)
+        n_val = max(1, int(round(n * val_fraction)))
+        n_test = max(1, int(round(n * test_fraction)))
+        if n - n_val - n_test < 1:
+            n_val, n_test = 1, 1
+        parts["val"] += idx[:n_val].tolist()
+        parts["test"] += idx[n_val:n_val + n_test].tolist()
+        parts["train"] += idx[n_val + n_test:].tolist()
+    out = []
+    for s in SPLITS:
+        take = np.array(parts[s])
+        rng.shuffle(take)
+        out.append(df.loc[take].reset_index(drop=True))
+    return out[0], out[1], out[2]
+
+
+def subsample(df: pd.DataFrame, max_rows: int | None, seed: int) -> pd.DataFrame:
+    """Stratified subsample to ``max_rows`` (class shares kept), for tests and quick demos."""
+    if not max_rows or len(df) <= max_rows:
+        return df
+    frac = max_rows / len(df)
+    rng = np.random.default_rng(seed)
+    keep: list[int] = []
+    for _, idx in sorted(df.groupby("label").groups.items()):
+        n = min(len(idx), max(MIN_PER_CLASS, int(round(len(idx) * frac))))
+        keep += rng.choice(np.array(sorted(idx)), size=n, replace=False).tolist()
+    return df.loc[sorted(keep)].reset_index(drop=True)
+
+
+def processed_dir(cfg: Any) -> Path:
+    """Where ``dvc repro`` (prepare stage) writes the splits of this dataset."""
+    return Path(os.environ.get("PIPELINE_PROCESSED_DIR", "data/processed")) / cfg.data.name
+
+
+def load_splits(cfg: Any) -> Splits:
+    """The train/val/test split for ``cfg.data``: prepared files if present, else made from the raw file."""
+    prepared = processed_dir(cfg)
+    if (prepared / "labels.json").is_file() and cfg.data.get("use_prepared", True):
+        return _load_prepared(prepared)
+    d = cfg.data
+    path = resolve_data_file(d.file, cfg.paths.data_dir)
+    sha = file_sha256(path)
+    raw = load_table(path, d.format, d.encoding)
+    df, stats = clean(raw, list(d.text_columns), d.label_column, d.dedup, str(path),
+                      list(d.dedup_columns) if d.dedup_columns else None)
+    check_classes(df, str(path), d.label_column)
+    df = subsample(df, d.max_rows, d.split_seed)
+    train, val, test = stratified_split(df, d.val_fraction, d.test_fraction, d.split_seed)
+    labels = sorted(df.label.unique().tolist())
+    stats.update({s: len(x) for s, x in zip(SPLITS, (train, val, test))})
+    return Splits(train, val, test, labels, sha, stats)
+
+
+def _load_prepared(folder: Path) -> Splits:
+    meta = json.loads((folder / "labels.json").read_text())
+    frames = [pd.read_parquet(folder / f"{s}.parquet") for s in SPLITS]
+    labels = list(meta["labels"])
+    for s, f in zip(SPLITS, frames):
+        unknown = sorted(set(f.label) - set(labels))
+        if unknown:
+            raise DataError(
+                f"prepared split '{folder / (s + '.parquet')}' has labels {unknown} not in labels.json "
+                f"({labels}): rerun `dvc repro prepare`"
+            )
+    stats = json.loads((folder / "stats.json").read_text()) if (folder / "stats.json").is_file() else {}
+    return Splits(*frames, labels=labels, data_sha256=meta.get("data_sha256", ""), stats=stats)
+
+
+# --------------------------------------------------------------------------------------------- tokenising
+
+
+def cache_key(splits: Splits, tokenizer_id: str, max_length: int, d: Any) -> str:
+    spec = {
+        "data": splits.data_sha256, "tokenizer": tokenizer_id, "max_length": max_length,
+        "text_columns": list(d.text_columns), "label_column": d.label_column, "dedup": d.dedup,
+        "dedup_columns": list(d.dedup_columns or []),
+        "val": d.val_fraction, "test": d.test_fraction, "split_seed": d.split_seed, "max_rows": d.max_rows,
+        "n": [len(splits.train), len(splits.val), len(splits.test)], "v": 1,
+    }
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def encode(texts: list[str], labels: list[str], label_ids: dict[str, int], tokenizer: Any, max_length: int
+           ) -> Encoded:
+    enc = tokenizer(texts, truncation=True, max_length=max_length, add_special_tokens=True)["input_ids"]
+    lengths = np.fromiter((len(x) for x in enc), dtype=np.int64, count=len(enc))
+    offsets = np.zeros(len(enc) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    ids = np.fromiter((t for x in enc for t in x), dtype=np.int32, count=int(offsets[-1]))
+    return Encoded(ids, offsets, np.array([label_ids[x] for x in labels], dtype=np.int64))
+
+
+def tokenize_splits(splits: Splits, tokenizer: Any, tokenizer_id: str, max_length: int, d: Any,
+                    cache_dir: str | None) -> dict[str, Encoded]:
+    """Token ids for each split, from the on-disk cache when another job already made them."""
+    label_ids = {name: i for i, name in enumerate(splits.labels)}
+    path = Path(cache_dir) / "tokenized" / f"{cache_key(splits, tokenizer_id, max_length, d)}.npz" \
+        if cache_dir else None
+    if path is not None and path.is_file():
+        try:
+            with np.load(path) as z:
+                out = {s: Encoded(z[f"{s}_ids"], z[f"{s}_offsets"], z[f"{s}_labels"]) for s in SPLITS}
+            log.info("tokenised data from cache %s", path)
+            return out
+        except Exception as e:  # a damaged cache file is rebuilt, never trusted
+            log.warning("ignoring unreadable token cache %s (%s)", path, e)
+    out = {s: encode(splits.frame(s).text.tolist(), splits.frame(s).label.tolist(), label_ids, tokenizer,
+                     max_length) for s in SPLITS}
+    if path is not None:
+        buf = io.BytesIO()
+        np.savez(buf, **{f"{s}_{k}": getattr(out[s], k) for s in SPLITS for k in ("ids", "offsets", "labels")})
+        try:
+            atomic.write_bytes(path, buf.getvalue())
+            log.info("tokenised data cached at %s", path)
+        except OSError as e:
+            log.warning("could not write token cache %s (%s); continuing without it", path, e)
+    return out

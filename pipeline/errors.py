@@ -1,0 +1,21 @@
+"""User-facing errors: one line that says what is wrong and how to fix it.
+
+``run.py`` and the CLI print ``PipelineError`` messages without a traceback (unless HYDRA_FULL_ERROR=1)
+and exit non-zero.
+"""
+
+
+class PipelineError(Exception):
+    """Bad input or environment; the message is the whole story."""
+
+
+class DataError(PipelineError):
+    pass
+
+
+class ModelError(PipelineError):
+    pass
+
+
+class TrainingDiverged(PipelineError):
+    pass

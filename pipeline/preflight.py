@@ -1,0 +1,50 @@
+"""Checks that run before anything is trained or submitted: cheap, no torch import.
+
+Each failure is a ``PipelineError`` whose message names the problem and the fix. The Hydra callback in
+``pipeline.callbacks`` runs them at the start of every run and sweep; launchers run them per job before
+they submit anything.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import PipelineError
+
+
+def check_output_root(root: str) -> None:
+    """Create the output root if needed and prove a file can be written there (read-only mounts and
+    root's permission bypass make ``os.access`` unreliable)."""
+    path = Path(root).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as e:
+        raise PipelineError(
+            f"output root '{path}' is not writable ({e.strerror or e}): set PIPELINE_OUTPUT_ROOT or "
+            f"paths.output_root to a folder you can write (on DTU: /work3/$USER/...)"
+        ) from None
+
+
+def check(cfg: Any) -> None:
+    """Everything that can be known wrong before a job starts."""
+    from pipeline import config as config_lib
+    from pipeline.data import processed_dir, resolve_data_file
+    from pipeline.model import offline_minilm_path, resolve_model_path
+
+    try:
+        config_lib.check(cfg)
+    except ValueError as e:
+        raise PipelineError(str(e)) from None
+    check_output_root(cfg.paths.output_root)
+    if not (processed_dir(cfg) / "labels.json").is_file():
+        resolve_data_file(cfg.data.file, cfg.paths.data_dir)
+    if cfg.model.pretrained or cfg.model.path:
+        resolve_model_path(cfg.model)
+    else:
+        offline_minilm_path()  # the tiny model borrows the MiniLM vocabulary
+    if cfg.tracking.backend not in ("none", "wandb"):
+        raise PipelineError(f"tracking.backend={cfg.tracking.backend!r} is not one of: none, wandb")

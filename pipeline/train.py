@@ -1,0 +1,453 @@
+"""Fine-tune a BERT-family classifier: one job of a sweep, resumable, read top to bottom.
+
+    python run.py                                    # one run, offline defaults (MiniLM on BBC news)
+    python run.py trainer.epochs=1 data.max_rows=400 # a quick one
+    python run.py hydra.run.dir=<existing run dir>   # resume it from checkpoints/last
+
+``fit(cfg)`` does: data (cached tokenisation) -> model -> AdamW + linear warmup/decay -> loop over
+length-grouped, dynamically padded batches -> evaluate (each epoch or every N steps) -> checkpoint
+(``last`` for resume, ``best`` for use) -> test the best checkpoint -> ``metrics.json``. It returns the
+best validation metric, which is what Hydra sweepers optimise.
+
+A SIGUSR2 or SIGTERM (the scheduler's run-limit warning, or preemption) makes the loop save
+``checkpoints/last`` at the next step boundary and then hands the signal on to whoever handled it before
+(submitit requeues the job; a plain process exits), so a requeued job loses no finished step.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import signal
+import sys
+import time
+from contextlib import nullcontext
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from pipeline import atomic
+from pipeline import config as config_lib
+from pipeline.errors import PipelineError, TrainingDiverged
+
+log = logging.getLogger(__name__)
+
+# ------------------------------------------------------------------------------------ graceful stop
+
+
+_stop_signals: list[int] = []
+
+
+def request_checkpoint(signum: int = signal.SIGUSR2, frame: Any = None) -> None:
+    """Ask the loop to save ``checkpoints/last`` at the next step boundary, then stop (signal-safe)."""
+    _stop_signals.append(signum)
+
+
+class _GracefulStop:
+    """Routes SIGUSR2/SIGTERM to ``request_checkpoint`` while training; remembers the old handlers."""
+
+    SIGNALS = (signal.SIGUSR2, signal.SIGTERM)
+
+    def __enter__(self) -> _GracefulStop:
+        _stop_signals.clear()
+        self.previous: dict[int, Any] = {}
+        if _in_main_thread():
+            for sig in self.SIGNALS:
+                self.previous[sig] = signal.signal(sig, request_checkpoint)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def hand_on(self) -> None:
+        """After the checkpoint: let the previous handler act (submitit requeues), else die by the signal."""
+        sig = _stop_signals[0]
+        prev = self.previous.get(sig, signal.SIG_DFL)
+        self.__exit__()
+        log.warning("stopping on %s after checkpointing; the next start resumes", signal.Signals(sig).name)
+        if callable(prev):
+            prev(sig, None)
+        if sig == signal.SIGUSR2 or prev == signal.SIG_DFL:
+            signal.signal(sig, signal.SIG_DFL)
+            os.kill(os.getpid(), sig)
+        raise SystemExit(128 + sig)
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+# ------------------------------------------------------------------------------------ devices, precision
+
+
+def pick_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise PipelineError("trainer.device=cuda but no CUDA GPU is visible: use trainer.device=auto or cpu")
+    return name
+
+
+def pick_precision(name: str, device: str) -> str:
+    import torch
+
+    if name == "auto":
+        if device == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"  # V100: fp16
+        return "fp32"
+    if name == "fp16" and device != "cuda":
+        raise PipelineError("trainer.precision=fp16 needs a CUDA GPU: use bf16 or fp32 on CPU")
+    return name
+
+
+def autocast(device: str, precision: str) -> Any:
+    import torch
+
+    if precision == "fp32":
+        return nullcontext()
+    return torch.autocast(device_type=device, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+# ------------------------------------------------------------------------------------ evaluation
+
+
+def evaluate(model: Any, data: Any, batch_size: int, device: str, precision: str, pad_id: int
+             ) -> tuple[dict[str, float], Any, Any]:
+    """Loss, accuracy and macro-F1 on one split; also (predictions, probabilities) in data order."""
+    import numpy as np
+    import torch
+    from sklearn.metrics import accuracy_score, f1_score
+
+    from pipeline.batching import collate, eval_batches
+
+    model.eval()
+    preds = np.zeros(len(data), dtype=np.int64)
+    probs = np.zeros((len(data), model.config.num_labels), dtype=np.float32)
+    total_loss = 0.0
+    with torch.inference_mode(), autocast(device, precision):
+        for idx in eval_batches(data.lengths, batch_size):
+            batch = {k: v.to(device) for k, v in collate(data, idx, pad_id).items()}
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+            total_loss += torch.nn.functional.cross_entropy(logits, batch["labels"], reduction="sum").item()
+            p = logits.softmax(-1).cpu().numpy()
+            probs[idx] = p
+            preds[idx] = p.argmax(-1)
+    model.train()
+    metrics = {
+        "loss": total_loss / max(len(data), 1),
+        "accuracy": float(accuracy_score(data.labels, preds)),
+        "macro_f1": float(f1_score(data.labels, preds, average="macro", zero_division=0)),
+    }
+    return metrics, preds, probs
+
+
+def improved(metric: str, value: float, best: float | None) -> bool:
+    if best is None:
+        return True
+    return value < best if metric == "loss" else value > best
+
+
+# ------------------------------------------------------------------------------------ the job
+
+
+def fit(cfg: DictConfig, run_dir: str | Path | None = None) -> float:
+    """Train (or resume, or return the result of an already completed run in ``run_dir``)."""
+    run_dir = Path(run_dir) if run_dir is not None else _hydra_run_dir()
+    config_lib.check(cfg)
+    done = _read_json(run_dir / "metrics.json")
+    if done.get("status") == "completed":
+        log.info("run %s already completed; nothing to do", run_dir)
+        return float(done["val"][cfg.trainer.monitor])
+    try:
+        with _GracefulStop() as stopper:
+            return _train(cfg, run_dir, stopper)
+    except (Exception, KeyboardInterrupt) as e:
+        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if not isinstance(e, PipelineError):
+            message = f"{type(e).__name__}: {message}"
+        _write_final(run_dir, {"status": "failed", "error": message})
+        raise
+
+
+def _train(cfg: DictConfig, run_dir: Path, stopper: _GracefulStop) -> float:
+    import numpy as np
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+
+    from pipeline import checkpoint, data, run_info, tracking
+    from pipeline import model as model_lib
+    from pipeline.batching import collate, epoch_batches
+
+    started = time.time()
+    t = cfg.trainer
+    device = pick_device(t.device)
+    precision = pick_precision(t.precision, device)
+
+    # 1. data: clean, split, tokenise (shared cache across the jobs of a sweep)
+    splits = data.load_splits(cfg)
+    tokenizer, tokenizer_id = model_lib.load_tokenizer(cfg.model)
+    enc = data.tokenize_splits(splits, tokenizer, tokenizer_id, t.max_length, cfg.data, cfg.paths.cache_dir)
+    train_set, val_set, test_set = enc["train"], enc["val"], enc["test"]
+    pad_id = tokenizer.pad_token_id or 0
+    pad_to = None if t.dynamic_padding else t.max_length
+    log.info("data %s: %s train / %s val / %s test, %d labels; %s", cfg.data.name, len(train_set),
+             len(val_set), len(test_set), len(splits.labels), splits.stats)
+
+    # 2. model, optimizer, schedule
+    model = model_lib.build_model(cfg.model, splits.labels, len(tokenizer), cfg.seed).to(device)
+    no_decay = ("bias", "LayerNorm.weight", "LayerNorm.bias")
+    groups = [
+        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
+         "weight_decay": t.weight_decay},
+        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=t.lr, fused=device == "cuda")
+    batches_per_epoch = math.ceil(len(train_set) / t.batch_size)
+    steps_per_epoch = math.ceil(batches_per_epoch / t.grad_accum)
+    total_steps = t.max_steps if t.max_steps > 0 else t.epochs * steps_per_epoch
+    epochs = math.ceil(total_steps / steps_per_epoch)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(t.warmup_ratio * total_steps), total_steps)
+    scaler = torch.amp.GradScaler(device, enabled=precision == "fp16")
+
+    # 3. resume
+    state = {"step": 0, "epoch": 0, "batch": 0, "best": None, "best_step": None, "best_epoch": None,
+             "bad_evals": 0, "elapsed": 0.0, "attempt": 1, "train_samples": 0, "train_time": 0.0}
+    saved = checkpoint.load_last(run_dir)
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        scaler.load_state_dict(saved["scaler"])
+        checkpoint.set_rng_state(saved["rng"])
+        state.update(saved["counters"])
+        state["attempt"] += 1
+        _truncate_metrics(run_dir / "metrics.jsonl", state["step"])
+        log.info("resumed from checkpoints/last at step %d (epoch %d, batch %d), attempt %d",
+                 state["step"], state["epoch"], state["batch"], state["attempt"])
+    else:
+        torch.manual_seed(cfg.seed)
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+    info = run_info.collect(splits.data_sha256, device, torch.cuda.device_count() if device == "cuda" else 0)
+    info.update({"precision": precision, "attempt": state["attempt"], "resumed_from_step": state["step"]})
+    atomic.write_json(run_dir / "run_info.json", info)
+    tracker = tracking.start(cfg, run_dir)
+
+    def save_last() -> None:
+        checkpoint.save_last(run_dir, {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": checkpoint.rng_state(),
+            "counters": {**state, "elapsed": state["elapsed"] + time.time() - started},
+            "config": OmegaConf.to_container(cfg, resolve=True), "labels": splits.labels,
+        })
+
+    def run_eval() -> bool:
+        """Evaluate on val, log, keep the best; True if early stopping says stop."""
+        metrics, _, _ = evaluate(model, val_set, t.eval_batch_size, device, precision, pad_id)
+        row = {"split": "val", "epoch": state["epoch"], "step": state["step"], **metrics, "time": time.time()}
+        atomic.append_jsonl(run_dir / "metrics.jsonl", row)
+        tracker.log({f"val/{k}": v for k, v in metrics.items()}, state["step"])
+        log.info("eval step %d epoch %d: %s", state["step"], state["epoch"],
+                 " ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+        if improved(t.monitor, metrics[t.monitor], state["best"]):
+            state.update(best=metrics[t.monitor], best_step=state["step"], best_epoch=state["epoch"],
+                         bad_evals=0, best_val=metrics)
+            checkpoint.save_best(run_dir, model, tokenizer, {"step": state["step"], "epoch": state["epoch"],
+                                                            "val": metrics, "max_length": t.max_length})
+        else:
+            state["bad_evals"] += 1
+        return 0 < t.early_stopping_patience <= state["bad_evals"]
+
+    # 4. the loop
+    model.train()
+    progress = _Progress(total_steps, state["step"], t.log_every_steps)
+    stop = state["step"] >= total_steps
+    evaluated_at = state["step"] if saved is not None else -1
+    while not stop and state["epoch"] < epochs:
+        batches = epoch_batches(train_set.lengths, t.batch_size, cfg.seed, state["epoch"], t.group_by_length)
+        while state["batch"] < len(batches) and not stop:
+            # one optimizer step = grad_accum micro-batches
+            t_step = time.time()
+            group = batches[state["batch"]:state["batch"] + t.grad_accum]
+            n_samples = sum(len(b) for b in group)
+            step_loss = 0.0
+            for idx in group:
+                batch = {k: v.to(device, non_blocking=True)
+                         for k, v in collate(train_set, idx, pad_id, pad_to).items()}
+                with autocast(device, precision):
+                    loss = model(**batch).loss * (len(idx) / n_samples)
+                scaler.scale(loss).backward()
+                step_loss += loss.item()
+            if not math.isfinite(step_loss):
+                raise TrainingDiverged(
+                    f"loss became {step_loss} at step {state['step'] + 1} (lr={t.lr}, precision={precision}): "
+                    "lower trainer.lr, keep trainer.max_grad_norm > 0, or use trainer.precision=fp32")
+            if t.max_grad_norm > 0:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), t.max_grad_norm)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            state["step"] += 1
+            state["batch"] += len(group)
+            if state["step"] > progress.start + 2:  # throughput after warm-up
+                state["train_samples"] += n_samples
+                state["train_time"] += time.time() - t_step
+            progress.update(state, step_loss, scheduler.get_last_lr()[0], n_samples, time.time() - t_step)
+            if state["step"] % t.log_every_steps == 0:
+                row = {"split": "train", "epoch": state["epoch"], "step": state["step"], "loss": step_loss,
+                       "lr": scheduler.get_last_lr()[0], "samples_per_s": progress.rate, "time": time.time()}
+                atomic.append_jsonl(run_dir / "metrics.jsonl", row)
+                tracker.log({"train/loss": step_loss, "train/lr": row["lr"]}, state["step"])
+            end_of_epoch = state["batch"] >= len(batches)
+            if end_of_epoch:
+                state["epoch"] += 1
+                state["batch"] = 0
+            stop = state["step"] >= total_steps
+            eval_due = (t.eval_every_steps > 0 and state["step"] % t.eval_every_steps == 0) or \
+                (t.eval_every_steps <= 0 and end_of_epoch) or stop
+            if eval_due and evaluated_at != state["step"]:
+                evaluated_at = state["step"]
+                if run_eval():
+                    log.info("early stopping: no improvement in %d evaluations", state["bad_evals"])
+                    stop = True
+            ckpt_due = eval_due or (t.checkpoint_every_steps > 0 and state["step"] % t.checkpoint_every_steps == 0)
+            if ckpt_due or _stop_signals:
+                save_last()
+            if _stop_signals:
+                progress.close()
+                stopper.hand_on()
+    progress.close()
+    if evaluated_at != state["step"] or state["best"] is None:
+        run_eval()
+        save_last()
+
+    # 5. test the best checkpoint
+    from transformers import AutoModelForSequenceClassification
+
+    best = AutoModelForSequenceClassification.from_pretrained(checkpoint.best_dir(run_dir)).to(device)
+    test_metrics, preds, probs = evaluate(best, test_set, t.eval_batch_size, device, precision, pad_id)
+    atomic.append_jsonl(run_dir / "metrics.jsonl", {"split": "test", "epoch": state["best_epoch"],
+                                                    "step": state["best_step"], **test_metrics, "time": time.time()})
+    _write_predictions(run_dir, splits.test, preds, probs, splits.labels)
+    elapsed = state["elapsed"] + time.time() - started
+    result = {
+        "status": "completed", "error": None, "monitor": t.monitor,
+        "best_epoch": state["best_epoch"], "best_step": state["best_step"],
+        "val": state["best_val"], "test": test_metrics,
+        "steps": state["step"], "epochs": state["epoch"], "attempts": state["attempt"],
+        "wall_time_s": round(elapsed, 3),
+        "train_samples_per_s": round(state["train_samples"] / state["train_time"], 3) if state["train_time"] else None,
+        "device": device, "precision": precision, "num_labels": len(splits.labels),
+        "train_size": len(train_set), "val_size": len(val_set), "test_size": len(test_set),
+    }
+    _write_final(run_dir, result)
+    tracker.summary({"val": state["best_val"], "test": test_metrics, "wall_time_s": result["wall_time_s"]})
+    tracker.finish()
+    log.info("done in %.1f s: best val %s=%.4f at step %s; test accuracy=%.4f macro_f1=%.4f", elapsed,
+             t.monitor, state["best"], state["best_step"], test_metrics["accuracy"], test_metrics["macro_f1"])
+    print(f"val  {_fmt(state['best_val'])}\ntest {_fmt(test_metrics)}\nrun dir: {run_dir}", flush=True)
+    np.random.seed(None)
+    return float(state["best_val"][t.monitor])
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+def _fmt(m: dict[str, float]) -> str:
+    return " ".join(f"{k}={v:.4f}" for k, v in m.items())
+
+
+def _hydra_run_dir() -> Path:
+    from hydra.core.hydra_config import HydraConfig
+
+    return Path(HydraConfig.get().runtime.output_dir)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_final(run_dir: Path, result: dict[str, Any]) -> None:
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    try:
+        atomic.write_json(run_dir / "metrics.json", {**result, "end_time": now})
+    except OSError as e:
+        log.error("could not write %s: %s", run_dir / "metrics.json", e)
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop lines logged after the checkpoint we resume from: they will be logged again."""
+    import json
+
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue  # a torn last line from the kill
+        if row.get("step", 0) <= step and row.get("split") != "test":
+            keep.append(line)
+    atomic.write_text(path, "".join(x + "\n" for x in keep))
+
+
+def _write_predictions(run_dir: Path, test: Any, preds: Any, probs: Any, labels: list[str]) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame({"text": test.text, "label": test.label, "prediction": [labels[i] for i in preds],
+                          "confidence": probs.max(-1).round(5)})
+    atomic.write_text(run_dir / "test_predictions.csv", frame.to_csv(index=False))
+
+
+class _Progress:
+    """A rich progress bar on a terminal; plain log lines every ``log_every`` steps in job logs."""
+
+    def __init__(self, total: int, start: int, log_every: int) -> None:
+        self.total, self.start, self.log_every = total, start, max(1, log_every)
+        self.rate = 0.0
+        self._bar = None
+        if sys.stderr.isatty():
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self._bar = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                 TimeRemainingColumn(), TextColumn("{task.fields[info]}"), transient=False)
+            self._task = self._bar.add_task("train", total=total, completed=start, info="")
+            self._bar.start()
+
+    def update(self, state: dict[str, Any], loss: float, lr: float, samples: int, seconds: float) -> None:
+        inst = samples / max(seconds, 1e-9)
+        self.rate = inst if self.rate == 0 else 0.9 * self.rate + 0.1 * inst
+        info = f"loss={loss:.4f} lr={lr:.2e} {self.rate:.1f} samples/s"
+        if self._bar is not None:
+            self._bar.update(self._task, completed=state["step"], info=info)
+        elif state["step"] % self.log_every == 0 or state["step"] == self.total:
+            done = state["step"] - self.start
+            eta = (self.total - state["step"]) * seconds if done else 0
+            log.info("step %d/%d epoch %d %s eta %.0fs", state["step"], self.total, state["epoch"], info, eta)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None

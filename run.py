@@ -1,0 +1,23 @@
+"""Hydra entry point: one fine-tune (``python run.py``) or a sweep (``python run.py -m ...``)."""
+
+from pipeline.entry import reexec_with_malloc_settings
+
+reexec_with_malloc_settings()
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from pipeline.config import register  # noqa: E402
+
+register()
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="config")
+def main(cfg: DictConfig) -> float:
+    from pipeline.entry import run_job
+
+    return run_job(cfg)
+
+
+if __name__ == "__main__":
+    main()
