@@ -19,19 +19,19 @@ def _fail(message: str) -> None:
 
 
 class Preflight(Callback):
-    def _check(self, config: Any) -> None:
+    def _check(self, config: Any, runs_here: bool) -> None:
         from pipeline import preflight
         from pipeline.errors import PipelineError
 
         try:
-            preflight.check(config)
+            preflight.check(config, runs_here=runs_here)
         except PipelineError as e:
             if os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
             _fail(str(e))
 
     def on_run_start(self, config: Any, **kwargs: Any) -> None:
-        self._check(config)
+        self._check(config, runs_here=True)
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
-        self._check(config)
+        self._check(config, runs_here=config.get("cluster_name", "local") == "local")

@@ -232,13 +232,56 @@ def processed_dir(cfg: Any) -> Path:
     return Path(os.environ.get("PIPELINE_PROCESSED_DIR", "data/processed")) / cfg.data.name
 
 
+#: data settings that decide the split; labels.json records them and training compares them to cfg.data
+SPLIT_KEYS = ("format", "text_columns", "label_column", "encoding", "dedup", "dedup_columns", "val_fraction",
+              "test_fraction", "split_seed", "max_rows")
+
+
+def split_params(d: Any) -> dict[str, Any]:
+    """The data settings a prepared split was made with (file by name: the fetch stage puts it in data/raw)."""
+    out = {"file": Path(str(d.file)).name}
+    for key in SPLIT_KEYS:
+        value = d.get(key)
+        out[key] = list(value) if key in ("text_columns", "dedup_columns") and value is not None else value
+    return out
+
+
+_WARNED: set[str] = set()
+
+
+def prepared_matches(cfg: Any, folder: Path) -> bool:
+    """True if ``folder`` holds prepared splits made from this job's data file with its data settings."""
+    if not (folder / "labels.json").is_file():
+        return False
+    meta = json.loads((folder / "labels.json").read_text())
+    want, have = split_params(cfg.data), meta.get("params") or {}
+    why = ", ".join(f"{k}={have.get(k)!r} (job: {v!r})" for k, v in want.items() if have.get(k) != v)
+    if not why:
+        try:  # the raw file itself when it is here, else the checksum the data config records
+            sha = file_sha256(resolve_data_file(cfg.data.file, cfg.paths.data_dir))
+        except DataError:
+            sha = cfg.data.get("sha256")
+        if sha and sha != meta.get("data_sha256"):
+            why = f"data_sha256={str(meta.get('data_sha256'))[:12]}... (job's file: {sha[:12]}...)"
+    if why and str(folder) + why not in _WARNED:
+        _WARNED.add(str(folder) + why)
+        log.warning("prepared splits in %s were made with other data settings: %s; building the split from "
+                    "the raw file instead (run `dvc repro prepare@%s` after changing configs/data/%s.yaml to "
+                    "prepare it)", folder, why, cfg.data.name, cfg.data.name)
+    return not why
+
+
 def load_splits(cfg: Any) -> Splits:
     """The train/val/test split for ``cfg.data``: prepared files if present, else made from the raw file."""
     prepared = processed_dir(cfg)
-    if (prepared / "labels.json").is_file() and cfg.data.get("use_prepared", True):
+    if cfg.data.get("use_prepared", True) and prepared_matches(cfg, prepared):
         return _load_prepared(prepared)
     d = cfg.data
     path = resolve_data_file(d.file, cfg.paths.data_dir)
+    st = path.stat()
+    memo_key = (str(path), st.st_mtime_ns, st.st_size, json.dumps(_plain(d), sort_keys=True))
+    if memo_key in _MEMO:  # preflight already loaded it in this process
+        return _MEMO[memo_key]
     sha = file_sha256(path)
     raw = load_table(path, d.format, d.encoding)
     df, stats = clean(raw, list(d.text_columns), d.label_column, d.dedup, str(path),
@@ -248,7 +291,18 @@ def load_splits(cfg: Any) -> Splits:
     train, val, test = stratified_split(df, d.val_fraction, d.test_fraction, d.split_seed)
     labels = sorted(df.label.unique().tolist())
     stats.update({s: len(x) for s, x in zip(SPLITS, (train, val, test))})
-    return Splits(train, val, test, labels, sha, stats)
+    _MEMO.clear()
+    _MEMO[memo_key] = Splits(train, val, test, labels, sha, stats)
+    return _MEMO[memo_key]
+
+
+_MEMO: dict[tuple, Splits] = {}
+
+
+def _plain(node: Any) -> Any:
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
 
 
 def _load_prepared(folder: Path) -> Splits:
@@ -260,9 +314,11 @@ def _load_prepared(folder: Path) -> Splits:
         if unknown:
             raise DataError(
                 f"prepared split '{folder / (s + '.parquet')}' has labels {unknown} not in labels.json "
-                f"({labels}): rerun `dvc repro prepare`"
+                f"({labels}): rerun `dvc repro prepare@{folder.name}`"
             )
     stats = json.loads((folder / "stats.json").read_text()) if (folder / "stats.json").is_file() else {}
+    stats = {k: v for k, v in stats.items() if not isinstance(v, dict)}  # the counts, as load_splits gives
+    log.info("data from prepared splits %s (dvc stage prepare@%s)", folder, folder.name)
     return Splits(*frames, labels=labels, data_sha256=meta.get("data_sha256", ""), stats=stats)
 
 

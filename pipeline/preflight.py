@@ -1,4 +1,4 @@
-"""Checks that run before anything is trained or submitted: cheap, no torch import.
+"""Checks that run before anything is trained or submitted: no torch import, about a second.
 
 Each failure is a ``PipelineError`` whose message names the problem and the fix. The Hydra callback in
 ``pipeline.callbacks`` runs them at the start of every run and sweep; launchers run them per job before
@@ -29,10 +29,19 @@ def check_output_root(root: str) -> None:
         ) from None
 
 
-def check(cfg: Any) -> None:
+def check_device(cfg: Any) -> None:
+    """Only where the job will run here: a login node has no GPU, the cluster's nodes do."""
+    t = cfg.trainer
+    if t.device == "cuda" or t.precision == "fp16":
+        from pipeline.train import pick_device, pick_precision
+
+        pick_precision(t.precision, pick_device(t.device))
+
+
+def check(cfg: Any, runs_here: bool = True) -> None:
     """Everything that can be known wrong before a job starts."""
     from pipeline import config as config_lib
-    from pipeline.data import processed_dir, resolve_data_file
+    from pipeline.data import load_splits
     from pipeline.model import offline_minilm_path, resolve_model_path
 
     try:
@@ -40,11 +49,12 @@ def check(cfg: Any) -> None:
     except ValueError as e:
         raise PipelineError(str(e)) from None
     check_output_root(cfg.paths.output_root)
-    if not (processed_dir(cfg) / "labels.json").is_file():
-        resolve_data_file(cfg.data.file, cfg.paths.data_dir)
+    load_splits(cfg)  # reads, cleans and splits: every data problem surfaces here, before any job
     if cfg.model.pretrained or cfg.model.path:
         resolve_model_path(cfg.model)
     else:
         offline_minilm_path()  # the tiny model borrows the MiniLM vocabulary
+    if runs_here:
+        check_device(cfg)
     if cfg.tracking.backend not in ("none", "wandb"):
         raise PipelineError(f"tracking.backend={cfg.tracking.backend!r} is not one of: none, wandb")
