@@ -16,6 +16,7 @@ A SIGUSR2 or SIGTERM (the scheduler's run-limit warning, or preemption) makes th
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
@@ -168,7 +169,15 @@ def fit(cfg: DictConfig, run_dir: str | Path | None = None) -> float:
         return float(done["val"][cfg.trainer.monitor])
     try:
         with _GracefulStop() as stopper:
-            return _train(cfg, run_dir, stopper)
+            try:
+                return _train(cfg, run_dir, stopper)
+            except OSError as e:
+                if e.errno not in (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM):
+                    raise
+                raise PipelineError(
+                    f"cannot write {e.filename or 'to the run directory'}: {e.strerror}; earlier checkpoints are "
+                    "intact - free space or fix permissions (or point PIPELINE_OUTPUT_ROOT elsewhere), then rerun "
+                    "to resume") from e
     except (Exception, KeyboardInterrupt) as e:
         message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if not isinstance(e, PipelineError):
