@@ -1,0 +1,558 @@
+"""The ``pipeline`` command: watch a sweep, read its logs, compare and aggregate runs, use the best model.
+
+    pipeline status  SWEEP                     one line per job, one scheduler query for the whole sweep
+    pipeline logs    SWEEP [JOB] [-f] [--err]  a job's log (bpeek while LSF still buffers); no JOB: failures
+    pipeline results SWEEP [SWEEP ...]         compare table (--by-seed, --metric, --format md|csv|json|latex)
+    pipeline aggregate SWEEP                   SWEEP/results/{runs.csv,summary.csv,summary.md,results.json,*.png}
+    pipeline best    SWEEP                     path of the best run's checkpoints/best
+    pipeline predict RUN "text"                label + probabilities from a fine-tuned checkpoint
+    pipeline evaluate RUN --data FILE          accuracy / macro-F1 on a labelled file
+    pipeline prefetch MODEL_ID                 download a hub model once so that jobs run offline
+
+Only typer is imported at start-up; everything else (rich, the results reader, torch, transformers,
+matplotlib, scikit-learn, pandas) is imported inside the command that needs it, so ``pipeline --help``
+and ``pipeline status`` answer in a fraction of a second. Errors are one line on stderr: exit 2 for bad
+input (not a sweep, unknown metric), exit 1 when something failed.
+"""
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(
+    name="pipeline",
+    help="Watch, compare and use the runs of BERT fine-tuning sweeps (LSF, Slurm or local).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+FORMATS = ("table", "md", "csv", "json", "latex")
+METRIC_HELP = "Metric to rank by: val_macro_f1, val_accuracy, val_loss, test_macro_f1, wall_time_s, gpu_hours, ..."
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    # markup off: job ids (1234[5]), overrides ([a,b]) and error messages are shown as they are
+    console = Console(stderr=stderr, highlight=False, markup=False)
+    if not console.is_terminal:
+        console.width = max(console.width, 240)  # piped / captured output: do not wrap the tables
+    return console
+
+
+def _fail(message: str, code: int = 2) -> None:
+    """One line on stderr, then exit (2: bad input, 1: something failed)."""
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    raise typer.Exit(code)
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def _load_sweeps(paths: list[Path]):
+    from pipeline import results as R
+
+    try:
+        return R.load_sweeps(paths)
+    except R.NotASweepError as e:
+        _fail(str(e))
+
+
+def _check_mode(mode: str | None) -> None:
+    if mode is not None and mode not in ("max", "min"):
+        _fail(f"--mode must be max or min, not {mode!r}")
+
+
+def _check_metric(metric: str, runs) -> None:
+    from pipeline import results as R
+
+    try:
+        R.check_metric(metric, runs)
+    except R.UnknownMetricError as e:
+        _fail(str(e))
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def _num(v: float | None, digits: int = 4) -> str:
+    if v is None:
+        return ""
+    return f"{v:.0f}" if float(v).is_integer() and digits == 0 else f"{v:.{digits}f}"
+
+
+STATE_STYLE = {"completed": "green", "running": "cyan", "pending": "yellow", "failed": "bold red",
+               "corrupt": "bold magenta", "missing": "dim", "baseline": "blue"}
+
+
+# ----------------------------------------------------------------------------------------------- status
+
+
+@app.command()
+def status(
+    sweep: Path = typer.Argument(..., help="Sweep (multirun) directory or a single run directory."),
+    metric: str = typer.Option("val_macro_f1", "--metric", "-m", help="Validation metric shown as 'best'."),
+    no_scheduler: bool = typer.Option(False, "--no-scheduler", help="Do not ask the scheduler; run dirs only."),
+) -> None:
+    """One line per job: scheduler id, state, runtime, epoch/step reached, best val metric so far.
+
+    Asks the scheduler once for the whole sweep (bjobs / sacct / pid check). Exit code 1 if any job
+    failed or has a corrupt metrics.json.
+    """
+    from rich.table import Table
+    from rich.text import Text
+
+    from pipeline import sweep_status as S
+
+    (sw,) = _load_sweeps([sweep])
+    _check_metric(metric, sw.runs)
+    answer = S.SchedAnswer(sw.scheduler) if no_scheduler else S.query_sweep(sw)
+    if answer.warning:
+        _warn(answer.warning)
+    rows = S.sweep_status(sw, answer, metric)
+
+    table = Table(title=Text(f"{sw.path}  ({sw.scheduler})"), title_justify="left")
+    for col, justify in (("job", "right"), ("job id", "left"), ("state", "left"), ("scheduler", "left"),
+                         ("runtime", "right"), ("epoch", "right"), ("step", "right"),
+                         (f"best {metric}", "right"), ("note", "left")):
+        table.add_column(col, justify=justify, overflow="fold")
+    for st in rows:
+        table.add_row(
+            st.run.label, st.run.job_id or "", Text(st.state.upper(), style=STATE_STYLE.get(st.state, "")),
+            st.sched, _duration(st.runtime_s), _num(st.epoch, 0), _num(st.step, 0), _num(st.best),
+            st.note or "",
+        )
+    out = _console()
+    out.print(table)
+    counts: dict[str, int] = {}
+    for st in rows:
+        counts[st.state] = counts.get(st.state, 0) + 1
+    order = ("completed", "running", "pending", "failed", "corrupt", "missing")
+    out.print(f"{len(rows)} jobs: " + ", ".join(f"{counts[s]} {s}" for s in order if counts.get(s)))
+    agg = S.aggregate_state(sw, answer)
+    if agg:
+        out.print(f"aggregate job {sw.meta.get('aggregate_job_id')}: {agg}")
+    if S.has_failures(rows):
+        raise typer.Exit(1)
+
+
+# ------------------------------------------------------------------------------------------------- logs
+
+
+def _tail_lines(path: Path, n: int | None) -> str:
+    """The last ``n`` lines of a file (all of it for n in (None, 0)), reading only the end of big files."""
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        if not n:
+            f.seek(0)
+            data = f.read()
+        else:
+            block, data = 65536, b""
+            while size > 0 and data.count(b"\n") <= n:
+                step = min(block, size)
+                size -= step
+                f.seek(size)
+                data = f.read(step) + data
+    text = data.decode("utf-8", "replace")
+    if n:
+        text = "".join(text.splitlines(keepends=True)[-n:])
+    return text
+
+
+def _write(text: str) -> None:
+    sys.stdout.write(text)
+    if text and not text.endswith("\n"):
+        sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+def _run_finished(run) -> bool:
+    return run.run_dir is not None and (run.run_dir / "metrics.json").is_file()
+
+
+def _follow(path: Path, run, n: int | None, poll: float = 0.5, idle_after_end: float = 1.0) -> None:
+    """Print the tail, then what is appended, until Ctrl-C or the run has ended and the log is quiet."""
+    try:
+        while not path.exists():  # a pending job: wait for its log to appear
+            if _run_finished(run):
+                _fail(f"{path} does not exist and the run has ended", 1)
+            time.sleep(poll)
+        sys.stdout.write(_tail_lines(path, n))
+        sys.stdout.flush()
+        pos = path.stat().st_size
+        quiet_since = None
+        while True:
+            size = path.stat().st_size
+            if size < pos:  # truncated (requeued job): start over
+                pos = 0
+            if size > pos:
+                with open(path, "rb") as f:
+                    f.seek(pos)
+                    chunk = f.read(size - pos)
+                pos = size
+                sys.stdout.write(chunk.decode("utf-8", "replace"))
+                sys.stdout.flush()
+                quiet_since = None
+            elif _run_finished(run):
+                quiet_since = quiet_since or time.monotonic()
+                if time.monotonic() - quiet_since >= idle_after_end:
+                    return
+            time.sleep(poll)
+    except KeyboardInterrupt:
+        return
+
+
+def _log_candidates(run, err: bool) -> list[Path]:
+    paths: list[Path] = []
+    declared = run.stderr if err else run.stdout
+    if declared:
+        paths.append(Path(declared))
+    if run.run_dir is not None:
+        paths.append(run.run_dir / "run.log")
+        paths += sorted(p for p in run.run_dir.glob("*.log") if p.name != "run.log")
+    return paths
+
+
+def _failure_log(run) -> Path | None:
+    for p in [*_log_candidates(run, True), *_log_candidates(run, False)]:
+        if p.is_file() and p.stat().st_size > 0:
+            return p
+    return None
+
+
+def _bpeek(job_id: str, follow: bool, n: int | None) -> bool:
+    """``bpeek [-f] ID``: True if it answered (LSF buffers -o output until the job ends)."""
+    import subprocess
+
+    argv = ["bpeek", *(["-f"] if follow else []), job_id]
+    try:
+        if follow:
+            return subprocess.run(argv).returncode == 0
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    except (FileNotFoundError, subprocess.TimeoutExpired) as e:
+        _warn(f"bpeek {job_id}: {e}")
+        return False
+    except KeyboardInterrupt:
+        return True
+    if p.returncode != 0:
+        said = (p.stderr or p.stdout).strip().splitlines()
+        _warn(f"bpeek {job_id}: {said[0] if said else f'exit code {p.returncode}'}")
+        return False
+    text = p.stdout
+    if n:
+        text = "".join(text.splitlines(keepends=True)[-n:])
+    _write(text)
+    return True
+
+
+def _find_run(sw, job: str):
+    for run in sw.runs:
+        if run.label == job or run.name == job or (run.job_id and run.job_id == job):
+            return run
+    _fail(f"no job {job!r} in {sw.path} (jobs: {', '.join(r.label for r in sw.runs) or 'none'})")
+
+
+@app.command()
+def logs(
+    sweep: Path = typer.Argument(..., help="Sweep (multirun) directory or a single run directory."),
+    job: str | None = typer.Argument(None, help="Job number (or scheduler id). Omit: tails of all failed jobs."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing what is appended."),
+    err: bool = typer.Option(False, "--err", help="The scheduler's stderr file instead of stdout."),
+    lines: int | None = typer.Option(None, "--lines", "-n", help="Last N lines (0: all). Default 100; 20 per failure."),
+) -> None:
+    """Print or follow a job's log: the scheduler's stdout/stderr from sweep.json, else <run>/run.log.
+
+    For LSF, while the -o file does not exist yet (LSF writes it at job end), `bpeek` shows the output.
+    """
+    from pipeline import results as R
+    from pipeline import sweep_status as S
+
+    (sw,) = _load_sweeps([sweep])
+    if job is None:
+        answer = S.query_sweep(sw)
+        if answer.warning:
+            _warn(answer.warning)
+        failed = [st for st in S.sweep_status(sw, answer) if st.state in R.BAD_STATES]
+        if not failed:
+            print(f"no failed jobs in {sw.path}")
+            return
+        n = 20 if lines is None else lines
+        for st in failed:
+            log = _failure_log(st.run)
+            where = str(log) if log else "no log found"
+            print(f"==> job {st.run.label} ({st.run.job_id or 'no job id'}) {st.state.upper()}: "
+                  f"{st.note or 'no error recorded'}  [{where}]")
+            if log:
+                _write(_tail_lines(log, n))
+        return
+
+    run = _find_run(sw, job)
+    n = 100 if lines is None else lines
+    candidates = _log_candidates(run, err)
+    declared = Path(run.stderr if err else run.stdout) if (run.stderr if err else run.stdout) else None
+    if declared is not None and declared.is_file():
+        return _follow(declared, run, n) if follow else _write(_tail_lines(declared, n))
+    if sw.scheduler == "lsf" and run.job_id and not _run_finished(run):
+        if _bpeek(run.job_id, follow, n):
+            return
+    for path in candidates:
+        if path.is_file():
+            if declared is not None:
+                _warn(f"{declared} does not exist yet; showing {path}")
+            return _follow(path, run, n) if follow else _write(_tail_lines(path, n))
+    if follow and declared is not None:
+        return _follow(declared, run, n)  # waits for the file to appear
+    looked = ", ".join(str(p) for p in candidates) or "nothing to look at"
+    _fail(f"no log for job {run.label} yet (state {run.state}; looked at {looked})", 1)
+
+
+# ---------------------------------------------------------------------------------------------- results
+
+
+def _render_table(table, title: str) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    from pipeline import results as R
+
+    cols, rows = R.human_rows(table)
+    t = Table(title=Text(title), title_justify="left")
+    right = set(table.display) | {"gpu_hours", "n", "job"}
+    for c in cols:
+        t.add_column(c, justify="right" if c in right else "left", overflow="fold",
+                     max_width=60 if c == "error" else None)
+    for i, (row, cells) in enumerate(zip(table.rows, rows, strict=True)):
+        state = str(row.get("state", ""))
+        style = "bold green" if i == table.best else ("red" if state in R.BAD_STATES else
+                                                       "dim" if state in ("missing", "running") else "")
+        t.add_row(*(Text(c) for c in cells), style=style)
+    out = _console()
+    out.print(t)
+    out.print(R.total_line(table))
+    out.print(R.best_line(table))
+
+
+def _baselines(sweeps) -> list[dict]:
+    """One TF-IDF + logistic-regression row per dataset of each sweep (cached under SWEEP/results)."""
+    from pipeline import baseline as B
+
+    out = []
+    for sw in sweeps:
+        groups: dict[tuple, object] = {}
+        for run in sw.runs:
+            key = tuple(sorted((k, v) for k, v in run.params.items() if k == "data" or k.startswith("data.")))
+            if run.run_dir is not None and (run.run_dir / ".hydra" / "config.yaml").is_file():
+                groups.setdefault(key, run)
+        for run in groups.values():
+            cache = sw.path / "results" if os.access(sw.path, os.W_OK) else Path(
+                os.environ.get("PIPELINE_OUTPUT_ROOT", "outputs")) / ".cache"
+            try:
+                result = B.baseline_for_run(run.run_dir, cache, run.info.get("data_sha256"))
+            except Exception as e:  # the table still prints without the baseline
+                _warn(f"baseline for {sw.name} (from {run.run_dir}): {str(e).strip().splitlines()[:1]}")
+                continue
+            out.append({"sweep": sw.name, "metrics": B.baseline_metrics(result),
+                        "label": f"{B.NAME} ({result.get('dataset')}, C={result.get('C')})"})
+    return out
+
+
+@app.command()
+def results(
+    sweeps: list[Path] = typer.Argument(..., help="One or more sweep (or run) directories, side by side."),
+    by_seed: bool = typer.Option(False, "--by-seed", help="One row per configuration: mean ± std over seeds."),
+    metric: str = typer.Option("val_macro_f1", "--metric", "-m", help=METRIC_HELP),
+    mode: str | None = typer.Option(None, "--mode", help="max or min (default: min for losses and times)."),
+    all_params: bool = typer.Option(False, "--all-params", help="Show every override, not only those that vary."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table, md, csv, json or latex."),
+    columns: str | None = typer.Option(None, "--columns", "-c", help="Metric columns to show, comma-separated."),
+    baseline: bool = typer.Option(False, "--baseline", help="Add a TF-IDF + logistic-regression row per dataset."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
+) -> None:
+    """The compare table: one row per run (or per configuration with --by-seed), best row marked."""
+    from pipeline import results as R
+
+    _check_mode(mode)
+    if fmt not in FORMATS:
+        _fail(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    sws = _load_sweeps(sweeps)
+    runs = [r for sw in sws for r in sw.runs]
+    _check_metric(metric, runs)
+    cols = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
+    for col in cols or []:
+        _check_metric(col, runs)
+    base = _baselines(sws) if baseline else None
+    build = R.seed_table if by_seed else R.run_table
+    table = build(runs, metric, mode, all_params, cols, base)
+    if fmt == "table" and output is None:
+        title = ", ".join(str(sw.path) for sw in sws)
+        _render_table(table, title)
+        return
+    text = R.FORMATTERS[fmt](table) if fmt != "table" else R.to_markdown(table)
+    if output is not None:
+        from pipeline import atomic
+
+        atomic.write_text(output, text)
+        print(f"wrote {output}")
+    else:
+        sys.stdout.write(text)
+
+
+@app.command()
+def aggregate(
+    sweep: Path = typer.Argument(..., help="Sweep (multirun) directory."),
+    metric: str = typer.Option("val_macro_f1", "--metric", "-m", help=METRIC_HELP),
+    mode: str | None = typer.Option(None, "--mode", help="max or min."),
+    out: Path | None = typer.Option(None, "--out", help="Output folder (default SWEEP/results)."),
+) -> None:
+    """Write SWEEP/results/{runs.csv, summary.csv, summary.md, results.json, curves.png, final.png}."""
+    from pipeline import results as R
+
+    _check_mode(mode)
+    (sw,) = _load_sweeps([sweep])
+    _check_metric(metric, sw.runs)
+    paths = R.aggregate(sw, metric, mode, out)
+    for p in paths.values():
+        print(p)
+
+
+@app.command()
+def best(
+    sweeps: list[Path] = typer.Argument(..., help="Sweep (multirun) directories."),
+    metric: str = typer.Option("val_macro_f1", "--metric", "-m", help=METRIC_HELP),
+    mode: str | None = typer.Option(None, "--mode", help="max or min."),
+) -> None:
+    """Print the path of the best completed run's checkpoints/best."""
+    from pipeline import results as R
+    from pipeline.atomic import resolve_dir
+
+    _check_mode(mode)
+    sws = _load_sweeps(sweeps)
+    runs = [r for sw in sws for r in sw.runs]
+    _check_metric(metric, runs)
+    run = R.best_run(runs, metric, mode)
+    if run is None or run.run_dir is None:
+        _fail(f"no completed run reports {metric} yet", 1)
+    ckpt = resolve_dir(run.run_dir / "checkpoints" / "best")
+    if ckpt is None:
+        _fail(f"best run {run.run_dir} ({metric}={run.metrics[metric]:.4f}) has no checkpoints/best", 1)
+    print(ckpt)
+
+
+# ---------------------------------------------------------------------------------------------- predict
+
+
+@app.command()
+def predict(
+    path: Path = typer.Argument(..., help="Checkpoint folder, run directory (uses checkpoints/best) or sweep."),
+    texts: list[str] | None = typer.Argument(None, help="Texts to classify."),
+    file: Path | None = typer.Option(None, "--file", help="More texts, one per line ('-' = stdin)."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table or json."),
+    batch_size: int = typer.Option(32, "--batch-size"),
+    max_length: int | None = typer.Option(None, "--max-length",
+                                          help="Default: the run's trainer.max_length, else 512."),
+) -> None:
+    """Label and class probabilities from a fine-tuned checkpoint (offline)."""
+    if fmt not in ("table", "json"):
+        _fail(f"--format must be table or json, not {fmt!r}")
+    items = list(texts or [])
+    if file is not None:
+        if str(file) == "-":
+            raw = sys.stdin.read()
+        elif not file.is_file():
+            _fail(f"{file}: no such file")
+        else:
+            raw = file.read_text(encoding="utf-8")
+        items += [line for line in raw.splitlines() if line.strip()]
+    if not items:
+        _fail('nothing to classify: pass texts ("some text") or --file texts.txt')
+    from pipeline import predict as P
+
+    try:
+        clf = P.Classifier.load(path, max_length)
+    except P.CheckpointNotFoundError as e:
+        _fail(str(e))
+    rows = clf.predict(items, batch_size)
+    if fmt == "json":
+        import json
+
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    from rich.table import Table
+    from rich.text import Text
+
+    t = Table(title=Text(str(clf.checkpoint)), title_justify="left")
+    t.add_column("text", overflow="ellipsis", max_width=60, no_wrap=True)
+    t.add_column("label")
+    for label in clf.labels:
+        t.add_column(label, justify="right")
+    for row in rows:
+        t.add_row(Text(row["text"]), Text(row["label"]), *(f"{row['probs'][lab]:.3f}" for lab in clf.labels))
+    _console().print(t)
+
+
+@app.command()
+def evaluate(
+    path: Path = typer.Argument(..., help="Checkpoint folder, run directory or sweep (its best run)."),
+    data: Path = typer.Option(..., "--data", help="Labelled CSV/TSV/JSONL/Parquet file."),
+    text_columns: str | None = typer.Option(None, "--text-columns", help="Comma-separated; default: the run's."),
+    label_column: str | None = typer.Option(None, "--label-column", help="Default: the run's (else 'label')."),
+    batch_size: int = typer.Option(32, "--batch-size"),
+    limit: int | None = typer.Option(None, "--limit", help="Only the first N rows."),
+    fmt: str = typer.Option("table", "--format", "-f", help="table or json."),
+) -> None:
+    """Accuracy and macro-F1 of the best checkpoint on a labelled file."""
+    if fmt not in ("table", "json"):
+        _fail(f"--format must be table or json, not {fmt!r}")
+    if not data.is_file():
+        _fail(f"{data}: no such file")
+    from pipeline import predict as P
+    from pipeline.errors import PipelineError
+
+    cols = [c.strip() for c in text_columns.split(",") if c.strip()] if text_columns else None
+    try:
+        result = P.evaluate(path, data, cols, label_column, batch_size, limit)
+    except (P.CheckpointNotFoundError, PipelineError, ValueError) as e:
+        _fail(str(e).strip().splitlines()[0])
+    if fmt == "json":
+        import json
+
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        return
+    print(f"{result['checkpoint']} on {result['data']} (n={result['n']}): "
+          f"accuracy={result['accuracy']:.4f} macro_f1={result['macro_f1']:.4f}")
+
+
+# --------------------------------------------------------------------------------------------- prefetch
+
+
+@app.command()
+def prefetch(
+    model: str = typer.Argument(..., help="Hugging Face hub id, e.g. bert-base-uncased."),
+    cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Default: $HF_HOME/hub."),
+) -> None:
+    """Download a hub model + tokenizer once (login node), so jobs load it with HF_HUB_OFFLINE=1."""
+    from pipeline.errors import PipelineError
+    from pipeline.prefetch import prefetch as fetch
+
+    try:
+        folder = fetch(model, str(cache_dir) if cache_dir else None)
+    except PipelineError as e:
+        _fail(str(e), 1)
+    print(folder)
+
+
+if __name__ == "__main__":
+    app()
