@@ -35,3 +35,31 @@ class Preflight(Callback):
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
         self._check(config, runs_here=config.get("cluster_name", "local") == "local")
+
+
+class AggregateAtEnd(Callback):
+    """At the end of a blocking sweep: write ``<sweep>/results/`` and print the compare table.
+
+    Non-blocking launches (LSF with ``wait: false``) return before any job ran; there a dependent
+    scheduler job runs ``pipeline aggregate`` once the arrays have ended.
+    """
+
+    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        import logging
+        from pathlib import Path
+
+        if not config.hydra.launcher.get("wait", True) or config.hydra.launcher.get("dry_run", False):
+            return
+        sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            from pipeline import results
+            from pipeline.cli import _render_table
+
+            sweep = results.load_sweep(sweep_dir)
+            metric = "val_" + config.trainer.get("monitor", "macro_f1")
+            results.aggregate(sweep, metric)
+            _render_table(results.run_table(sweep.runs, metric), str(sweep_dir))
+            print(f"results: {sweep_dir / 'results'}   compare: pipeline results {sweep_dir} --by-seed",
+                  flush=True)
+        except Exception as e:  # the sweep itself succeeded; a table problem must not fail it
+            logging.getLogger(__name__).warning("could not aggregate %s: %s", sweep_dir, e)
