@@ -27,6 +27,8 @@ class DataConf:
     test_fraction: float = 0.1
     split_seed: int = 42  # fixed apart from `seed`, so every job of a seed sweep sees the same split
     max_rows: int | None = None  # stratified subsample after dedup (tests, quick demos)
+    sha256: str | None = None  # expected sha256 of the raw file; `dvc repro` (fetch) refuses any other
+    url: str | None = None  # where the fetch stage downloads the raw file when no PIPELINE_DATA_MIRROR
 
 
 @dataclass

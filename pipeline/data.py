@@ -246,9 +246,6 @@ def split_params(d: Any) -> dict[str, Any]:
     return out
 
 
-_WARNED: set[str] = set()
-
-
 def prepared_matches(cfg: Any, folder: Path) -> bool:
     """True if ``folder`` holds prepared splits made from this job's data file with its data settings."""
     if not (folder / "labels.json").is_file():
@@ -263,11 +260,10 @@ def prepared_matches(cfg: Any, folder: Path) -> bool:
             sha = cfg.data.get("sha256")
         if sha and sha != meta.get("data_sha256"):
             why = f"data_sha256={str(meta.get('data_sha256'))[:12]}... (job's file: {sha[:12]}...)"
-    if why and str(folder) + why not in _WARNED:
-        _WARNED.add(str(folder) + why)
+    if why:
         log.warning("prepared splits in %s were made with other data settings: %s; building the split from "
-                    "the raw file instead (run `dvc repro prepare@%s` after changing configs/data/%s.yaml to "
-                    "prepare it)", folder, why, cfg.data.name, cfg.data.name)
+                    "the raw file instead (to prepare these settings, put them in configs/data/%s.yaml and run "
+                    "`dvc repro prepare@%s`)", folder, why, cfg.data.name, cfg.data.name)
     return not why
 
 

@@ -43,6 +43,7 @@ def check(cfg: Any, runs_here: bool = True) -> None:
     from pipeline import config as config_lib
     from pipeline.data import load_splits
     from pipeline.model import offline_minilm_path, resolve_model_path
+    from pipeline.tracking import check_tracking
 
     try:
         config_lib.check(cfg)
@@ -56,5 +57,4 @@ def check(cfg: Any, runs_here: bool = True) -> None:
         offline_minilm_path()  # the tiny model borrows the MiniLM vocabulary
     if runs_here:
         check_device(cfg)
-    if cfg.tracking.backend not in ("none", "wandb"):
-        raise PipelineError(f"tracking.backend={cfg.tracking.backend!r} is not one of: none, wandb")
+    check_tracking(cfg)
