@@ -1,0 +1,99 @@
+"""``hydra/launcher=local_processes``: a sweep as local processes, at most ``max_parallel`` at a time.
+
+submitit's LocalExecutor starts every job at once; this launcher keeps a window of running jobs (by
+default cores // cpus_per_task, and one at a time for GPU jobs unless ``visible_gpus`` lists GPUs to
+share out), writes ``sweep.json`` (scheduler ``local``, job id = the job's process id) and waits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra.core.singleton import Singleton
+from hydra.core.utils import JobReturn, filter_overrides
+from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
+
+from . import _sweep
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.2
+
+
+def parallelism(params: dict[str, Any]) -> tuple[int, list[list[int]]]:
+    """How many jobs run at once, and the GPU ids each slot gets (empty lists without GPUs)."""
+    gpus = int(params.get("gpus_per_node") or 0)
+    visible = [int(g) for g in params.get("visible_gpus") or []]
+    cores = max(1, int(params.get("cpus_per_task") or 1))
+    n = params.get("max_parallel") or max(1, (os.cpu_count() or 1) // cores)
+    if gpus > 0:
+        if len(visible) < gpus:
+            return 1, [list(range(gpus))]
+        slots = [visible[k * gpus:(k + 1) * gpus] for k in range(len(visible) // gpus)]
+        n = min(int(n), len(slots))
+        return n, slots[:n]
+    return int(n), [[] for _ in range(int(n))]
+
+
+class LocalProcessesLauncher(BaseSubmititLauncher):
+    _EXECUTOR = "local"
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        import submitit
+
+        assert self.config is not None
+        p = self.params
+        if not p.get("wait", True):
+            raise ValueError("hydra.launcher.wait=false: local_processes always waits for its jobs "
+                             "(use an LSF or Slurm launcher to submit and return)")
+        n_parallel, slots = parallelism(p)
+        os.environ["PYTHONPATH"] = _sweep.plugin_pythonpath()  # the job processes unpickle this launcher
+        executor = submitit.LocalExecutor(folder=p["submitit_folder"], max_num_timeout=int(p.get("max_num_timeout", 0)))
+        base = {"timeout_min": p.get("timeout_min"), "tasks_per_node": p.get("tasks_per_node") or 1,
+                "gpus_per_node": int(p.get("gpus_per_node") or 0), "nodes": p.get("nodes") or 1,
+                "stderr_to_stdout": bool(p.get("stderr_to_stdout", False))}
+        executor.update_parameters(**{k: v for k, v in base.items() if v is not None})
+
+        sweep_dir = Path(str(self.config.hydra.sweep.dir)).absolute()
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        state = Singleton.get_state()
+        dirs = _sweep.run_dirs(self, job_overrides, initial_job_idx)
+        entries = [_sweep.job_entry(initial_job_idx + k, None, dirs[k], None, None, o)
+                   for k, o in enumerate(job_overrides)]
+
+        def save() -> None:
+            data = _sweep.manifest(scheduler="local", submitit_folder=executor.folder, arrays=[], jobs=entries,
+                                   gpus_per_job=base["gpus_per_node"])
+            _sweep.write(sweep_dir, data, initial_job_idx)
+
+        save()
+        log.info(f"Local sweep in {sweep_dir}: {len(job_overrides)} jobs, {n_parallel} at a time")
+        jobs: list[Any] = [None] * len(job_overrides)
+        running: dict[int, int] = {}  # job index -> slot
+        free = list(range(n_parallel))
+        nxt = 0
+        while nxt < len(job_overrides) or running:
+            while nxt < len(job_overrides) and free:
+                slot = free.pop(0)
+                idx = initial_job_idx + nxt
+                overrides = job_overrides[nxt]
+                log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+                if slots[slot]:
+                    executor.update_parameters(visible_gpus=slots[slot])
+                job = executor.submit(self, list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", state)
+                jobs[nxt] = job
+                entries[nxt].update(job_id=str(job.job_id), stdout=str(job.paths.stdout),
+                                    stderr=str(job.paths.stdout if base["stderr_to_stdout"] else job.paths.stderr))
+                running[nxt] = slot
+                nxt += 1
+                save()
+            for k in [k for k in running if jobs[k].done()]:
+                free.append(running.pop(k))
+            if running:
+                time.sleep(POLL_S)
+        return [job.results()[0] for job in jobs]

@@ -1,0 +1,211 @@
+"""What LSF says about jobs: ``bsub``'s answer and ``bjobs`` output, as pure functions of the text.
+
+Job ids are strings: ``"123"`` for a plain job, ``"123[4]"`` for element 4 of array 123. One ``bjobs``
+call asks about every array at once (``bjobs <array id>`` lists all of its elements).
+
+Dialects:
+
+- ``lsf10`` (IBM Spectrum LSF 10.1): ``bjobs -a -o "jobid stat job_name exit_code" -json <ids>``. An
+  array element shows as JOBID ``"123"`` with JOB_NAME ``"name[4]"`` (or as JOBID ``"123[4]"`` where
+  ``LSB_BJOBS_DISPLAY_ENH=Y``, or with a JOBINDEX field); a job LSF has forgotten comes back as a record
+  with only ``ERROR: "Job <123> is not found"``.
+- ``openlava`` (OpenLava and old LSF: no ``-o``/``-json``): ``bjobs -a -w <ids>``, parsed by columns
+  under the ``JOBID USER STAT QUEUE FROM_HOST EXEC_HOST JOB_NAME SUBMIT_TIME`` header (EXEC_HOST is
+  blank for pending jobs, so columns are found by content, not by position).
+
+Nothing here imports submitit: ``pipeline status`` and the job watcher can both use it cheaply.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+DIALECTS = ("lsf10", "openlava")
+
+#: states after which a job never runs again (unless someone brequeues it)
+FINISHED_STATES = frozenset({"DONE", "EXIT"})
+#: states of a job that is not finished: suspended jobs (PSUSP, USUSP, SSUSP) are not finished, UNKWN
+#: (mbatchd lost sbatchd) and ZOMBI (being killed) end as EXIT later
+UNFINISHED_STATES = frozenset({"PEND", "PROV", "PSUSP", "RUN", "USUSP", "SSUSP", "WAIT", "UNKWN", "ZOMBI"})
+
+BJOBS_FIELDS = "jobid stat job_name exit_code"
+
+_ID_RE = re.compile(r"^(?P<base>[^\[\]\s]+)(?:\[(?P<index>\d+)\])?$")
+_NAME_INDEX_RE = re.compile(r"\[(?P<index>\d+)\]$")
+_NOT_FOUND_RE = re.compile(r"Job <(?P<id>[^>]+)> is not found")
+_SUBMITTED_RE = re.compile(r"Job <(?P<id>\d+)> is submitted")
+
+
+@dataclass(frozen=True)
+class JobState:
+    """One job (or array element) as ``bjobs`` reported it."""
+
+    job_id: str  # "123" or "123[4]"
+    stat: str  # LSF's own word: PEND, RUN, DONE, EXIT, ...
+    name: str | None = None
+    exit_code: int | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.stat in FINISHED_STATES
+
+
+@dataclass
+class BjobsAnswer:
+    """The outcome of one ``bjobs`` call. ``ok`` is False when the call itself failed (transient)."""
+
+    ok: bool
+    states: dict[str, JobState] = field(default_factory=dict)
+    not_found: set[str] = field(default_factory=set)  # ids LSF says it does not know (any more)
+    error: str = ""  # what went wrong when not ok (first lines of stderr)
+
+
+def split_job_id(job_id: str) -> tuple[str, int | None]:
+    """``"123[4]"`` -> ``("123", 4)``; ``"123"`` -> ``("123", None)``."""
+    m = _ID_RE.match(job_id.strip())
+    if m is None:
+        raise ValueError(f"not an LSF job id: {job_id!r} (expected 123 or 123[4])")
+    index = m.group("index")
+    return m.group("base"), None if index is None else int(index)
+
+
+def element_id(base: str, index: int | None) -> str:
+    return base if not index else f"{base}[{index}]"
+
+
+def file_stem(job_id: str) -> str:
+    """The file-name form of a job id, as LSF writes ``%J_%I``: ``"123[4]"`` -> ``"123_4"``."""
+    base, index = split_job_id(job_id)
+    return base if not index else f"{base}_{index}"
+
+
+def parse_bsub_output(stdout: str) -> str:
+    """The job id from ``Job <123> is submitted to queue <normal>.``; ValueError if there is none."""
+    m = _SUBMITTED_RE.search(stdout)
+    if m is None:
+        raise ValueError(f"bsub did not say 'Job <id> is submitted': {stdout.strip()[:500]!r}")
+    return m.group("id")
+
+
+def bjobs_command(job_ids: Iterable[str], dialect: str = "lsf10") -> list[str]:
+    """One ``bjobs`` call for all the given jobs (array elements are asked for through their array)."""
+    if dialect not in DIALECTS:
+        raise ValueError(f"unknown LSF dialect {dialect!r}; valid: {', '.join(DIALECTS)}")
+    bases = sorted({split_job_id(j)[0] for j in job_ids}, key=lambda b: (len(b), b))
+    if dialect == "lsf10":
+        return ["bjobs", "-a", "-o", BJOBS_FIELDS, "-json", *bases]
+    return ["bjobs", "-a", "-w", *bases]
+
+
+def _key(jobid: str, name: str | None, jobindex: str | None = None) -> str:
+    base, index = split_job_id(jobid)
+    if index is None and jobindex not in (None, "", "0", "-"):
+        index = int(str(jobindex))
+    if index is None and name:
+        m = _NAME_INDEX_RE.search(name.strip())
+        if m is not None:
+            index = int(m.group("index"))
+    return element_id(base, index)
+
+
+def _exit_code(value: object) -> int | None:
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        return None
+
+
+def parse_not_found(text: str) -> set[str]:
+    """Ids from ``Job <123> is not found`` lines (bjobs says this on stderr, or in a JSON ERROR field)."""
+    return {m.group("id") for m in _NOT_FOUND_RE.finditer(text)}
+
+
+def parse_bjobs_json(text: str) -> BjobsAnswer:
+    """``bjobs -o "jobid stat job_name exit_code" -json`` (LSF 10.1). ValueError if it is not that."""
+    data = json.loads(text)
+    if not isinstance(data, dict) or not isinstance(data.get("RECORDS"), list):
+        raise ValueError("bjobs -json output without RECORDS")
+    answer = BjobsAnswer(ok=True)
+    for rec in data["RECORDS"]:
+        if not isinstance(rec, dict):
+            continue
+        if rec.get("ERROR"):
+            found = parse_not_found(str(rec["ERROR"]))
+            answer.not_found |= found or ({str(rec["JOBID"])} if rec.get("JOBID") else set())
+            continue
+        if not rec.get("JOBID") or not rec.get("STAT"):
+            continue
+        key = _key(str(rec["JOBID"]), rec.get("JOB_NAME"), rec.get("JOBINDEX"))
+        answer.states[key] = JobState(key, str(rec["STAT"]).upper(), rec.get("JOB_NAME"),
+                                      _exit_code(rec.get("EXIT_CODE")))
+    return answer
+
+
+def parse_bjobs_columns(text: str) -> BjobsAnswer:
+    """Default ``bjobs``/``bjobs -w`` columns, with or without the header line (OpenLava, old LSF).
+
+    JOBID USER STAT come first and are never blank; the array index is read from the JOBID (``123[4]``)
+    or from the first later token shaped like ``name[4]`` (host names never carry brackets). Extra lines
+    of a multi-host job (only an EXEC_HOST) and messages are skipped.
+    """
+    answer = BjobsAnswer(ok=True)
+    for line in text.splitlines():
+        tokens = line.split()
+        if len(tokens) < 3 or tokens[0] == "JOBID" or _ID_RE.match(tokens[0]) is None:
+            continue
+        if not tokens[0][0].isdigit():
+            continue
+        stat = tokens[2].upper()
+        if stat not in FINISHED_STATES | UNFINISHED_STATES:
+            continue
+        name = next((t for t in tokens[3:] if _NAME_INDEX_RE.search(t)), None)
+        key = _key(tokens[0], name)
+        answer.states[key] = JobState(key, stat, name, None)
+    answer.not_found |= parse_not_found(text)
+    return answer
+
+
+def interpret(dialect: str, returncode: int, stdout: str, stderr: str) -> BjobsAnswer:
+    """Turn one ``bjobs`` run into an answer. The exit code and stderr are the truth:
+
+    - ``Job <x> is not found`` lines are answers (LSF forgot x), not failures, even with exit code 255;
+    - a non-zero exit with no records and no such lines is a failure (LSF down, mbatchd busy, ...);
+    - output that does not parse is a failure too (the caller retries).
+    """
+    not_found = parse_not_found(stderr)
+    try:
+        if dialect == "lsf10":
+            answer = parse_bjobs_json(stdout) if stdout.strip() else BjobsAnswer(ok=True)
+        else:
+            answer = parse_bjobs_columns(stdout)
+    except ValueError as e:
+        return BjobsAnswer(ok=False, error=f"unreadable bjobs output ({e}): {_head(stdout or stderr)}")
+    answer.not_found |= not_found
+    if returncode != 0 and not answer.states and not answer.not_found:
+        return BjobsAnswer(ok=False, error=f"bjobs exit {returncode}: {_head(stderr or stdout) or 'no output'}")
+    return answer
+
+
+Runner = Callable[[list[str]], "subprocess.CompletedProcess[str]"]
+
+
+def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+
+
+def query(job_ids: Iterable[str], dialect: str = "lsf10", runner: Runner = _run) -> BjobsAnswer:
+    """Ask ``bjobs`` once about all the given jobs; never raises for scheduler trouble (``ok=False``)."""
+    argv = bjobs_command(job_ids, dialect)
+    try:
+        proc = runner(argv)
+    except (OSError, subprocess.SubprocessError) as e:
+        return BjobsAnswer(ok=False, error=f"{argv[0]}: {e}")
+    return interpret(dialect, proc.returncode, proc.stdout or "", proc.stderr or "")
+
+
+def _head(text: str, lines: int = 3) -> str:
+    return " | ".join(line.strip() for line in text.strip().splitlines()[:lines])[:500]

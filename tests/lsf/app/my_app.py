@@ -1,0 +1,23 @@
+"""A trivial Hydra app for the launcher tests: writes its config and job info into its run directory."""
+
+import json
+import os
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+
+@hydra.main(version_base="1.3", config_path=".", config_name="config")
+def main(cfg: DictConfig) -> int:
+    hc = HydraConfig.get()
+    out = Path(hc.runtime.output_dir)
+    info = {"cfg": OmegaConf.to_container(cfg, resolve=True), "job_num": hc.job.num, "job_id": hc.job.id,
+            "lsb_jobid": os.environ.get("LSB_JOBID"), "lsb_jobindex": os.environ.get("LSB_JOBINDEX")}
+    (out / "job.json").write_text(json.dumps(info))
+    return int(cfg.get("x", 0) if isinstance(cfg.get("x", 0), int) else 0)
+
+
+if __name__ == "__main__":
+    main()
