@@ -53,6 +53,9 @@ class LocalProcessesLauncher(BaseSubmititLauncher):
                              "(use an LSF or Slurm launcher to submit and return)")
         n_parallel, slots = parallelism(p)
         os.environ["PYTHONPATH"] = _sweep.plugin_pythonpath()  # the job processes unpickle this launcher
+        # share the cores out instead of letting every job start one thread per core (oversubscription)
+        at_once = max(1, min(n_parallel, len(job_overrides)))
+        os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // at_once)))
         executor = submitit.LocalExecutor(folder=p["submitit_folder"], max_num_timeout=int(p.get("max_num_timeout", 0)))
         base = {"timeout_min": p.get("timeout_min"), "tasks_per_node": p.get("tasks_per_node") or 1,
                 "gpus_per_node": int(p.get("gpus_per_node") or 0), "nodes": p.get("nodes") or 1,
