@@ -1,0 +1,61 @@
+"""``hydra/sweeper=fast_basic``: Hydra's basic sweeper whose up-front check does not grow with the sweep.
+
+The basic sweeper re-composes the whole config of every job before launching (to catch a bad override
+early); at ~0.15 s a composition a 2,500-job sweep spends minutes on the login node before its first
+``bsub``. Most overrides only set values (``trainer.lr=3e-5``, ``seed=7``): those are checked here by
+applying each distinct one to a config composed once, which raises the very errors Hydra would (unknown
+key, wrong type). Only jobs whose config-group choices differ (``model=tiny`` vs ``model=minilm``) need a
+composition of their own, once per distinct combination. The jobs then run exactly as with ``basic``.
+"""
+
+
+import copy
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper, BasicSweeperConf
+from hydra.core.config_store import ConfigStore
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FastBasicSweeperConf(BasicSweeperConf):
+    _target_: str = "hydra_plugins.pipeline_sweepers.fast_basic_sweeper.FastBasicSweeper"
+
+
+ConfigStore.instance().store(group="hydra/sweeper", name="fast_basic", node=FastBasicSweeperConf)
+
+
+class FastBasicSweeper(BasicSweeper):
+    def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
+        tic = time.perf_counter()
+        loader = self.hydra_context.config_loader
+        repo = getattr(loader, "repository", None)
+        if repo is None:  # not Hydra's own loader: do what the basic sweeper does
+            return super().validate_batch_is_legal(batch)
+        parser = OverridesParser.create()
+        structural: dict = {}
+        for overrides in batch:
+            parsed = parser.parse_overrides(list(overrides))
+            key, values = [], []
+            for o in parsed:
+                plain = not (o.is_add() or o.is_delete() or o.is_force_add()) and o.package is None
+                if plain and not repo.group_exists(o.key_or_group.replace(".", "/")):
+                    values.append(o.input_line)
+                else:
+                    key.append(o.input_line)
+            structural.setdefault(tuple(key), set()).update(values)
+        for key, values in structural.items():
+            base = loader.load_sweep_config(self.config, list(key))
+            for line in sorted(values):
+                cfg = copy.deepcopy(base)
+                OmegaConf.set_readonly(cfg, False)
+                ConfigLoaderImpl._apply_overrides_to_config(parser.parse_overrides([line]), cfg)
+        log.debug("validated %d jobs with %d compositions in %.2f s", len(batch), len(structural),
+                  time.perf_counter() - tic)
