@@ -75,7 +75,8 @@ class LocalProcessesLauncher(BaseSubmititLauncher):
             _sweep.write(sweep_dir, data, initial_job_idx)
 
         save()
-        log.info(f"Local sweep in {sweep_dir}: {len(job_overrides)} jobs, {n_parallel} at a time")
+        log.info(f"Local sweep in {sweep_dir}: {len(job_overrides)} jobs, {n_parallel} at a time; follow it with "
+                 f"`pipeline status {sweep_dir}` or `pipeline logs {sweep_dir} {initial_job_idx} -f`")
         jobs: list[Any] = [None] * len(job_overrides)
         running: dict[int, int] = {}  # job index -> slot
         free = list(range(n_parallel))
