@@ -5,6 +5,7 @@ A kill at any moment leaves either the old file or the new one, never half of on
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -13,13 +14,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pipeline import faults
+
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):  # left by a writer that was killed
+        if stale.is_file():
+            stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
+            if faults.planned(f"write_{path.name}"):  # tests: die with the temp file half written
+                f.write(data[:len(data) // 2])
+                f.flush()
+                faults.hit(f"write_{path.name}")
+                data = data[len(data) // 2:]
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -42,6 +53,11 @@ def append_jsonl(path: str | os.PathLike, obj: Any) -> None:
     """Append one JSON line with a single ``write`` call (a reader skips a torn last line)."""
     line = json.dumps(obj, default=str) + "\n"
     with open(path, "a", encoding="utf-8") as f:
+        if faults.planned(f"write_{Path(path).name}"):  # tests: die with half the line written
+            f.write(line[:len(line) // 2])
+            f.flush()
+            faults.hit(f"write_{Path(path).name}")
+            line = line[len(line) // 2:]
         f.write(line)
         f.flush()
         os.fsync(f.fileno())

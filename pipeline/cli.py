@@ -2,6 +2,7 @@
 
     pipeline status  SWEEP                     one line per job, one scheduler query for the whole sweep
     pipeline logs    SWEEP [JOB] [-f] [--err]  a job's log (bpeek while LSF still buffers); no JOB: failures
+    pipeline rerun   SWEEP --failed [OVERRIDES] resubmit the failed jobs into their run dirs (one batch)
     pipeline results SWEEP [SWEEP ...]         compare table (--by-seed, --metric, --format md|csv|json|latex)
     pipeline aggregate SWEEP                   SWEEP/results/{runs.csv,summary.csv,summary.md,results.json,*.png}
     pipeline best    SWEEP                     path of the best run's checkpoints/best
@@ -317,6 +318,36 @@ def logs(
         return _follow(declared, run, n)  # waits for the file to appear
     looked = ", ".join(str(p) for p in candidates) or "nothing to look at"
     _fail(f"no log for job {run.label} yet (state {run.state}; looked at {looked})", 1)
+
+
+# ------------------------------------------------------------------------------------------------ rerun
+
+
+@app.command()
+def rerun(
+    sweep: Path = typer.Argument(..., help="Sweep (multirun) directory with a sweep.json."),
+    overrides: list[str] | None = typer.Argument(
+        None, help="Hydra overrides for the rerun jobs (recorded): trainer.lr=3e-3, hydra.launcher.timeout_min=240"),
+    failed: bool = typer.Option(False, "--failed", help="Resubmit the failed, corrupt and missing jobs."),
+    job: list[int] | None = typer.Option(None, "--job", "-j", help="Only this job number (repeatable)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print what would be resubmitted; change nothing."),
+) -> None:
+    """Resubmit the failed jobs of a sweep in one batch (LSF array, Slurm array or local processes).
+
+    Never a completed, pending or running job (one scheduler query decides, as in `status`). Each job lands
+    in its own run directory and resumes from checkpoints/last; with overrides that change its config it
+    starts over (the old attempt's files move to <run dir>/.rerun/<n>/). sweep.json gets the new job ids.
+    """
+    from pipeline import rerun as RR
+
+    if not failed:
+        _fail("say which jobs to rerun: --failed (the failed, corrupt and missing ones; --job N narrows it)")
+    try:
+        code = RR.rerun(sweep, overrides or [], jobs=job or None, dry_run=dry_run)
+    except RR.RerunError as e:
+        _fail(str(e), e.code)
+    if code:
+        raise typer.Exit(code)
 
 
 # ---------------------------------------------------------------------------------------------- results

@@ -8,7 +8,8 @@ warning, never the answer.
 - LSF: ``bjobs -a -o "jobid stat job_name exit_code" -json <array ids>``; where ``-o``/``-json`` are
   rejected (old LSF, OpenLava), plain ``bjobs -a <ids>`` parsed by columns. An array element may show
   only as ``name[idx]`` in JOB_NAME, so the index is taken from there when JOBID lacks it.
-- Slurm: ``sacct -j <ids> --format=JobID,State,ExitCode -P -n``, else ``squeue -h -r -j <ids> -o %i|%T``.
+- Slurm: ``sacct -j <ids> --format=JobID,State,ExitCode -P -n``, else ``squeue -h -r -j <ids> -o %i|%T``;
+  also squeue for ids sacct does not list yet (slurmdbd records a job a moment after sbatch).
 - local (submitit's local executor, job id = pid): pid liveness and submitit's result pickle.
 
 Parsers are pure functions of the command's text so the tests feed them captured output.
@@ -77,6 +78,9 @@ class SchedAnswer:
     scheduler: str
     jobs: dict[str, SchedJob] = field(default_factory=dict)
     answered: bool = False  # the scheduler was asked and answered
+    # the answer lists every job asked about that has not ended (bjobs -a, squeue), so a job missing from it
+    # has ended, even if the scheduler has forgotten it (bjobs does after CLEAN_PERIOD)
+    complete: bool = False
     warning: str | None = None
     commands: list[list[str]] = field(default_factory=list)
 
@@ -163,7 +167,7 @@ def query_lsf(ids: list[str], runner: Runner = run_command) -> SchedAnswer:
         return ans
     try:
         ans.jobs = parse_bjobs_json(out)
-        ans.answered = True
+        ans.answered = ans.complete = True
         return ans
     except ValueError:
         pass
@@ -173,7 +177,7 @@ def query_lsf(ids: list[str], runner: Runner = run_command) -> SchedAnswer:
     rc, out, err = runner(argv)
     ans.jobs = parse_bjobs_plain(out)
     if ans.jobs or rc == 0 or _forgotten(err):
-        ans.answered = True
+        ans.answered = ans.complete = True
     else:
         ans.warning = f"bjobs failed (exit {rc}: {first_line(err) or 'no output'}): states from run directories only"
     return ans
@@ -236,13 +240,27 @@ def query_slurm(ids: list[str], runner: Runner = run_command) -> SchedAnswer:
     if rc == 0:
         ans.jobs = parse_sacct(out)
         ans.answered = True
+        # just submitted: slurmdbd records jobs (and splits arrays into elements) a moment after sbatch,
+        # while squeue knows them at once
+        unseen = [i for i in ids if not any(j.startswith(f"{i}_") for j in ans.jobs)
+                  and (i not in ans.jobs or ans.jobs[i].state == S_PENDING)]
+        if unseen:
+            argv = ["squeue", "-h", "-r", "-j", ",".join(unseen), "-o", "%i|%T"]
+            ans.commands.append(argv)
+            rc2, out2, err2 = runner(argv)
+            if rc2 == 0:
+                ans.jobs.update(parse_squeue(out2))
+            elif "invalid job id" not in err2.lower():  # cannot tell pending from gone: do not guess
+                ans.answered = False
+                ans.warning = (f"sacct does not list job {', '.join(unseen)} yet and squeue failed "
+                               f"({first_line(err2) or rc2}): states from run directories only")
         return ans
     argv = ["squeue", "-h", "-r", "-j", ",".join(ids), "-o", "%i|%T"]
     ans.commands.append(argv)
     rc2, out2, err2 = runner(argv)
     if rc2 == 0 or "invalid job id" in err2.lower():
         ans.jobs = parse_squeue(out2)  # squeue lists active jobs only; the rest have ended
-        ans.answered = True
+        ans.answered = ans.complete = True
         return ans
     ans.warning = (f"sacct and squeue failed ({first_line(err) or rc}; {first_line(err2) or rc2}): "
                    "states from run directories only")
@@ -369,8 +387,9 @@ def error_from_log(*paths: str | Path | None) -> str | None:
     return None
 
 
-def job_status(run: Run, sj: SchedJob | None, answered: bool, metric: str, now: float) -> JobStatus:
-    """Merge one run's files with what the scheduler said about it."""
+def job_status(run: Run, sj: SchedJob | None, answered: bool, metric: str, now: float,
+               complete: bool = False) -> JobStatus:
+    """Merge one run's files with what the scheduler said about it (``complete``: see SchedAnswer)."""
     st = JobStatus(run=run, state=run.state, sched=sj.raw if sj else "", note=run.error)
     key = curve_key(metric)
     better = max if default_mode(metric) == "max" else min
@@ -380,7 +399,12 @@ def job_status(run: Run, sj: SchedJob | None, answered: bool, metric: str, now: 
         st.step = run.metrics.get("steps")
         st.best = run.metrics.get(metric)
     if run.state not in FINAL_STATES:
-        if sj is None:
+        if sj is None and complete and run.run_dir is not None and run.job_id:
+            st.state = FAILED  # started, ended without metrics.json (killed), and forgotten since
+            log = error_from_log(run.stderr, run.stdout)
+            st.note = "ended without metrics.json (the scheduler no longer lists the job)" + \
+                (f": {log}" if log else "")
+        elif sj is None:
             st.state = RUNNING if run.run_dir is not None else MISSING
             if st.state == MISSING and not answered:
                 st.note = "no run directory; scheduler not asked or not answering"
@@ -424,7 +448,7 @@ def sweep_status(sweep: Sweep, answer: SchedAnswer, metric: str = "val_macro_f1"
     out = []
     for run in sweep.runs:
         sj = answer.jobs.get(str(run.job_id)) if run.job_id else None
-        out.append(job_status(run, sj, answer.answered, metric, now))
+        out.append(job_status(run, sj, answer.answered, metric, now, answer.complete))
     return out
 
 

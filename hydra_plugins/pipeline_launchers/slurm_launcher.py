@@ -7,13 +7,18 @@ this subclass writes the sweep manifest that ``pipeline status/logs/results`` re
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
+from hydra.errors import CompactHydraException
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 from omegaconf import OmegaConf
@@ -23,16 +28,24 @@ from . import _sweep
 log = logging.getLogger(__name__)
 
 
+SBATCH_NOT_FOUND = "sbatch not found on PATH: run this on a Slurm login node, or use cluster=local"
+
+
+class SlurmLaunchError(CompactHydraException):
+    """sbatch missing or refusing the sweep: Hydra prints the message alone (one line)."""
+
+
 class SlurmManifestLauncher(SlurmLauncher):
     _EXECUTOR = "slurm"
 
-    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+    def make_executor(self) -> Any:
+        """submitit's Slurm executor with this launcher's parameters; fails in one line without sbatch."""
         import submitit
 
-        assert self.config is not None
+        if shutil.which("sbatch") is None:  # submitit would fail later, with a traceback about srun
+            raise SlurmLaunchError(SBATCH_NOT_FOUND)
         os.environ["PYTHONPATH"] = _sweep.plugin_pythonpath()  # sbatch exports it: the jobs unpickle us
-        params = dict(self.params)
-        wait = bool(params.pop("wait", True))
+        params = {k: v for k, v in self.params.items() if k != "wait"}
         init = {"folder": params["submitit_folder"]}
         if "max_num_timeout" in params:
             init["slurm_max_num_timeout"] = params["max_num_timeout"]
@@ -42,6 +55,26 @@ class SlurmManifestLauncher(SlurmLauncher):
             k if k in baseparams else f"slurm_{k}": v
             for k, v in params.items() if k not in {"submitit_folder", "max_num_timeout"}
         })
+        return executor
+
+    @staticmethod
+    def submit_array(executor: Any, fn: Any, job_params: Sequence[tuple]) -> list[Any]:
+        """One sbatch array; a refusal becomes one line (sbatch's own stderr, not submitit's print)."""
+        from submitit.core.utils import FailedJobError
+
+        said = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(said):
+                return executor.map_array(fn, *zip(*job_params))
+        except FailedJobError as e:
+            reason = " | ".join(str(e).strip().splitlines()) or said.getvalue().strip() or "no message"
+            raise SlurmLaunchError(f"sbatch refused the sweep: {reason[:300]}") from None
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        assert self.config is not None
+        params = dict(self.params)
+        wait = bool(params.pop("wait", True))
+        executor = self.make_executor()
 
         sweep_dir = Path(str(self.config.hydra.sweep.dir)).absolute()
         sweep_dir.mkdir(parents=True, exist_ok=True)
@@ -51,7 +84,7 @@ class SlurmManifestLauncher(SlurmLauncher):
             idx = initial_job_idx + k
             log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
             job_params.append((list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", state))
-        jobs = executor.map_array(self, *zip(*job_params))
+        jobs = self.submit_array(executor, self, job_params)
 
         dirs = _sweep.run_dirs(self, job_overrides, initial_job_idx)
         one_log = bool(params.get("stderr_to_stdout", False))

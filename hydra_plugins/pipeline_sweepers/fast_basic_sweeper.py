@@ -6,14 +6,21 @@ early); at ~0.15 s a composition a 2,500-job sweep spends minutes on the login n
 applying each distinct one to a config composed once, which raises the very errors Hydra would (unknown
 key, wrong type). Only jobs whose config-group choices differ (``model=tiny`` vs ``model=minilm``) need a
 composition of their own, once per distinct combination. The jobs then run exactly as with ``basic``.
+
+When jobs of a blocking sweep fail, the basic sweeper re-raises the first failure and nothing else is shown;
+this one still aggregates the sweep and prints the compare table (failed runs with their first error line),
+then ends with one line that says how to see and retry the failures, and exit code 1.
 """
 
 
 import copy
 import logging
+import os
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper, BasicSweeperConf
@@ -33,6 +40,21 @@ ConfigStore.instance().store(group="hydra/sweeper", name="fast_basic", node=Fast
 
 
 class FastBasicSweeper(BasicSweeper):
+    def sweep(self, arguments: list) -> Any:
+        try:
+            return super().sweep(arguments)
+        except Exception as e:
+            if os.environ.get("HYDRA_FULL_ERROR") == "1" or not getattr(self, "_validated", False):
+                raise  # a bad override: Hydra's own message, before anything was launched
+            from pipeline.callbacks import AggregateAtEnd
+
+            AggregateAtEnd().on_multirun_end(self.config)
+            sweep_dir = self.config.hydra.sweep.dir
+            first = (str(e).strip().splitlines() or [type(e).__name__])[-1]
+            print(f"error: a job of the sweep failed ({first[:300]}); `pipeline logs {sweep_dir}` shows why, "
+                  f"`pipeline rerun {sweep_dir} --failed` retries the failed jobs", file=sys.stderr, flush=True)
+            sys.exit(1)
+
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         tic = time.perf_counter()
         loader = self.hydra_context.config_loader
@@ -57,5 +79,6 @@ class FastBasicSweeper(BasicSweeper):
                 cfg = copy.deepcopy(base)
                 OmegaConf.set_readonly(cfg, False)
                 ConfigLoaderImpl._apply_overrides_to_config(parser.parse_overrides([line]), cfg)
+        self._validated = True
         log.debug("validated %d jobs with %d compositions in %.2f s", len(batch), len(structural),
                   time.perf_counter() - tic)
