@@ -91,6 +91,84 @@ def build_model(model_cfg: Any, labels: list[str], vocab_size: int, seed: int) -
         raise _hub_error(source, e) from None
 
 
+# ------------------------------------------------------------------------------- CPU attention for training
+
+CPU_ATTENTION = "pipeline_cpu"  # the name it is registered under in transformers' AttentionInterface
+CPU_ATTENTION_ENV = "PIPELINE_CPU_ATTENTION"  # fast (default) | sdpa: benchmark ablations only
+
+
+def cpu_attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, scaling: float | None = None,
+                  dropout: float = 0.0, **kwargs: Any) -> tuple[Any, None]:
+    """Self-attention with dropout on the attention probabilities, as BERT trains, in fewer passes on CPU.
+
+    PyTorch's SDPA has no fused CPU kernel with dropout, so in training it falls back to its math path: the
+    (batch, heads, L, L) scores are cast to fp32 and back under bf16 autocast, masked, softmaxed, and dropped
+    out with ``bernoulli_`` - each a pass over the largest tensor of the step (MiniLM: 12 heads x 512^2 per
+    sequence). Here: scale and mask fused into one ``baddbmm``, softmax and the product with V in the input
+    dtype (bf16 under autocast; softmax accumulates in fp32 inside the kernel), the keep-mask drawn as int16
+    from the default generator (3.5x cheaper than ``bernoulli_``; drop probability round(p*32768)/32768) and
+    the 1/(1-p) rescale applied to V. The same function of the inputs as ``eager_attention_forward``; the
+    RNG is the global torch generator, so checkpoints resume exactly. Everything else (eval, GPU, causal or
+    grouped-query attention, extra kwargs) goes to transformers' SDPA path unchanged.
+    """
+    import torch
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    extra = {k: v for k, v in kwargs.items() if v is not None and k not in ("is_causal", "position_ids")}
+    if (not module.training or dropout <= 0 or query.device.type != "cpu" or getattr(module, "is_causal", False)
+            or kwargs.get("is_causal") or key.shape[1] != query.shape[1] or query.dim() != 4
+            or set(extra) - {"output_attentions"}):
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      **kwargs)
+    b, h, q_len, d = query.shape
+    k_len = key.shape[2]
+    scale = d ** -0.5 if scaling is None else scaling
+    with torch.autocast("cpu", enabled=False):
+        dtype = query.dtype
+        q = query.reshape(b * h, q_len, d)
+        k = key.to(dtype).reshape(b * h, k_len, d).transpose(1, 2)
+        v = value.to(dtype).reshape(b * h, k_len, d) * (1.0 / (1.0 - dropout))
+        if attention_mask is None:
+            scores = torch.bmm(q, k).mul_(scale)
+        else:
+            if attention_mask.dtype == torch.bool:  # True = attend
+                bias = torch.zeros(attention_mask.shape, dtype=dtype).masked_fill_(~attention_mask,
+                                                                                   torch.finfo(dtype).min)
+            else:
+                bias = attention_mask.to(dtype)
+            bias = bias.expand(b, h, bias.shape[2], k_len).reshape(b * h, bias.shape[2], k_len)
+            scores = torch.baddbmm(bias, q, k, alpha=scale)
+        keep = torch.empty(scores.shape, dtype=torch.int16).random_() >= int(round(dropout * 32768))
+        out = torch.bmm(scores.softmax(-1) * keep, v)
+    return out.reshape(b, h, q_len, d).transpose(1, 2).contiguous(), None
+
+
+def use_cpu_attention(model: Any) -> bool:
+    """Train ``model`` with :func:`cpu_attention` (BERT-family models on CPU); False if it cannot.
+
+    The choice lives in the in-memory config only (``_attn_implementation`` is not saved), so checkpoints
+    load anywhere with the default attention. ``PIPELINE_CPU_ATTENTION=sdpa`` keeps transformers' SDPA.
+    """
+    import os
+
+    from transformers import AttentionInterface, AttentionMaskInterface
+    from transformers.masking_utils import sdpa_mask
+
+    choice = os.environ.get(CPU_ATTENTION_ENV, "fast")
+    if choice not in ("fast", "sdpa"):
+        raise ModelError(f"{CPU_ATTENTION_ENV}={choice!r} is not one of: fast, sdpa (unset it for the default)")
+    if choice == "sdpa" or getattr(model.config, "_attn_implementation", None) != "sdpa":
+        return False
+    AttentionInterface.register(CPU_ATTENTION, cpu_attention)
+    AttentionMaskInterface.register(CPU_ATTENTION, sdpa_mask)
+    try:
+        model.set_attn_implementation(CPU_ATTENTION)
+    except (ValueError, NotImplementedError, AttributeError) as e:
+        log.info("keeping SDPA attention: %s", e)
+        return False
+    return True
+
+
 def _hub_error(source: str, e: Exception) -> ModelError:
     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     return ModelError(
