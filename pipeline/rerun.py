@@ -161,7 +161,7 @@ def hydra_quote(value: str) -> str:
     """``value`` as a quoted Hydra override value that parses back to exactly ``value``."""
     if "${" in value:
         raise RerunError(f"path {value!r} contains '${{': Hydra would read it as an interpolation")
-    out = re.sub(r"(\\+)(?='|$)", lambda m: m.group(1) * 2, value).replace("'", "\\'")
+    out = re.sub(r"(\\+)(?='|\Z)", lambda m: m.group(1) * 2, value).replace("'", "\\'")
     quoted = f"'{out}'"
     if _parser().parse_override(f"k={quoted}").value() != value:
         raise RerunError(f"path {value!r} cannot be passed to Hydra as an override value")
