@@ -11,6 +11,8 @@ export PIPELINE_DATA_DIR := $(abspath $(DATA_DIR))
 export MALLOC_MMAP_THRESHOLD_ := 4294967296
 export MALLOC_TRIM_THRESHOLD_ := 4294967296
 export HF_HUB_OFFLINE := 1
+# so that `python` in dvc.yaml stages and job scripts is the venv's interpreter, not the system one
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 export TRANSFORMERS_NO_ADVISORY_WARNINGS := 1
 
 help:  ## list the targets

@@ -32,6 +32,8 @@ GIT = ["git", "-c", "user.email=test@example.com", "-c", "user.name=test"]
 def env_for(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("PYTEST_", "FAKE_LSF", "PIPELINE_", "DVC_", "WANDB_"))}
+    # dvc.yaml's stages run ``python``: make that this interpreter (the venv), not whatever PATH finds first
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.update({"HF_HUB_OFFLINE": "1", "DVC_NO_ANALYTICS": "1", "OMP_NUM_THREADS": "1",
                 "PYTHONUNBUFFERED": "1", "GIT_CONFIG_NOSYSTEM": "1"})
     env.update(extra)
