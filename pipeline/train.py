@@ -255,6 +255,7 @@ def _train(cfg: DictConfig, run_dir: Path, stopper: _GracefulStop) -> float:
     # 2. model, optimizer, schedule
     model = model_lib.build_model(cfg.model, splits.labels, len(tokenizer), cfg.seed).to(device)
     fast_attention = device == "cpu" and model_lib.use_cpu_attention(model)  # fewer passes over L x L
+    fast_dropout = device == "cpu" and model_lib.use_fast_dropout(model) > 0  # masks drawn in parallel
     no_decay = ("bias", "LayerNorm.weight", "LayerNorm.bias")
     groups = [
         {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
@@ -291,7 +292,8 @@ def _train(cfg: DictConfig, run_dir: Path, stopper: _GracefulStop) -> float:
     info = run_info.collect(splits.data_sha256, device, torch.cuda.device_count() if device == "cuda" else 0)
     info.update({"precision": precision, "attempt": state["attempt"], "resumed_from_step": state["step"],
                  "threads": torch.get_num_threads() if device == "cpu" else None,
-                 "attention": model_lib.CPU_ATTENTION if fast_attention else model.config._attn_implementation})
+                 "attention": model_lib.CPU_ATTENTION if fast_attention else model.config._attn_implementation,
+                 "dropout": "fast" if fast_dropout else "torch"})
     atomic.write_json(run_dir / "run_info.json", info)
     tracker = tracking.start(cfg, run_dir)
 
