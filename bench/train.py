@@ -156,6 +156,8 @@ def summarise(results: list[Result]) -> dict[str, dict]:
             "startup_s": med(r.startup_s for r in rs) if all(r.startup_s for r in rs) else None,
             **{f"{s}_{k}": med(getattr(r, s)[k] for r in rs) for s in ("val", "test")
                for k in ("accuracy", "macro_f1")},
+            "test_accuracy_mean": statistics.fmean(r.test["accuracy"] for r in rs),
+            "test_accuracies": [round(r.test["accuracy"], 4) for r in rs],
             "extra": rs[0].extra,
         }
     return out
@@ -181,8 +183,9 @@ def table(summary: dict[str, dict]) -> str:
     if "A" in summary:
         rows.append("")
         for other in (n for n in summary if n != "A"):
-            d = summary[other]["test_accuracy"] - summary["A"]["test_accuracy"]
-            rows.append(f"test accuracy {other} - A: {d:+.4f}")
+            d = summary["A"]["test_accuracy_mean"] - summary[other]["test_accuracy_mean"]
+            rows.append(f"test accuracy, mean over runs: A - {other} = {d:+.4f} "
+                        f"(A {summary['A']['test_accuracies']}, {other} {summary[other]['test_accuracies']})")
     return "\n".join(rows)
 
 
@@ -194,6 +197,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--epochs", type=int, default=None, help="default 3 (1 with --short)")
     p.add_argument("--max-length", type=int, default=512)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", default=None,
+                   help="comma-separated seeds, one per repetition (replaces --reps/--seed): the reps then also "
+                        "compare accuracy over a seed budget, not one seed's luck")
     p.add_argument("--variants", default="A,B,C", help=f"comma-separated, from: {', '.join(VARIANTS)}")
     p.add_argument("--out", type=Path, default=None, help="results JSON (default outputs/bench/train-<time>.json)")
     p.add_argument("--keep", action="store_true", help="keep the run dirs (printed)")
@@ -204,20 +210,22 @@ def main(argv: list[str] | None = None) -> None:
         p.error(f"unknown variant(s) {', '.join(unknown)}; valid: {', '.join(VARIANTS)}")
     max_rows = args.max_rows or (300 if args.short else None)
     epochs = args.epochs or (1 if args.short else 3)
-    job = job_overrides(max_rows, epochs, args.max_length, args.seed)
+    seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [args.seed] * args.reps
+    args.reps = len(seeds)
+    job = job_overrides(max_rows, epochs, args.max_length, seeds[0])
     out = args.out or ROOT / "outputs" / "bench" / f"train-{datetime.now():%Y%m%d-%H%M%S}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="bench-train-"))
     log_dir = out.with_suffix(".logs")
     log_dir.mkdir(parents=True, exist_ok=True)
     command = "python -m bench.train " + " ".join(argv if argv is not None else sys.argv[1:])
-    print(f"job: {' '.join(job)}\nvariants: {', '.join(variants)} x {args.reps} (alternating)\nlogs: {log_dir}",
-          flush=True)
+    print(f"job: {' '.join(job)}\nvariants: {', '.join(variants)} x {args.reps} (alternating; seeds "
+          f"{', '.join(map(str, seeds))})\nlogs: {log_dir}", flush=True)
     results: list[Result] = []
     try:
-        for rep in range(args.reps):
+        for rep, seed in enumerate(seeds):
             for name in variants:
-                r = run_variant(name, job, work, rep, log_dir)
+                r = run_variant(name, job_overrides(max_rows, epochs, args.max_length, seed), work, rep, log_dir)
                 results.append(r)
                 print(f"  {name:11s} rep {rep}: {r.wall_s:7.1f} s  test acc {r.test['accuracy']:.4f}  "
                       f"train {r.train_samples_per_s or 0:.2f} samples/s", flush=True)
@@ -227,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             shutil.rmtree(work, ignore_errors=True)
     summary = summarise(results)
-    report = {"command": command, "job": job, "variants": variants, "reps": args.reps,
+    report = {"command": command, "job": job, "variants": variants, "reps": args.reps, "seeds": seeds,
               "time": datetime.now().isoformat(timespec="seconds"), "cpus": os.cpu_count(),
               "summary": summary, "runs": [r.__dict__ for r in results]}
     out.write_text(json.dumps(report, indent=2) + "\n")

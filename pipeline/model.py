@@ -157,12 +157,10 @@ def _attention_autograd() -> Any:
         @staticmethod
         def backward(ctx: Any, grad: Any) -> tuple[Any, ...]:
             q, k, v, probs, dropped, keep = ctx.saved_tensors
-            # (L x L)^T @ (L x d) as ((d x L) @ (L x L))^T: bmm would copy the large transposed operand
-            grad_v = torch.bmm(grad.transpose(1, 2), dropped).transpose(1, 2)
+            grad_v = torch.bmm(dropped.transpose(1, 2), grad)
             grad_probs = torch.bmm(grad, v.transpose(1, 2)).mul_(keep)
             grad_scores = torch._softmax_backward_data(grad_probs, probs, -1, probs.dtype)
-            grad_k = torch.bmm(q.transpose(1, 2), grad_scores).transpose(1, 2)
-            return torch.bmm(grad_scores, k), grad_k, grad_v, None, None
+            return torch.bmm(grad_scores, k), torch.bmm(grad_scores.transpose(1, 2), q), grad_v, None, None
 
     return DropoutSoftmaxAttention
 

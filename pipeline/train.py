@@ -187,10 +187,14 @@ def evaluate(model: Any, data: Any, batch_size: int, device: str, precision: str
     return metrics, preds, probs
 
 
-def improved(metric: str, value: float, best: float | None) -> bool:
+def improved(metric: str, new: dict[str, float], best: dict[str, float] | None) -> bool:
+    """Better on ``metric``; on a tie, lower validation loss. Ties are common with small validation sets
+    (59 articles: accuracy moves in steps of 1.7 %), and the later, lower-loss model is the better pick."""
     if best is None:
         return True
-    return value < best if metric == "loss" else value > best
+    if new[metric] != best[metric]:
+        return new[metric] < best[metric] if metric == "loss" else new[metric] > best[metric]
+    return metric != "loss" and new.get("loss", math.inf) < best.get("loss", math.inf)
 
 
 # ------------------------------------------------------------------------------------ the job
@@ -313,7 +317,7 @@ def _train(cfg: DictConfig, run_dir: Path, stopper: _GracefulStop) -> float:
         tracker.log({f"val/{k}": v for k, v in metrics.items()}, state["step"])
         log.info("eval step %d epoch %d: %s", state["step"], state["epoch"],
                  " ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
-        if improved(t.monitor, metrics[t.monitor], state["best"]):
+        if improved(t.monitor, metrics, state.get("best_val")):
             state.update(best=metrics[t.monitor], best_step=state["step"], best_epoch=state["epoch"],
                          bad_evals=0, best_val=metrics)
             checkpoint.save_best(run_dir, model, tokenizer, {"step": state["step"], "epoch": state["epoch"],

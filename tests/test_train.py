@@ -136,3 +136,15 @@ def test_nan_loss_stops_with_clear_status(tmp_path):
     m = read_json(run_dir / "metrics.json")
     assert m["status"] == "failed" and "loss became nan" in m["error"].lower()
     assert "loss became" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_best_checkpoint_choice_breaks_ties_on_validation_loss():
+    from pipeline.train import improved
+
+    first = {"macro_f1": 0.95, "accuracy": 0.95, "loss": 0.65}
+    assert improved("macro_f1", first, None)
+    assert improved("macro_f1", {**first, "macro_f1": 0.96, "loss": 0.9}, first)  # the metric decides first
+    assert not improved("macro_f1", {**first, "macro_f1": 0.94, "loss": 0.1}, first)
+    assert improved("macro_f1", {**first, "loss": 0.55}, first)  # a tie: the lower loss wins
+    assert not improved("macro_f1", {**first, "loss": 0.65}, first)  # a full tie keeps the earlier one
+    assert improved("loss", {**first, "loss": 0.6}, first) and not improved("loss", first, first)
