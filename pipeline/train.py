@@ -187,6 +187,40 @@ def evaluate(model: Any, data: Any, batch_size: int, device: str, precision: str
     return metrics, preds, probs
 
 
+#: config keys that may change between attempts of one run (they do not change what is trained)
+RESUME_FREE = {"data.file", "data.format", "data.encoding", "data.url", "trainer.eval_batch_size",
+               "trainer.num_workers", "trainer.log_every_steps", "trainer.device", "trainer.precision",
+               "trainer.checkpoint_every_steps"}
+
+
+def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    return {k: v for key, sub in tree.items() for k, v in _flat(sub, f"{prefix}{key}.").items()}
+
+
+def resume_changes(saved: dict | None, current: dict) -> list[str]:
+    """``key: old -> new`` for each training-relevant setting (data, model, trainer, seed) that differs."""
+    if not saved:
+        return []
+    old = {k.rstrip("."): v for k, v in _flat({s: saved.get(s) for s in ("data", "model", "trainer", "seed")}).items()}
+    new = {k.rstrip("."): v for k, v in _flat({s: current.get(s) for s in ("data", "model", "trainer", "seed")}
+                                              ).items()}
+    return [f"{k}: {old.get(k)} -> {new.get(k)}" for k in sorted(old.keys() | new.keys())
+            if k not in RESUME_FREE and old.get(k) != new.get(k)]
+
+
+def refuse_changed_resume(saved: dict | None, current: dict, run_dir: Path) -> None:
+    """A checkpoint resumes only the job that wrote it: a changed lr, batch size, seed... would silently
+    continue the old optimizer state and schedule under the new name. Raised before anything is written."""
+    changes = resume_changes(saved, current)
+    if changes:
+        raise PipelineError(
+            f"{run_dir} holds a checkpoint of a different config ({'; '.join(changes[:4])}"
+            f"{'; ...' if len(changes) > 4 else ''}): resuming would mix the two; use a new run dir, or move "
+            f"{run_dir / 'checkpoints'} away to start over (pipeline rerun does that when overrides change)")
+
+
 def improved(metric: str, new: dict[str, float], best: dict[str, float] | None) -> bool:
     """Better on ``metric``; on a tie, lower validation loss. Ties are common with small validation sets
     (59 articles: accuracy moves in steps of 1.7 %), and the later, lower-loss model is the better pick."""
@@ -280,6 +314,7 @@ def _train(cfg: DictConfig, run_dir: Path, stopper: _GracefulStop) -> float:
              "step_time": 0.0}
     saved = checkpoint.load_last(run_dir)
     if saved is not None:
+        refuse_changed_resume(saved.get("config"), OmegaConf.to_container(cfg, resolve=True), run_dir)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])

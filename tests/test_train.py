@@ -148,3 +148,24 @@ def test_best_checkpoint_choice_breaks_ties_on_validation_loss():
     assert improved("macro_f1", {**first, "loss": 0.55}, first)  # a tie: the lower loss wins
     assert not improved("macro_f1", {**first, "loss": 0.65}, first)  # a full tie keeps the earlier one
     assert improved("loss", {**first, "loss": 0.6}, first) and not improved("loss", first, first)
+
+
+def test_resume_with_a_changed_config_is_refused_and_leaves_the_run_dir_as_it_was(tmp_path):
+    run_dir = tmp_path / "run"
+    killed = run_py(tmp_path, *TINY, *STEPS, f"hydra.run.dir={run_dir}",
+                    env=train_env(tmp_path, PIPELINE_FAULTS="after_checkpoint:2"))
+    assert killed.returncode == -signal.SIGKILL
+    before = {p.name: p.read_bytes() for p in (run_dir / "metrics.jsonl", run_dir / "run_info.json")}
+    last = (run_dir / "checkpoints" / "last").stat().st_mtime_ns
+    changed = run_py(tmp_path, *TINY, *STEPS, "trainer.lr=1e-3", "seed=3", f"hydra.run.dir={run_dir}")
+    assert changed.returncode == 2
+    err = changed.stderr.strip().splitlines()[-1]
+    assert "holds a checkpoint of a different config" in err and "seed: 0 -> 3" in err
+    assert "trainer.lr: 0.003 -> 0.001" in err and "checkpoints" in err
+    assert {p: (run_dir / p).read_bytes() for p in before} == before
+    assert (run_dir / "checkpoints" / "last").stat().st_mtime_ns == last
+    # settings that do not change what is trained may differ between attempts
+    resumed = run_py(tmp_path, *TINY, *STEPS, "trainer.log_every_steps=2", "trainer.eval_batch_size=16",
+                     f"hydra.run.dir={run_dir}")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from checkpoints/last at step 10" in (run_dir / "run.log").read_text()
