@@ -1,7 +1,7 @@
 """End-to-end: our ``run.py`` (A) against the Hugging Face Trainer, defaults (B) and best settings (C).
 
     python -m bench.train --short                 # 300 BBC rows, 1 epoch, 512 tokens: a quick check
-    python -m bench.train --max-rows 600 --reps 1 # the configuration docs/performance.md reports
+    python -m bench.train --max-rows 600 --epochs 3 --variants A,C --seeds 0,1,2   # what docs/performance.md reports
     python -m bench.train --short --variants A,A-fp32,A-static --reps 2   # ablations of A
 
 One job for every variant: MiniLM (offline), BBC news split by ``pipeline.data.load_splits``, max_length 512,
