@@ -187,10 +187,11 @@ def evaluate(model: Any, data: Any, batch_size: int, device: str, precision: str
     return metrics, preds, probs
 
 
-#: config keys that may change between attempts of one run (they do not change what is trained)
+#: config keys that may change between attempts of one run: they do not change the weights' trajectory
+#: (evaluation runs under inference_mode and draws no random numbers)
 RESUME_FREE = {"data.file", "data.format", "data.encoding", "data.url", "trainer.eval_batch_size",
                "trainer.num_workers", "trainer.log_every_steps", "trainer.device", "trainer.precision",
-               "trainer.checkpoint_every_steps"}
+               "trainer.checkpoint_every_steps", "trainer.eval_every_steps"}
 
 
 def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
