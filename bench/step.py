@@ -24,6 +24,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench.train import MALLOC_ENV
+
 ROOT = Path(__file__).resolve().parent.parent
 VARIANTS = {
     "stock": {"PIPELINE_CPU_ATTENTION": "sdpa", "PIPELINE_CPU_DROPOUT": "torch"},
@@ -70,8 +72,7 @@ def one(length: int, batch: int, steps: int) -> dict:
 
 
 def spawn(variant: str, length: int, batch: int, steps: int) -> dict:
-    env = {**os.environ, **VARIANTS[variant], "HF_HUB_OFFLINE": "1",
-           "MALLOC_MMAP_THRESHOLD_": "4294967296", "MALLOC_TRIM_THRESHOLD_": "4294967296"}
+    env = {**os.environ, **VARIANTS[variant], **MALLOC_ENV, "HF_HUB_OFFLINE": "1"}
     out = subprocess.run([sys.executable, "-m", "bench.step", "--child", str(length), str(batch), str(steps)],
                          cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +99,6 @@ CPU_ATTENTION = "pipeline_cpu"  # the name it is registered under in transformer
 CPU_ATTENTION_ENV = "PIPELINE_CPU_ATTENTION"  # fast (default) | sdpa: benchmark ablations only
 CPU_DROPOUT_ENV = "PIPELINE_CPU_DROPOUT"  # fast (default) | torch: benchmark ablations only
 MASK_CHUNKS = 8  # a dropout mask is drawn in this many chunks, each from its own generator (see keep_mask)
-_MASK_POOLS: dict[int, Any] = {}  # worker count -> ThreadPoolExecutor
 
 
 def keep_mask(shape: tuple[int, ...], p: float, dtype: Any = None) -> Any:
@@ -111,7 +112,6 @@ def keep_mask(shape: tuple[int, ...], p: float, dtype: Any = None) -> Any:
     ``masked_fill`` or ``where`` on a bf16 tensor of the attention's size (and a uint8 one is converted first).
     """
     import math
-    from concurrent.futures import ThreadPoolExecutor
 
     import torch
 
@@ -128,14 +128,20 @@ def keep_mask(shape: tuple[int, ...], p: float, dtype: Any = None) -> Any:
         for i in range(len(chunks)):
             fill(i)
     else:
-        pool = _MASK_POOLS.get(workers) or _MASK_POOLS.setdefault(
-            workers, ThreadPoolExecutor(workers, thread_name_prefix="drop-mask"))
-        list(pool.map(fill, range(len(chunks))))
+        list(_mask_pool(workers).map(fill, range(len(chunks))))
     halves = words.bitwise_and_(0x7FFF7FFF).view(torch.int16)[:n]  # two uniforms in [0, 32767] per word
     keep = (halves >= int(round(p * 32768))).view(torch.uint8).view(shape)
     return keep if dtype is None else keep.to(dtype)
 
 
+@functools.cache
+def _mask_pool(workers: int) -> Any:
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(workers, thread_name_prefix="drop-mask")
+
+
+@functools.cache
 def _attention_autograd() -> Any:
     """The autograd Function behind :func:`cpu_attention` (built on first use: torch is imported lazily)."""
     import torch
@@ -163,9 +169,6 @@ def _attention_autograd() -> Any:
             return torch.bmm(grad_scores, k), torch.bmm(grad_scores.transpose(1, 2), q), grad_v, None, None
 
     return DropoutSoftmaxAttention
-
-
-_ATTENTION_FN: Any = None
 
 
 def _key_bias(attention_mask: Any, b: int, h: int, dtype: Any) -> Any:
@@ -201,15 +204,12 @@ def cpu_attention(module: Any, query: Any, key: Any, value: Any, attention_mask:
     import torch
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    global _ATTENTION_FN
     extra = {k: v for k, v in kwargs.items() if v is not None and k not in ("is_causal", "position_ids")}
     if (not module.training or dropout <= 0 or query.device.type != "cpu" or getattr(module, "is_causal", False)
             or kwargs.get("is_causal") or key.shape[1] != query.shape[1] or query.dim() != 4
             or set(extra) - {"output_attentions"}):
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
-    if _ATTENTION_FN is None:
-        _ATTENTION_FN = _attention_autograd()
     b, h, q_len, d = query.shape
     k_len = key.shape[2]
     scale = d ** -0.5 if scaling is None else scaling
@@ -219,7 +219,7 @@ def cpu_attention(module: Any, query: Any, key: Any, value: Any, attention_mask:
         k = key.to(dtype).reshape(b * h, k_len, d)
         v = value.to(dtype).reshape(b * h, k_len, d) * (1.0 / (1.0 - dropout))
         bias = None if attention_mask is None else _key_bias(attention_mask, b, h, dtype)
-        out = _ATTENTION_FN.apply(q, k, v, bias, keep_mask((b * h, q_len, k_len), dropout, dtype))
+        out = _attention_autograd().apply(q, k, v, bias, keep_mask((b * h, q_len, k_len), dropout, dtype))
     return out.reshape(b, h, q_len, d).transpose(1, 2).contiguous(), None
 
 
@@ -229,15 +229,12 @@ def use_cpu_attention(model: Any) -> bool:
     The choice lives in the in-memory config only (``_attn_implementation`` is not saved), so checkpoints
     load anywhere with the default attention. ``PIPELINE_CPU_ATTENTION=sdpa`` keeps transformers' SDPA.
     """
-    import os
 
     from transformers import AttentionInterface, AttentionMaskInterface
     from transformers.masking_utils import sdpa_mask
 
-    choice = os.environ.get(CPU_ATTENTION_ENV, "fast")
-    if choice not in ("fast", "sdpa"):
-        raise ModelError(f"{CPU_ATTENTION_ENV}={choice!r} is not one of: fast, sdpa (unset it for the default)")
-    if choice == "sdpa" or getattr(model.config, "_attn_implementation", None) != "sdpa":
+    if (_env_choice(CPU_ATTENTION_ENV, ("fast", "sdpa")) == "sdpa"
+            or getattr(model.config, "_attn_implementation", None) != "sdpa"):
         return False
     AttentionInterface.register(CPU_ATTENTION, cpu_attention)
     AttentionMaskInterface.register(CPU_ATTENTION, sdpa_mask)
@@ -249,6 +246,7 @@ def use_cpu_attention(model: Any) -> bool:
     return True
 
 
+@functools.cache
 def _fast_dropout_class() -> Any:
     import torch
 
@@ -269,14 +267,10 @@ def use_fast_dropout(model: Any) -> int:
 
     Dropout modules hold no state, so checkpoints are unchanged. ``PIPELINE_CPU_DROPOUT=torch`` keeps them.
     """
-    import os
 
     import torch
 
-    choice = os.environ.get(CPU_DROPOUT_ENV, "fast")
-    if choice not in ("fast", "torch"):
-        raise ModelError(f"{CPU_DROPOUT_ENV}={choice!r} is not one of: fast, torch (unset it for the default)")
-    if choice == "torch":
+    if _env_choice(CPU_DROPOUT_ENV, ("fast", "torch")) == "torch":
         return 0
     fast = _fast_dropout_class()
     swapped = 0
@@ -286,6 +280,14 @@ def use_fast_dropout(model: Any) -> int:
                 setattr(parent, name, fast(child.p))
                 swapped += 1
     return swapped
+
+
+def _env_choice(name: str, allowed: tuple[str, ...]) -> str:
+    """The value of a benchmark-ablation switch (default: the first allowed value)."""
+    choice = os.environ.get(name, allowed[0])
+    if choice not in allowed:
+        raise ModelError(f"{name}={choice!r} is not one of: {', '.join(allowed)} (unset it for the default)")
+    return choice
 
 
 def _hub_error(source: str, e: Exception) -> ModelError:

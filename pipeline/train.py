@@ -194,19 +194,21 @@ RESUME_FREE = {"data.file", "data.format", "data.encoding", "data.url", "trainer
                "trainer.checkpoint_every_steps", "trainer.eval_every_steps"}
 
 
-def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(tree, dict):
-        return {prefix: tree}
-    return {k: v for key, sub in tree.items() for k, v in _flat(sub, f"{prefix}{key}.").items()}
+def _training_settings(cfg: dict) -> dict[str, Any]:
+    """The data, model, trainer and seed settings as ``{"trainer.lr": 5e-05, ...}``."""
+    def flat(tree: Any, key: str) -> dict[str, Any]:
+        if not isinstance(tree, dict):
+            return {key: tree}
+        return {k: v for name, sub in tree.items() for k, v in flat(sub, f"{key}.{name}").items()}
+
+    return {k: v for part in ("data", "model", "trainer", "seed") for k, v in flat(cfg.get(part), part).items()}
 
 
 def resume_changes(saved: dict | None, current: dict) -> list[str]:
-    """``key: old -> new`` for each training-relevant setting (data, model, trainer, seed) that differs."""
+    """``key: old -> new`` for each training-relevant setting that differs."""
     if not saved:
         return []
-    old = {k.rstrip("."): v for k, v in _flat({s: saved.get(s) for s in ("data", "model", "trainer", "seed")}).items()}
-    new = {k.rstrip("."): v for k, v in _flat({s: current.get(s) for s in ("data", "model", "trainer", "seed")}
-                                              ).items()}
+    old, new = _training_settings(saved), _training_settings(current)
     return [f"{k}: {old.get(k)} -> {new.get(k)}" for k in sorted(old.keys() | new.keys())
             if k not in RESUME_FREE and old.get(k) != new.get(k)]
 

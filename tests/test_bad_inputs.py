@@ -54,11 +54,26 @@ CASES = [
 ]
 
 
+def write_files(root: Path, files: dict[str, str | bytes]) -> None:
+    for name, content in files.items():
+        p = root / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(content if isinstance(content, bytes) else content.encode())
+
+
+def failed_with(r: subprocess.CompletedProcess, expect: list[str]) -> str:
+    """The stderr of a run that must have failed with each of ``expect`` in its message, no traceback."""
+    assert r.returncode != 0, r.stdout
+    err = r.stderr.strip()
+    for word in expect:
+        assert word.lower() in err.lower(), f"{word!r} not in: {err}"
+    assert "Traceback" not in err
+    return err
+
+
 @pytest.mark.parametrize("name, overrides, files, expect, env", CASES, ids=[c[0] for c in CASES])
 def test_bad_input(tmp_path: Path, name, overrides, files, expect, env):
-    for fname, content in files.items():
-        p = tmp_path / fname
-        p.write_bytes(content if isinstance(content, bytes) else content.encode())
+    write_files(tmp_path, files)
     sub = {"tmp": str(tmp_path)}
     overrides = [o.format(**sub) for o in overrides]
     environ = train_env(tmp_path, **{k: v.format(**sub) for k, v in env.items()})
@@ -66,12 +81,7 @@ def test_bad_input(tmp_path: Path, name, overrides, files, expect, env):
     if "PIPELINE_OUTPUT_ROOT" not in env:
         sentinel.parent.mkdir(parents=True, exist_ok=True)
         sentinel.write_text("written before")
-    r = run_py(tmp_path, *TINY, *overrides, env=environ, timeout=120)
-    assert r.returncode != 0, r.stdout
-    err = r.stderr.strip()
-    for word in expect:
-        assert word.lower() in err.lower(), f"{word!r} not in: {err}"
-    assert "Traceback" not in err
+    err = failed_with(run_py(tmp_path, *TINY, *overrides, env=environ, timeout=120), expect)
     if err.startswith("error:"):
         assert len(err.splitlines()) == 1, err
     # nothing trained: no run dir at all, let alone one marked complete
@@ -148,10 +158,7 @@ def slurm_stubs(bindir: Path) -> Path:
 @pytest.mark.lsf
 @pytest.mark.parametrize("name, overrides, files, expect, env", CLUSTER_CASES, ids=[c[0] for c in CLUSTER_CASES])
 def test_bad_cluster_input(tmp_path: Path, fake_lsf, name, overrides, files, expect, env):
-    for fname, content in files.items():
-        p = tmp_path / fname
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(content if isinstance(content, bytes) else content.encode())
+    write_files(tmp_path, files)
     stub_log = slurm_stubs(tmp_path / "stubs")
     sub = {"tmp": str(tmp_path), "lsf": str(fake_lsf.bin), "stubs": str(tmp_path / "stubs"),
            "venv": str(Path(sys.executable).parent), "path": os.environ["PATH"]}
@@ -162,12 +169,7 @@ def test_bad_cluster_input(tmp_path: Path, fake_lsf, name, overrides, files, exp
     sentinel = tmp_path / "outputs" / "earlier.txt"
     sentinel.parent.mkdir(parents=True, exist_ok=True)
     sentinel.write_text("written before")
-    r = run_py(tmp_path, *overrides, *TINY, env=environ, timeout=120)
-    assert r.returncode != 0, r.stdout
-    err = r.stderr.strip()
-    for word in expect:
-        assert word.lower() in err.lower(), f"{word!r} not in: {err}"
-    assert "Traceback" not in err
+    err = failed_with(run_py(tmp_path, *overrides, *TINY, env=environ, timeout=120), expect)
     lines = [ln for ln in err.splitlines() if ln.strip() and "HYDRA_FULL_ERROR" not in ln]
     if name not in HYDRA_FORMATTED:  # one line (plus Hydra's hint about HYDRA_FULL_ERROR)
         assert len(lines) == 1, err

@@ -169,3 +169,9 @@ def test_resume_with_a_changed_config_is_refused_and_leaves_the_run_dir_as_it_wa
                      f"hydra.run.dir={run_dir}")
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed from checkpoints/last at step 10" in (run_dir / "run.log").read_text()
+
+
+def test_cpu_training_runs_with_our_attention_and_dropout(reference):
+    info = read_json(reference / "run_info.json")
+    assert info["device"] == "cpu"
+    assert info["attention"] == "pipeline_cpu" and info["dropout"] == "fast"
