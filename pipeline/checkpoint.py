@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipeline import atomic, faults
+from pipeline import atomic, faults, rundir
 from pipeline.errors import PipelineError
 
 STATE_FILE = "state.pt"
@@ -28,11 +28,11 @@ class CheckpointError(PipelineError):
 
 
 def last_dir(run_dir: Path) -> Path:
-    return run_dir / "checkpoints" / "last"
+    return rundir.checkpoint_dir(run_dir, rundir.LAST_CHECKPOINT)
 
 
 def best_dir(run_dir: Path) -> Path:
-    return run_dir / "checkpoints" / "best"
+    return rundir.checkpoint_dir(run_dir, rundir.BEST_CHECKPOINT)
 
 
 def rng_state() -> dict[str, Any]:

@@ -94,7 +94,7 @@ def _num(v: float | None, digits: int = 4) -> str:
     return f"{v:.0f}" if float(v).is_integer() and digits == 0 else f"{v:.{digits}f}"
 
 
-STATE_STYLE = {"completed": "green", "running": "cyan", "pending": "yellow", "failed": "bold red",
+STATE_STYLE = {"completed": "green", "running": "cyan", "pending": "yellow", "requeued": "yellow", "failed": "bold red",
                "corrupt": "bold magenta", "missing": "dim", "baseline": "blue"}
 
 
@@ -119,7 +119,7 @@ def status(
 
     (sw,) = _load_sweeps([sweep])
     _check_metric(metric, sw.runs)
-    answer = S.SchedAnswer(sw.scheduler) if no_scheduler else S.query_sweep(sw)
+    answer = S.Answer(sw.scheduler) if no_scheduler else S.query_sweep(sw)
     if answer.warning:
         _warn(answer.warning)
     rows = S.sweep_status(sw, answer, metric)
@@ -140,7 +140,7 @@ def status(
     counts: dict[str, int] = {}
     for st in rows:
         counts[st.state] = counts.get(st.state, 0) + 1
-    order = ("completed", "running", "pending", "failed", "corrupt", "missing")
+    order = ("completed", "running", "requeued", "pending", "failed", "corrupt", "missing")
     out.print(f"{len(rows)} jobs: " + ", ".join(f"{counts[s]} {s}" for s in order if counts.get(s)))
     agg = S.aggregate_state(sw, answer)
     if agg:

@@ -19,3 +19,8 @@ class ModelError(PipelineError):
 
 class TrainingDiverged(PipelineError):
     pass
+
+
+class SubmissionError(PipelineError):
+    """The scheduler refused the sweep (or cannot be reached): nothing ran, so no job failed. The message
+    says what the scheduler answered and what to change; ``run.py -m`` exits 2 with it."""

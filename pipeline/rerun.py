@@ -45,13 +45,16 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import results as R
+from pipeline import rundir
 from pipeline import sweep_status as S
+from pipeline.launch import Answer, Runner, base_id, run_command
 
 RERUN_STATES = (R.FAILED, R.CORRUPT, R.MISSING)
 SCHEDULERS = ("lsf", "slurm", "local")
-ARCHIVE = ".rerun"
+ARCHIVE = rundir.RERUN_ARCHIVE
 #: what a fresh start moves out of the way (the resume state and the outputs of the old config)
-FRESH_FILES = ("checkpoints", "metrics.jsonl", "run_info.json", "test_predictions.csv", "wandb_id.txt")
+FRESH_FILES = (rundir.CHECKPOINTS_DIR, rundir.METRICS_JSONL, rundir.RUN_INFO_JSON, rundir.TEST_PREDICTIONS_CSV,
+               rundir.WANDB_ID_TXT)
 LAUNCHER_PREFIX = "hydra.launcher."
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -84,7 +87,7 @@ class Target:
 
     @property
     def resumes(self) -> bool:
-        return not self.fresh and (self.run_dir / "checkpoints" / "last").is_dir()
+        return not self.fresh and rundir.checkpoint_dir(self.run_dir).is_dir()
 
     def how(self) -> str:
         if self.fresh:
@@ -100,7 +103,7 @@ class Plan:
     launcher: Any
     task_overrides: list[str]  # the rerun's overrides of the jobs' config
     launcher_overrides: dict[str, Any]  # hydra.launcher.<key> -> value
-    answer: S.SchedAnswer
+    answer: Answer
     statuses: list[S.JobStatus] = field(default_factory=list)
 
     @property
@@ -193,7 +196,7 @@ def _plugins_importable() -> None:
 def find_pickle(folder: Path, scheduler: str, job_id: str) -> Path | None:
     """``<job id>_submitted.pkl`` in the sweep's submitit folder (flat for LSF, ``%j/`` for the others)."""
     if scheduler == "lsf":
-        from pipeline.lsf.bjobs import file_stem
+        from pipeline.launch.lsf import file_stem
 
         stem = file_stem(job_id)
     else:
@@ -242,7 +245,7 @@ def _job_parts(call: Any, scheduler: str, folder: Path) -> tuple[Any, list[str]]
 
 
 def plan(path: Path, overrides: Sequence[str], jobs: Sequence[int] | None = None,
-         runner: S.Runner = S.run_command) -> Plan:
+         runner: Runner = run_command) -> Plan:
     """Decide what to resubmit, without side effects: one scheduler query, then the jobs' pickles."""
     task_extra, launcher_extra = parse_overrides(overrides)
     try:
@@ -326,7 +329,7 @@ def _listed_run_dir(meta: dict[str, Any], run: R.Run, sweep_dir: Path) -> Path |
 
 def _archive(target: Target) -> None:
     """Move the old attempt's result (and, for a fresh start, its state) to ``<run dir>/.rerun/<n>/``."""
-    names = ["metrics.json", *(FRESH_FILES if target.fresh else ())]
+    names = [rundir.METRICS_JSON, *(FRESH_FILES if target.fresh else ())]
     present = [n for n in names if (target.run_dir / n).exists()]
     if not present:
         return
@@ -446,8 +449,7 @@ def _update_manifest(p: Plan, targets: Sequence[Target], record: dict[str, Any] 
                      aggregate_id: str | None = None) -> None:
     from pipeline import atomic
 
-    path = p.sweep.path / "sweep.json"
-    data = json.loads(path.read_text())
+    data = rundir.read_manifest(p.sweep.path) or {}
     by_num = {t.num: t for t in targets if t.job is not None}
     for job in data.get("jobs", []):
         t = by_num.get(job.get("job_num"))
@@ -460,14 +462,14 @@ def _update_manifest(p: Plan, targets: Sequence[Target], record: dict[str, Any] 
         arrays: dict[str, list[int]] = {}  # one bsub/sbatch array (several above LSF's max_array_size)
         for t in targets:
             if t.job is not None and p.scheduler != "local":
-                arrays.setdefault(S._base_id(str(t.job.job_id), p.scheduler), []).append(t.num)
+                arrays.setdefault(base_id(str(t.job.job_id), p.scheduler), []).append(t.num)
         for base, nums in arrays.items():
             data.setdefault("arrays", []).append({"job_id": base, "size": len(nums), "first_job_num": min(nums),
                                                   "job_nums": nums, "rerun": True})
         data.setdefault("reruns", []).append(record)
     if aggregate_id is not None:
-        data["aggregate_job_id"] = aggregate_id
-    atomic.write_json(path, data)
+        rundir.set_aggregate_job(data, aggregate_id)
+    atomic.write_json(rundir.manifest_path(p.sweep.path), data)
 
 
 def _record(p: Plan) -> dict[str, Any]:
@@ -486,9 +488,9 @@ def _aggregate_job(p: Plan, executor: Any) -> str | None:
     """LSF, not waiting: a new aggregation job after the rerun array and the jobs still pending/running."""
     if p.scheduler != "lsf" or p.wait or not p.launcher.params.get("aggregate", True):
         return None
-    ids = [S._base_id(str(t.job.job_id), "lsf") for t in p.targets]
-    ids += [S._base_id(str(st.run.job_id), "lsf") for st in p.statuses
-            if st.state in (R.PENDING, R.RUNNING) and st.run.job_id and st.run.job_id not in ids]
+    ids = [base_id(str(t.job.job_id), "lsf") for t in p.targets]
+    ids += [base_id(str(st.run.job_id), "lsf") for st in p.statuses
+            if st.state in (R.PENDING, R.RUNNING, R.REQUEUED) and st.run.job_id and st.run.job_id not in ids]
     arrays = [{"job_id": i} for i in dict.fromkeys(ids)]
     return p.launcher._submit_aggregate(executor, p.sweep.path.absolute(), arrays, False)
 
@@ -507,7 +509,7 @@ def _line(p: Plan, t: Target, dry_run: bool) -> str:
 
 def _final_state(t: Target) -> tuple[str, str]:
     try:
-        final = json.loads((t.run_dir / "metrics.json").read_text())
+        final = json.loads(rundir.metrics_json(t.run_dir).read_text())
     except (OSError, ValueError):
         return R.FAILED, "no metrics.json"
     if final.get("status") == R.COMPLETED:

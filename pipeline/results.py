@@ -28,12 +28,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-COMPLETED, FAILED, CORRUPT, RUNNING, PENDING, MISSING = (
-    "completed", "failed", "corrupt", "running", "pending", "missing",
+from pipeline import rundir as RD
+from pipeline.rundir import (  # noqa: F401 - the state names are part of this module's API
+    BAD_STATES,
+    COMPLETED,
+    CORRUPT,
+    FAILED,
+    MISSING,
+    PENDING,
+    REQUEUED,
+    RUNNING,
+    STATES,
 )
+
 BASELINE = "baseline"
-STATES = (COMPLETED, RUNNING, PENDING, FAILED, CORRUPT, MISSING)
-BAD_STATES = (FAILED, CORRUPT)
 
 #: metrics shown first (and in this order) when present
 PREFERRED_METRICS = (
@@ -52,6 +60,11 @@ SEED_KEY = "seed"
 
 class NotASweepError(ValueError):
     """The path is neither a Hydra sweep (multirun) directory nor a single run directory."""
+
+
+class NoJobsError(NotASweepError):
+    """A sweep folder from which no job was submitted (the submission was refused, or it was a dry run
+    that wrote nothing): every ``pipeline`` command says so instead of showing an empty sweep."""
 
 
 class UnknownMetricError(ValueError):
@@ -95,13 +108,13 @@ class Run:
         """Every parseable line of ``metrics.jsonl`` (a torn last line is skipped)."""
         if self.run_dir is None:
             return []
-        return read_jsonl(self.run_dir / "metrics.jsonl")
+        return read_jsonl(RD.metrics_jsonl(self.run_dir))
 
     def curve(self, key: str) -> list[tuple[float, float]]:
         """``(step, value)`` of the validation lines of ``metrics.jsonl`` for ``key`` (e.g. macro_f1)."""
         if self.run_dir is None:
             return []
-        return read_val_curve(self.run_dir / "metrics.jsonl", key)
+        return read_val_curve(RD.metrics_jsonl(self.run_dir), key)
 
 
 @dataclass
@@ -260,9 +273,9 @@ def first_line(text: Any) -> str | None:
 
 def is_run_dir(path: Path) -> bool:
     return (
-        (path / ".hydra").is_dir()
-        or (path / "metrics.json").is_file()
-        or (path / "metrics.jsonl").is_file()
+        (path / RD.HYDRA_DIR).is_dir()
+        or RD.metrics_json(path).is_file()
+        or RD.metrics_jsonl(path).is_file()
     )
 
 
@@ -274,7 +287,7 @@ def read_run(run: Run, gpus_per_job: int | None = None) -> Run:
         run.state = MISSING
         return run
     try:
-        run.overrides = parse_overrides((d / ".hydra" / "overrides.yaml").read_text(encoding="utf-8"))
+        run.overrides = parse_overrides(RD.hydra_file(d, RD.OVERRIDES_YAML).read_text(encoding="utf-8"))
     except (FileNotFoundError, NotADirectoryError):
         run.overrides = []
     except Exception as e:  # an unreadable overrides.yaml must not hide the rest of the sweep
@@ -282,14 +295,14 @@ def read_run(run: Run, gpus_per_job: int | None = None) -> Run:
         run.error = f"overrides.yaml: {first_line(e)}"
     run.params = overrides_to_params(run.overrides)
     try:
-        info = read_json(d / "run_info.json")
+        info = read_json(RD.run_info_json(d))
         run.info = info if isinstance(info, dict) else {}
     except (FileNotFoundError, NotADirectoryError, ValueError):
         run.info = {}
     if run.job_id is None and run.info.get("job_id"):
         run.job_id = str(run.info["job_id"])
     try:
-        final = read_json(d / "metrics.json")
+        final = read_json(RD.metrics_json(d))
         if not isinstance(final, dict):
             raise ValueError("not a JSON object")
     except (FileNotFoundError, NotADirectoryError):
@@ -325,12 +338,12 @@ def load_sweep(path: str | os.PathLike, name: str | None = None) -> Sweep:
     if not path.is_dir():
         raise NotASweepError(f"{path}: no such directory")
     label = name or path.name or str(path)
-    if is_run_dir(path) and not (path / "sweep.json").is_file():
+    if is_run_dir(path) and not RD.manifest_path(path).is_file():
         run = read_run(Run(sweep=label, sweep_dir=path, job_num=0, name=path.name, run_dir=path))
         return Sweep(path=path, name=label, meta=None, runs=[run], single_run=True)
 
     meta = None
-    meta_path = path / "sweep.json"
+    meta_path = RD.manifest_path(path)
     if meta_path.is_file():
         try:
             meta = read_json(meta_path)
@@ -341,10 +354,15 @@ def load_sweep(path: str | os.PathLike, name: str | None = None) -> Sweep:
         for entry in it:
             if entry.is_dir() and not entry.name.startswith(".") and is_run_dir(Path(entry.path)):
                 found[entry.name] = Path(entry.path)
-    if meta is None and not found and not (path / "multirun.yaml").is_file():
+    if meta is None and not found and not (path / RD.MULTIRUN_YAML).is_file():
         raise NotASweepError(
             f"{path}: not a sweep or run directory (no sweep.json, multirun.yaml, run directories, "
             f".hydra/ or metrics.json)"
+        )
+    if not found and not (meta or {}).get("jobs"):
+        raise NoJobsError(
+            f"{path}: no jobs were submitted from this folder (no {RD.SWEEP_JSON} jobs, no run directories); "
+            "if the submission was refused, fix what the scheduler said and submit the sweep again"
         )
 
     gpus_per_job = None
@@ -844,7 +862,7 @@ def aggregate(
     mode = mode or default_mode(metric)
     per_run = run_table(runs, metric, mode)
     summary = seed_table(runs, metric, mode)
-    out = Path(out_dir) if out_dir else sweep.path / "results"
+    out = Path(out_dir) if out_dir else sweep.path / RD.RESULTS_DIR
     paths = {name: out / name for name in
              ("runs.csv", "summary.csv", "summary.md", "results.json", "curves.png", "final.png")}
     atomic.write_text(paths["runs.csv"], to_csv(per_run))

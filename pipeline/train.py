@@ -30,7 +30,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline import atomic
+from pipeline import atomic, rundir
 from pipeline import config as config_lib
 from pipeline.errors import PipelineError, TrainingDiverged
 
@@ -241,7 +241,7 @@ def fit(cfg: DictConfig, run_dir: str | Path | None = None) -> float:
     """Train (or resume, or return the result of an already completed run in ``run_dir``)."""
     run_dir = Path(run_dir) if run_dir is not None else _hydra_run_dir()
     config_lib.check(cfg)
-    done = _read_json(run_dir / "metrics.json")
+    done = _read_json(run_dir / rundir.METRICS_JSON)
     if done.get("status") == "completed":
         log.info("run %s already completed; nothing to do", run_dir)
         return float(done["val"][cfg.trainer.monitor])
@@ -325,18 +325,18 @@ def _train(cfg: DictConfig, run_dir: Path, stopper: _GracefulStop) -> float:
         checkpoint.set_rng_state(saved["rng"])
         state.update(saved["counters"])
         state["attempt"] += 1
-        _truncate_metrics(run_dir / "metrics.jsonl", state["step"])
+        _truncate_metrics(run_dir / rundir.METRICS_JSONL, state["step"])
         log.info("resumed from checkpoints/last at step %d (epoch %d, batch %d), attempt %d",
                  state["step"], state["epoch"], state["batch"], state["attempt"])
     else:
         torch.manual_seed(cfg.seed)
-        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+        (run_dir / rundir.METRICS_JSONL).unlink(missing_ok=True)
     info = run_info.collect(splits.data_sha256, device, torch.cuda.device_count() if device == "cuda" else 0)
     info.update({"precision": precision, "attempt": state["attempt"], "resumed_from_step": state["step"],
                  "threads": torch.get_num_threads() if device == "cpu" else None,
                  "attention": model_lib.CPU_ATTENTION if fast_attention else model.config._attn_implementation,
                  "dropout": "fast" if fast_dropout else "torch"})
-    atomic.write_json(run_dir / "run_info.json", info)
+    atomic.write_json(run_dir / rundir.RUN_INFO_JSON, info)
     tracker = tracking.start(cfg, run_dir)
 
     def save_last() -> None:
@@ -351,7 +351,7 @@ def _train(cfg: DictConfig, run_dir: Path, stopper: _GracefulStop) -> float:
         """Evaluate on val, log, keep the best; True if early stopping says stop."""
         metrics, _, _ = evaluate(model, val_set, t.eval_batch_size, device, precision, pad_id)
         row = {"split": "val", "epoch": state["epoch"], "step": state["step"], **metrics, "time": time.time()}
-        atomic.append_jsonl(run_dir / "metrics.jsonl", row)
+        atomic.append_jsonl(run_dir / rundir.METRICS_JSONL, row)
         tracker.log({f"val/{k}": v for k, v in metrics.items()}, state["step"])
         log.info("eval step %d epoch %d: %s", state["step"], state["epoch"],
                  " ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
@@ -411,7 +411,7 @@ def _train(cfg: DictConfig, run_dir: Path, stopper: _GracefulStop) -> float:
             if state["step"] % t.log_every_steps == 0:
                 row = {"split": "train", "epoch": state["epoch"], "step": state["step"], "loss": step_loss,
                        "lr": scheduler.get_last_lr()[0], "samples_per_s": progress.rate, "time": time.time()}
-                atomic.append_jsonl(run_dir / "metrics.jsonl", row)
+                atomic.append_jsonl(run_dir / rundir.METRICS_JSONL, row)
                 tracker.log({"train/loss": step_loss, "train/lr": row["lr"]}, state["step"])
             end_of_epoch = state["batch"] >= len(batches)
             if end_of_epoch:
@@ -444,7 +444,7 @@ def _train(cfg: DictConfig, run_dir: Path, stopper: _GracefulStop) -> float:
     else:
         best = AutoModelForSequenceClassification.from_pretrained(checkpoint.best_dir(run_dir)).to(device)
     test_metrics, preds, probs = evaluate(best, test_set, t.eval_batch_size, device, precision, pad_id)
-    atomic.append_jsonl(run_dir / "metrics.jsonl", {"split": "test", "epoch": state["best_epoch"],
+    atomic.append_jsonl(run_dir / rundir.METRICS_JSONL, {"split": "test", "epoch": state["best_epoch"],
                                                     "step": state["best_step"], **test_metrics, "time": time.time()})
     _write_predictions(run_dir, splits.test, preds, probs, splits.labels)
     elapsed = state["elapsed"] + time.time() - started
@@ -494,9 +494,9 @@ def _read_json(path: Path) -> dict[str, Any]:
 def _write_final(run_dir: Path, result: dict[str, Any]) -> None:
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     try:
-        atomic.write_json(run_dir / "metrics.json", {**result, "end_time": now})
+        atomic.write_json(run_dir / rundir.METRICS_JSON, {**result, "end_time": now})
     except OSError as e:
-        log.error("could not write %s: %s", run_dir / "metrics.json", e)
+        log.error("could not write %s: %s", run_dir / rundir.METRICS_JSON, e)
 
 
 def _truncate_metrics(path: Path, step: int) -> None:

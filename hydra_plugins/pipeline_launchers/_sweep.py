@@ -1,25 +1,14 @@
-"""What the launchers share: the sweep manifest (``<sweep_dir>/sweep.json``) and the job list.
+"""What the launchers share: the run directories of a sweep's jobs and the manifest writers.
 
-``sweep.json`` is what ``pipeline status/logs/results`` read::
-
-    {"scheduler": "lsf" | "slurm" | "local", "created": "<iso time>",
-     "submitit_folder": "<abs folder of pickles and logs>",
-     "arrays": [{"job_id": "1234", "size": 100, "first_job_num": 0}],
-     "jobs": [{"job_num": 0, "job_id": "1234[1]", "run_dir": "<abs>/0", "stdout": "<abs log>",
-               "stderr": "<abs log>", "overrides": ["trainer.lr=1e-4", "seed=0"]}],
-     "aggregate_job_id": null, "gpus_per_job": 0}
-
-plus, for LSF, ``"dialect"`` (lsf10 or openlava) and ``"dry_run": true`` when nothing was submitted.
-Written atomically; a later batch of the same sweep (sweepers that launch in batches) is appended.
+The manifest (``<sweep_dir>/sweep.json``) and its fields are defined by :mod:`pipeline.rundir` (the
+run-directory contract); the functions here fill it in from a launcher's state.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -72,11 +61,13 @@ def run_dirs(launcher: Any, job_overrides: Sequence[Sequence[str]], initial_job_
     return out
 
 
-def arrays_of(job_ids: Sequence[str], initial_job_idx: int) -> list[dict[str, Any]]:
+def arrays_of(job_ids: Sequence[str], initial_job_idx: int, scheduler: str) -> list[dict[str, Any]]:
     """Consecutive jobs of one LSF array (``123[1]``, ``123[2]``) or Slurm array (``456_0``) -> one entry."""
+    from pipeline.launch import base_id
+
     arrays: list[dict[str, Any]] = []
     for k, job_id in enumerate(job_ids):
-        base = job_id.split("[", 1)[0].split("_", 1)[0]
+        base = base_id(str(job_id), scheduler)
         if arrays and arrays[-1]["job_id"] == base:
             arrays[-1]["size"] += 1
         else:
@@ -98,40 +89,21 @@ def folder_of(folder: str | Path) -> Path:
 def manifest(*, scheduler: str, submitit_folder: str | Path, arrays: list[dict[str, Any]],
              jobs: list[dict[str, Any]], gpus_per_job: int, aggregate_job_id: str | None = None,
              **extra: Any) -> dict[str, Any]:
-    return {
-        "scheduler": scheduler,
-        "created": datetime.now().astimezone().isoformat(timespec="seconds"),
-        "submitit_folder": str(folder_of(submitit_folder)),
-        "arrays": arrays,
-        "jobs": jobs,
-        "aggregate_job_id": aggregate_job_id,
-        "gpus_per_job": gpus_per_job,
-        **extra,
-    }
+    from pipeline import rundir
+
+    return rundir.manifest(scheduler=scheduler, submitit_folder=folder_of(submitit_folder), arrays=arrays,
+                           jobs=jobs, gpus_per_job=gpus_per_job, aggregate_job_id=aggregate_job_id, **extra)
 
 
 def write(sweep_dir: Path, data: dict[str, Any], initial_job_idx: int) -> dict[str, Any]:
     """Write ``sweep.json``; a batch after the first (initial_job_idx > 0) is added to what is there."""
-    from pipeline import atomic
+    from pipeline import rundir
 
-    path = sweep_dir / "sweep.json"
-    if initial_job_idx > 0 and path.is_file():
-        old = json.loads(path.read_text())
-        known = {j["job_num"] for j in data["jobs"]}
-        data["jobs"] = [j for j in old.get("jobs", []) if j.get("job_num") not in known] + data["jobs"]
-        data["arrays"] = old.get("arrays", []) + data["arrays"]
-        data["created"] = old.get("created", data["created"])
-    atomic.write_json(path, data)
-    return data
+    return rundir.write_manifest(sweep_dir, data, initial_job_idx)
 
 
 def job_entry(num: int, job_id: str | None, run_dir: str | None, stdout: Path | str | None,
               stderr: Path | str | None, overrides: Sequence[str]) -> dict[str, Any]:
-    return {
-        "job_num": num,
-        "job_id": job_id,
-        "run_dir": run_dir,
-        "stdout": None if stdout is None else str(stdout),
-        "stderr": None if stderr is None else str(stderr),
-        "overrides": list(overrides),
-    }
+    from pipeline import rundir
+
+    return rundir.job_entry(num, job_id, run_dir, stdout, stderr, overrides)

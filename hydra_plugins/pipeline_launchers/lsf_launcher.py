@@ -29,6 +29,8 @@ from hydra.errors import CompactHydraException
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
 
+from pipeline.errors import SubmissionError
+
 from . import _payload, _sweep
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,7 @@ LAUNCHER_KEYS = frozenset({
 })
 
 
-class LsfLaunchError(CompactHydraException):
+class LsfLaunchError(CompactHydraException, SubmissionError):
     """A setting LSF would refuse, bsub missing or refusing: Hydra prints the message alone (one line)."""
 
 
@@ -77,12 +79,16 @@ class LsfLauncher(BaseSubmititLauncher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from submitit.core.utils import FailedSubmissionError
 
-        from pipeline.lsf.lsf import LsfConfigError
+        from pipeline.launch.lsf import what_to_change
+        from pipeline.lsf.lsf import BsubNotFoundError, LsfConfigError
 
         try:
             return self._launch(job_overrides, initial_job_idx)
-        except (LsfConfigError, FailedSubmissionError) as e:
+        except (LsfConfigError, BsubNotFoundError) as e:
             raise LsfLaunchError(str(e)) from None
+        except FailedSubmissionError as e:  # bsub answered no: nothing ran, no job failed
+            said = str(e)
+            raise LsfLaunchError(f"{said}; nothing was submitted: {what_to_change(said)}") from None
 
     def _launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         assert self.config is not None
@@ -121,7 +127,7 @@ class LsfLauncher(BaseSubmititLauncher):
                              job.paths.stdout if one_log else job.paths.stderr, job_overrides[k])
             for k, job in enumerate(jobs)
         ]
-        arrays = _sweep.arrays_of([job.job_id for job in jobs], initial_job_idx)
+        arrays = _sweep.arrays_of([job.job_id for job in jobs], initial_job_idx, "lsf")
         extra: dict[str, Any] = {"dialect": executor.parameters.get("dialect", "lsf10")}
         if dry_run:
             extra["dry_run"] = True
@@ -129,7 +135,9 @@ class LsfLauncher(BaseSubmititLauncher):
                                gpus_per_job=int(executor.parameters.get("gpus", 0) or 0), **extra)
         data = _sweep.write(sweep_dir, data, initial_job_idx)
         if aggregate:
-            data["aggregate_job_id"] = self._submit_aggregate(executor, sweep_dir, data["arrays"], dry_run)
+            from pipeline import rundir
+
+            rundir.set_aggregate_job(data, self._submit_aggregate(executor, sweep_dir, data["arrays"], dry_run))
             _sweep.write(sweep_dir, data, 0)
 
         self._report(arrays, executor, data.get("aggregate_job_id"), dry_run, wait)
@@ -143,10 +151,10 @@ class LsfLauncher(BaseSubmititLauncher):
 
     def _submit_aggregate(self, executor: Any, sweep_dir: Path, arrays: list[dict[str, Any]],
                           dry_run: bool) -> str | None:
-        from pipeline import atomic
+        from pipeline import atomic, rundir
         from pipeline.lsf.lsf import _run_bsub
 
-        script = sweep_dir / "aggregate.bsub"
+        script = sweep_dir / rundir.AGGREGATE_SCRIPT
         atomic.write_text(script, self.aggregate_script(executor, sweep_dir, [a["job_id"] for a in arrays]))
         if dry_run:
             return None

@@ -23,6 +23,8 @@ from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 from omegaconf import OmegaConf
 
+from pipeline.errors import SubmissionError
+
 from . import _sweep
 
 log = logging.getLogger(__name__)
@@ -31,7 +33,7 @@ log = logging.getLogger(__name__)
 SBATCH_NOT_FOUND = "sbatch not found on PATH: run this on a Slurm login node, or use cluster=local"
 
 
-class SlurmLaunchError(CompactHydraException):
+class SlurmLaunchError(CompactHydraException, SubmissionError):
     """sbatch missing or refusing the sweep: Hydra prints the message alone (one line)."""
 
 
@@ -68,7 +70,10 @@ class SlurmManifestLauncher(SlurmLauncher):
                 return executor.map_array(fn, *zip(*job_params))
         except FailedJobError as e:
             reason = " | ".join(str(e).strip().splitlines()) or said.getvalue().strip() or "no message"
-            raise SlurmLaunchError(f"sbatch refused the sweep: {reason[:300]}") from None
+            change = ("set hydra.launcher.partition to one that `sinfo` lists" if "partition" in reason.lower()
+                      else "fix the setting sbatch names (cluster= preset or hydra.launcher.*) and submit again")
+            raise SlurmLaunchError(f"sbatch refused the sweep: {reason[:300]}; nothing was submitted: {change}") \
+                from None
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         assert self.config is not None
@@ -94,7 +99,7 @@ class SlurmManifestLauncher(SlurmLauncher):
             for k, job in enumerate(jobs)
         ]
         data = _sweep.manifest(scheduler="slurm", submitit_folder=params["submitit_folder"],
-                               arrays=_sweep.arrays_of([j.job_id for j in jobs], initial_job_idx),
+                               arrays=_sweep.arrays_of([j.job_id for j in jobs], initial_job_idx, "slurm"),
                                jobs=entries, gpus_per_job=int(params.get("gpus_per_node") or 0))
         _sweep.write(sweep_dir, data, initial_job_idx)
         for a in data["arrays"]:

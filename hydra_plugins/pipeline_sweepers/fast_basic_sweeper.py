@@ -46,6 +46,11 @@ class FastBasicSweeper(BasicSweeper):
         except Exception as e:
             if os.environ.get("HYDRA_FULL_ERROR") == "1" or not getattr(self, "_validated", False):
                 raise  # a bad override: Hydra's own message, before anything was launched
+            from pipeline.errors import SubmissionError
+
+            if isinstance(e, SubmissionError):  # the scheduler refused: no job ran, none failed, no results/
+                print(f"error: {str(e).strip()}", file=sys.stderr, flush=True)
+                sys.exit(2)
             from pipeline.callbacks import AggregateAtEnd
 
             AggregateAtEnd().on_multirun_end(self.config)

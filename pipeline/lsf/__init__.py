@@ -1,8 +1,8 @@
 """LSF for submitit: ``submitit.AutoExecutor(folder, cluster="lsf")`` finds ``LsfExecutor`` through the
 ``submitit`` entry points (``executor``, ``job_environment``) that setup.cfg declares.
 
-The names below load ``pipeline.lsf.lsf`` (and submitit) on first use, so that ``pipeline.lsf.bjobs``
-stays cheap to import for ``pipeline status``.
+The names below load ``pipeline.lsf.lsf`` (and submitit) on first use, so that ``pipeline status``
+(which asks ``bjobs`` through ``pipeline.launch.lsf``) stays fast.
 """
 
 from __future__ import annotations

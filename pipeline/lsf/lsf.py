@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import inspect
 import json
+import logging
 import math
 import os
 import re
@@ -36,11 +37,12 @@ from pathlib import Path
 
 from submitit.core import core, job_environment, logger, utils
 
+from pipeline import rundir
 from pipeline.errors import PipelineError
-from pipeline.lsf.bjobs import (
+from pipeline.launch import Answer
+from pipeline.launch.lsf import (
     DIALECTS,
     FINISHED_STATES,
-    BjobsAnswer,
     bjobs_command,
     element_id,
     file_stem,
@@ -49,7 +51,9 @@ from pipeline.lsf.bjobs import (
     query,
     split_job_id,
 )
+from pipeline.launch.state import decide
 
+_log = logging.getLogger(__name__)
 BSUB_NOT_FOUND = "bsub not found on PATH: run this on an LSF login node, or use cluster=local"
 
 # ------------------------------------------------------------------------------------------------ errors
@@ -145,32 +149,47 @@ class LsfInfoWatcher(core.InfoWatcher):
             return
         super().update_if_long_enough(mode)
 
+    def _requeue_ages(self, answer: Answer) -> dict[str, float]:
+        """Seconds since each finished-looking job wrote its requeue marker (next to its result pickle)."""
+        ages = {}
+        for job_id, st in answer.jobs.items():
+            files = self._result_files.get(job_id)
+            if st.finished and files:
+                folder = utils.JobPaths.get_first_id_independent_folder(files[0].parent)
+                age = rundir.requeue_age(folder, file_stem(job_id))
+                if age is not None:
+                    ages[job_id] = age
+        return ages
+
     def update(self) -> None:
         to_check = self._registered - self._finished
         if not to_check:
             return
         self._num_calls += 1
-        answer: BjobsAnswer = query(to_check, self.dialect)
+        answer: Answer = query(to_check, self.dialect)
         self._last_status_check = time.time()
-        if not answer.ok:
+        if answer.fallback:  # this LSF rejects the configured form: say so once, then use the one it speaks
+            _log.warning(answer.warning)
+            self.dialect = answer.fallback
+        if not answer.answered:
             self._failures += 1
-            self.last_error = answer.error
+            self.last_error = answer.warning or "no answer"
             if self._failures >= self.max_failures:
                 raise LsfStatusError(
-                    f"bjobs failed {self._failures} times in a row ({answer.error}); the jobs may still be "
+                    f"bjobs failed {self._failures} times in a row ({self.last_error}); the jobs may still be "
                     f"running: check them with `bjobs -a {' '.join(sorted({split_job_id(j)[0] for j in to_check}))}`"
                 )
             backoff = min(float(self._delay_s), self.failure_backoff_s * 2 ** (self._failures - 1))
             self._retry_at = time.time() + backoff
-            logger.get_logger().warning(
-                f"bjobs call #{self.num_calls} failed ({answer.error}); retrying in {backoff:.0f} s"
+            _log.warning(  # not submitit's logger: it prints warnings twice (stdout and stderr)
+                f"bjobs call #{self.num_calls} failed ({self.last_error}); retrying in {backoff:.0f} s"
             )
             return
         self._failures = 0
         self._output = b""
-        self._info_dict.update(_info_from_answer(answer))
+        self._info_dict.update(_info_from_answer(answer, self._requeue_ages(answer)))
         for job_id in to_check:
-            if job_id in answer.states:
+            if job_id in answer.jobs:
                 self._missing.pop(job_id, None)
                 continue
             if any(p.exists() for p in self._result_files.get(job_id, ())):
@@ -184,11 +203,17 @@ class LsfInfoWatcher(core.InfoWatcher):
                 self._finished.add(job_id)
 
 
-def _info_from_answer(answer: BjobsAnswer) -> dict[str, dict[str, str]]:
+def _info_from_answer(answer: Answer, requeue_ages: dict[str, float] | None = None) -> dict[str, dict[str, str]]:
+    """submitit's info dicts; a job that ended (EXIT) right after asking to be requeued is ``REQUEUED``
+    (not finished), as ``pipeline status`` shows it (``pipeline.launch.state.decide``)."""
     info = {}
-    for job_id, st in answer.states.items():
-        info[job_id] = {"State": st.stat, "JobName": st.name or "",
-                        "ExitCode": "" if st.exit_code is None else str(st.exit_code)}
+    for job_id, st in answer.jobs.items():
+        state = st.raw
+        age = (requeue_ages or {}).get(job_id)
+        if st.finished and age is not None:
+            d = decide(rundir.RUNNING, True, True, st, True, answer.complete, age)
+            state = "REQUEUED" if d.state == rundir.REQUEUED else state
+        info[job_id] = {"State": state, "JobName": st.name or "", "ExitCode": st.exit_code or ""}
     return info
 
 
@@ -320,6 +345,8 @@ class LsfJobEnvironment(job_environment.JobEnvironment):
         return list(dict.fromkeys(hosts)) or [self.hostname]
 
     def _handle_signals(self, paths: utils.JobPaths, submission: utils.DelayedSubmission) -> None:
+        """At the job's start: install the handlers, and drop the requeue marker of an earlier attempt."""
+        rundir.clear_requeue(self._submitit_folder(), file_stem(self.job_id))
         handler = LsfSignalHandler(self, paths, submission)
         signal.signal(signal.SIGTERM, handler.bypass)
         signal.signal(signal.SIGCONT, handler.bypass)
@@ -336,6 +363,9 @@ class LsfJobEnvironment(job_environment.JobEnvironment):
         """
         ref = self.lsf_job_ref
         log = logger.get_logger()
+        # LSF shows the job EXIT for a few seconds before PEND: the marker tells `pipeline status` and the
+        # watcher that this EXIT is a requeue, not a failure
+        rundir.mark_requeue(self._submitit_folder(), file_stem(self.job_id), self.job_id)
         try:
             proc = subprocess.run(["brequeue", ref], capture_output=True, text=True, timeout=60, check=False,
                                   start_new_session=True)
@@ -354,6 +384,10 @@ class LsfJobEnvironment(job_environment.JobEnvironment):
         log.warning(f"brequeue {ref} refused ({said}); resubmitting instead")
         new_id = self._resubmit()
         log.info(f"Resubmitted job {self.job_id} as LSF job {new_id} ({countdown} remaining timeouts)")
+
+    def _submitit_folder(self) -> Path:
+        """The sweep's flat submitit folder (where the pickles, logs and markers of every job live)."""
+        return utils.JobPaths.get_first_id_independent_folder(os.environ["SUBMITIT_FOLDER"])
 
     def _resubmit(self) -> str:
         indep = utils.JobPaths.get_first_id_independent_folder(os.environ["SUBMITIT_FOLDER"])

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
-from pipeline.lsf import bjobs
-from pipeline.lsf.bjobs import JobState
+from pipeline.launch import SchedJob
+from pipeline.launch import lsf as bjobs
 
 # bjobs -a -o "jobid stat job_name exit_code" -json 2041 2042 (LSF 10.1.0.13): array 2041 has three
 # elements (JOBID is the array's id, the index is in JOB_NAME), 2042 is a plain job that failed
@@ -117,44 +115,44 @@ def test_bjobs_command_one_call_for_all_arrays() -> None:
 
 def test_json_array_elements_from_job_name() -> None:
     answer = bjobs.parse_bjobs_json(LSF10_JSON)
-    assert answer.ok and not answer.not_found
-    assert answer.states == {
-        "2041[1]": JobState("2041[1]", "DONE", "train[1]", None),
-        "2041[2]": JobState("2041[2]", "RUN", "train[2]", None),
-        "2041[3]": JobState("2041[3]", "PEND", "train[3]", None),
-        "2042": JobState("2042", "EXIT", "train_aggregate", 1),
+    assert answer.answered and not answer.not_found
+    assert answer.jobs == {
+        "2041[1]": SchedJob("2041[1]", "DONE", "done", None, "train[1]"),
+        "2041[2]": SchedJob("2041[2]", "RUN", "running", None, "train[2]"),
+        "2041[3]": SchedJob("2041[3]", "PEND", "pending", None, "train[3]"),
+        "2042": SchedJob("2042", "EXIT", "exit", "1", "train_aggregate"),
     }
-    assert answer.states["2041[1]"].finished and not answer.states["2041[2]"].finished
+    assert answer.jobs["2041[1]"].finished and not answer.jobs["2041[2]"].finished
 
 
 def test_json_not_found_record_and_suspended() -> None:
     answer = bjobs.interpret("lsf10", 255, LSF10_JSON_NOT_FOUND, "")
-    assert answer.ok
+    assert answer.answered
     assert answer.not_found == {"2049"}
-    assert answer.states["2050[7]"].stat == "SSUSP"  # suspended is not finished
-    assert not answer.states["2050[7]"].finished
+    assert answer.jobs["2050[7]"].raw == "SSUSP"  # suspended is not finished
+    assert not answer.jobs["2050[7]"].finished
 
 
 def test_json_index_in_jobid_or_jobindex() -> None:
-    assert set(bjobs.parse_bjobs_json(LSF10_JSON_DISPLAY_ENH).states) == {"2060[12]"}
+    assert set(bjobs.parse_bjobs_json(LSF10_JSON_DISPLAY_ENH).jobs) == {"2060[12]"}
     rec = '{"RECORDS":[{"JOBID":"2070","JOBINDEX":"5","STAT":"RUN","JOB_NAME":"noindex"}]}'
-    assert set(bjobs.parse_bjobs_json(rec).states) == {"2070[5]"}
+    assert set(bjobs.parse_bjobs_json(rec).jobs) == {"2070[5]"}
 
 
 def test_openlava_columns_with_header() -> None:
     answer = bjobs.interpret("openlava", 0, OPENLAVA_COLUMNS, "")
-    assert {k: v.stat for k, v in answer.states.items()} == {
+    assert {k: v.raw for k, v in answer.jobs.items()} == {
         "3001[1]": "DONE", "3001[2]": "RUN", "3001[3]": "PEND", "3002": "EXIT"}
 
 
 def test_columns_without_header_and_truncated_names() -> None:
     answer = bjobs.parse_bjobs_columns(LSF_NARROW_NO_HEADER)
-    assert {k: v.stat for k, v in answer.states.items()} == {"3101[12]": "RUN", "3101[13]": "PEND"}
+    assert {k: v.raw for k, v in answer.jobs.items()} == {"3101[12]": "RUN", "3101[13]": "PEND"}
 
 
 def test_not_found_on_stderr_is_an_answer_not_a_failure() -> None:
     answer = bjobs.interpret("openlava", 255, "", "Job <3001> is not found\nJob <3002> is not found\n")
-    assert answer.ok and answer.not_found == {"3001", "3002"} and not answer.states
+    assert answer.answered and answer.not_found == {"3001", "3002"} and not answer.jobs
 
 
 @pytest.mark.parametrize("dialect, stdout, stderr", [
@@ -164,17 +162,13 @@ def test_not_found_on_stderr_is_an_answer_not_a_failure() -> None:
 ])
 def test_transient_failure(dialect: str, stdout: str, stderr: str) -> None:
     answer = bjobs.interpret(dialect, 255, stdout, stderr)
-    assert not answer.ok and answer.error
+    assert not answer.answered and answer.warning
 
 
 def test_query_never_raises_for_scheduler_trouble() -> None:
-    def missing(argv):
-        raise FileNotFoundError("bjobs")
+    from pipeline.launch import run_command
 
-    def slow(argv):
-        raise subprocess.TimeoutExpired(argv, 120)
-
-    assert not bjobs.query(["1"], runner=missing).ok
-    assert not bjobs.query(["1"], runner=slow).ok
-    ok = bjobs.query(["2041[1]"], runner=lambda argv: subprocess.CompletedProcess(argv, 0, LSF10_JSON, ""))
-    assert ok.ok and ok.states["2041[1]"].stat == "DONE"
+    assert not bjobs.query(["1"], runner=lambda argv: run_command(["/nonexistent/bjobs", *argv[1:]])).answered
+    assert not bjobs.query(["1"], runner=lambda argv: run_command(["sleep", "5"], timeout=0.1)).answered
+    ok = bjobs.query(["2041[1]"], runner=lambda argv: (0, LSF10_JSON, ""))
+    assert ok.answered and ok.jobs["2041[1]"].raw == "DONE"

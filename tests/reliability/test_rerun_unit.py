@@ -16,6 +16,9 @@ from typer.testing import CliRunner
 from pipeline import results as R
 from pipeline import sweep_status as S
 from pipeline.cli import app
+from pipeline.launch import Answer
+from pipeline.launch import lsf as L
+from pipeline.launch import slurm as SL
 from pipeline.rerun import RerunError, hydra_quote, merge_overrides, parse_overrides, plan
 from tests.results.make_runs import write_run, write_sweep_json
 
@@ -83,7 +86,7 @@ def test_only_failed_corrupt_and_missing_jobs_are_chosen_after_one_query(tmp_pat
     with pytest.raises(RerunError, match="job 1: no 1234\\[2\\] submission pickle"):
         plan(tmp_path, [], runner=bjobs)  # chosen, but this synthetic sweep has no pickles
     assert len(bjobs.calls) == 1  # one scheduler query for the whole sweep
-    answer = S.query_lsf(["1234"], _bjobs({3: "RUN", 4: "PEND", 6: "EXIT"}))
+    answer = L.query(["1234"], "lsf10", _bjobs({3: "RUN", 4: "PEND", 6: "EXIT"}))
     statuses = S.sweep_status(R.load_sweep(tmp_path), answer)
     chosen = [st.run.job_num for st in statuses if st.state in ("failed", "corrupt", "missing")]
     assert chosen == [1, 2, 5, 6]  # 6: the scheduler says EXIT and there is no metrics.json
@@ -139,11 +142,11 @@ def test_lsf_job_that_bjobs_forgot_without_metrics_is_failed(tmp_path):
     """Killed (no metrics.json) and forgotten since: bjobs -a lists every unfinished job, so it ended."""
     _lsf_sweep(tmp_path, ["completed", "running", "running"])
     sweep = R.load_sweep(tmp_path)
-    answer = S.query_lsf(["1234"], _bjobs({2: "RUN"}))
+    answer = L.query(["1234"], "lsf10", _bjobs({2: "RUN"}))
     states = {st.run.job_num: (st.state, st.note) for st in S.sweep_status(sweep, answer)}
     assert states[1][0] == "failed" and "no longer lists" in states[1][1]
     assert states[2][0] == "running"
-    blind = S.sweep_status(sweep, S.SchedAnswer("lsf"))  # not answering: the files alone say running
+    blind = S.sweep_status(sweep, Answer("lsf"))  # not answering: the files alone say running
     assert [st.state for st in blind] == ["completed", "running", "running"]
 
 
@@ -156,11 +159,11 @@ def test_slurm_job_not_yet_in_sacct_is_asked_to_squeue(tmp_path):
             return 0, "456|PENDING|0:0\n", ""
         return 0, "456_0|RUNNING\n456_1|PENDING\n", ""
 
-    ans = S.query_slurm(["456"], run)
+    ans = SL.query(["456"], run)
     assert calls == ["sacct", "squeue"] and ans.answered
     assert ans.jobs["456_0"].state == "running" and ans.jobs["456_1"].state == "pending"
     calls.clear()
-    ans = S.query_slurm(["456"], lambda argv: (calls.append(argv[0]) or 0, "456_0|COMPLETED|0:0\n", ""))
+    ans = SL.query(["456"], lambda argv: (calls.append(argv[0]) or 0, "456_0|COMPLETED|0:0\n", ""))
     assert calls == ["sacct"]  # listed: one call
-    ans = S.query_slurm(["456"], lambda argv: (0, "", "") if argv[0] == "sacct" else (1, "", "slurm_load_jobs error"))
+    ans = SL.query(["456"], lambda argv: (0, "", "") if argv[0] == "sacct" else (1, "", "slurm_load_jobs error"))
     assert not ans.answered and "squeue failed" in ans.warning  # cannot tell pending from gone

@@ -25,6 +25,7 @@ import pytest
 
 from pipeline import results as R
 from pipeline import sweep_status as S
+from pipeline.launch import Runner, run_command
 from pipeline.results import read_jsonl
 from tests.conftest import read_json, run_py
 from tests.reliability.conftest import (
@@ -62,9 +63,9 @@ def recording(bindir: Path, name: str) -> Path:
     return log
 
 
-def recorder(log: list) -> S.Runner:
+def recorder(log: list) -> Runner:
     def runner(argv: list[str]) -> tuple[int, str, str]:
-        result = S.run_command(argv)
+        result = run_command(argv)
         log.append((argv, *result))
         return result
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from pipeline import sweep_status as S
+from pipeline.launch import lsf as L
+from pipeline.launch import slurm as SL
 
 # LSF 10.1: bjobs -a -o "jobid stat job_name exit_code" -json 1234 9999
 BJOBS_JSON = """{
@@ -62,7 +64,7 @@ SACCT = """456_0|COMPLETED|0:0
 
 
 def test_parse_bjobs_json():
-    jobs = S.parse_bjobs_json(BJOBS_JSON)
+    jobs = L.parse_bjobs_json(BJOBS_JSON).jobs
     assert {k: (v.raw, v.state) for k, v in jobs.items()} == {
         "1234[1]": ("DONE", "done"), "1234[2]": ("EXIT", "exit"),
         "1234[3]": ("RUN", "running"), "1234[4]": ("PEND", "pending"),
@@ -72,18 +74,18 @@ def test_parse_bjobs_json():
 
 def test_parse_bjobs_json_with_element_ids():
     text = '{"COMMAND":"bjobs","JOBS":1,"RECORDS":[{"JOBID":"1234[7]","STAT":"USUSP","JOB_NAME":"x"}]}'
-    jobs = S.parse_bjobs_json(text)
+    jobs = L.parse_bjobs_json(text).jobs
     assert jobs["1234[7]"].state == "running"
 
 
 def test_parse_bjobs_plain():
-    jobs = S.parse_bjobs_plain(BJOBS_PLAIN)
+    jobs = L.parse_bjobs_columns(BJOBS_PLAIN).jobs
     assert {k: v.raw for k, v in jobs.items()} == {
         "1234[1]": "DONE", "1234[2]": "EXIT", "1234[3]": "RUN", "1234[4]": "PEND", "1240": "PEND"}
 
 
 def test_parse_sacct_expands_pending_ranges_and_skips_steps():
-    jobs = S.parse_sacct(SACCT)
+    jobs = SL.parse_sacct(SACCT)
     assert {k: v.state for k, v in jobs.items()} == {
         "456_0": "done", "456_1": "exit", "456_2": "running", "456_3": "pending", "456_4": "pending",
         "457": "exit"}
@@ -91,7 +93,7 @@ def test_parse_sacct_expands_pending_ranges_and_skips_steps():
 
 
 def test_parse_squeue():
-    jobs = S.parse_squeue("456_2|RUNNING\n456_3|PENDING\n")
+    jobs = SL.parse_squeue("456_2|RUNNING\n456_3|PENDING\n")
     assert jobs["456_2"].state == "running" and jobs["456_3"].state == "pending"
 
 
@@ -104,29 +106,30 @@ def test_lsf_falls_back_to_plain_when_json_is_rejected():
             return 255, "", "bjobs: illegal option -- j\nUsage: bjobs ..."
         return 0, BJOBS_PLAIN, ""
 
-    ans = S.query_lsf(["1234"], runner)
+    ans = L.query(["1234"], "lsf10", runner)
     assert ans.answered and ans.jobs["1234[3]"].raw == "RUN"
-    assert len(calls) == 2 and calls[1] == ["bjobs", "-a", "1234"]
+    assert len(calls) == 2 and calls[1] == ["bjobs", "-a", "-w", "1234"]
+    assert ans.fallback == "openlava" and "hydra.launcher.dialect=openlava" in ans.warning
 
 
 def test_lsf_down_is_a_warning():
     def runner(argv):
         return 255, "", "LSF is down. Please wait ..."
 
-    ans = S.query_lsf(["1234"], runner)
-    assert not ans.answered and "bjobs failed" in ans.warning
+    ans = L.query(["1234"], "lsf10", runner)
+    assert not ans.answered and "bjobs exit 255" in ans.warning
 
 
 def test_lsf_forgotten_jobs_answer_empty():
     def runner(argv):
         return 255, "", "Job <1234> is not found"
 
-    ans = S.query_lsf(["1234"], runner)
+    ans = L.query(["1234"], "lsf10", runner)
     assert ans.answered and ans.jobs == {}
 
 
 def test_missing_binary():
-    ans = S.query_slurm(["456"], lambda argv: (127, "", f"{argv[0]}: command not found"))
+    ans = SL.query(["456"], lambda argv: (127, "", f"{argv[0]}: command not found"))
     assert not ans.answered and ans.warning
 
 

@@ -1,0 +1,118 @@
+"""Slurm: ``sacct``/``squeue`` output and Slurm job ids (``456``, ``456_3``), and ``query``.
+
+``sacct -j <ids> --format=JobID,State,ExitCode -P -n`` first; ``squeue -h -r -j <ids> -o %i|%T`` where
+sacct fails, and for ids sacct does not list yet (slurmdbd records a job a moment after sbatch).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from pipeline.launch import (
+    S_DONE,
+    S_EXIT,
+    S_PENDING,
+    S_RUNNING,
+    S_UNKNOWN,
+    Answer,
+    Runner,
+    SchedJob,
+    first_line,
+    run_command,
+)
+
+STATES = {
+    "PENDING": S_PENDING, "REQUEUED": S_PENDING, "REQUEUE_HOLD": S_PENDING, "REQUEUE_FED": S_PENDING,
+    "RESV_DEL_HOLD": S_PENDING,
+    "RUNNING": S_RUNNING, "COMPLETING": S_RUNNING, "CONFIGURING": S_RUNNING, "SUSPENDED": S_RUNNING,
+    "STOPPED": S_RUNNING, "SIGNALING": S_RUNNING, "STAGE_OUT": S_RUNNING, "RESIZING": S_RUNNING,
+    "COMPLETED": S_DONE,
+    "FAILED": S_EXIT, "CANCELLED": S_EXIT, "TIMEOUT": S_EXIT, "NODE_FAIL": S_EXIT, "OUT_OF_MEMORY": S_EXIT,
+    "PREEMPTED": S_EXIT, "BOOT_FAIL": S_EXIT, "DEADLINE": S_EXIT, "REVOKED": S_EXIT,
+    "SPECIAL_EXIT": S_EXIT,
+}
+_RANGE = re.compile(r"^(\d+)_\[([^\]]+)\]$")
+
+
+def base_id(job_id: str) -> str:
+    return job_id.split("_")[0]
+
+
+def expand(jobid: str) -> list[str]:
+    """``456_[2-5,7%2]`` -> ``456_2 ... 456_5, 456_7``; anything else unchanged."""
+    m = _RANGE.match(jobid)
+    if not m:
+        return [jobid]
+    base, spec = m.group(1), m.group(2).split("%")[0]
+    out = []
+    for part in spec.split(","):
+        lo, _, hi = part.partition("-")
+        if lo.isdigit() and (not hi or hi.isdigit()):
+            out += [f"{base}_{i}" for i in range(int(lo), int(hi or lo) + 1)]
+    return out
+
+
+def _jobs(jobid: str, state: str, code: str | None) -> list[SchedJob]:
+    raw = state.split()[0] if state.split() else state
+    raw = raw.rstrip("+")
+    return [SchedJob(j, raw, STATES.get(raw, S_UNKNOWN), code) for j in expand(jobid)]
+
+
+def parse_sacct(text: str) -> dict[str, SchedJob]:
+    """``sacct --format=JobID,State,ExitCode -P -n``: job steps (``456_0.batch``) are skipped."""
+    out = {}
+    for line in text.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) < 2 or not parts[0] or "." in parts[0]:
+            continue
+        for job in _jobs(parts[0], parts[1], parts[2] if len(parts) > 2 else None):
+            out[job.job_id] = job
+    return out
+
+
+def parse_squeue(text: str) -> dict[str, SchedJob]:
+    """``squeue -h -r -o "%i|%T"``."""
+    out = {}
+    for line in text.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) >= 2 and parts[0]:
+            for job in _jobs(parts[0], parts[1], None):
+                out[job.job_id] = job
+    return out
+
+
+def query(job_ids: Iterable[str], runner: Runner = run_command) -> Answer:
+    ids = list(dict.fromkeys(base_id(str(i)) for i in job_ids))
+    ans = Answer("slurm")
+    argv = ["sacct", "-j", ",".join(ids), "--format=JobID,State,ExitCode", "-P", "-n"]
+    ans.commands.append(argv)
+    rc, out, err = runner(argv)
+    if rc == 0:
+        ans.jobs = parse_sacct(out)
+        ans.answered = True
+        # just submitted: slurmdbd records jobs (and splits arrays into elements) a moment after sbatch,
+        # while squeue knows them at once
+        unseen = [i for i in ids if not any(j.startswith(f"{i}_") for j in ans.jobs)
+                  and (i not in ans.jobs or ans.jobs[i].state == S_PENDING)]
+        if unseen:
+            argv = ["squeue", "-h", "-r", "-j", ",".join(unseen), "-o", "%i|%T"]
+            ans.commands.append(argv)
+            rc2, out2, err2 = runner(argv)
+            if rc2 == 0:
+                ans.jobs.update(parse_squeue(out2))
+            elif "invalid job id" not in err2.lower():  # cannot tell pending from gone: do not guess
+                ans.answered = False
+                ans.warning = (f"sacct does not list job {', '.join(unseen)} yet and squeue failed "
+                               f"({first_line(err2) or rc2}): states from run directories only")
+        return ans
+    argv = ["squeue", "-h", "-r", "-j", ",".join(ids), "-o", "%i|%T"]
+    ans.commands.append(argv)
+    rc2, out2, err2 = runner(argv)
+    if rc2 == 0 or "invalid job id" in err2.lower():
+        ans.jobs = parse_squeue(out2)  # squeue lists active jobs only; the rest have ended
+        ans.answered = ans.complete = True
+        return ans
+    ans.warning = (f"sacct and squeue failed ({first_line(err) or rc}; {first_line(err2) or rc2}): "
+                   "states from run directories only")
+    return ans

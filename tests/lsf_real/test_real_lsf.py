@@ -1,0 +1,160 @@
+"""The launcher and the ``pipeline`` commands on a real LSF (volclava, OpenLava lineage), as a user runs them.
+
+- a sweep in both dialects, with its aggregation job (lsf10 also shows case 9: this LSF rejects
+  ``bjobs -o exit_code``; status says once to set ``hydra.launcher.dialect=openlava``, the waiting
+  launcher falls back by itself and says so once);
+- the run-limit cycle (``-W 1``: USR2 at the limit, checkpoint, requeue marker, ``brequeue``, resume),
+  with ``pipeline status`` polled every second: never FAILED (case 6);
+- ``bkill`` + ``pipeline rerun --failed``, and the rerun's aggregation job shown pending, not done (case 2);
+- a queue the cluster does not have: one line, exit 2, nothing written but the empty sweep folder, which
+  every command reports as "no jobs were submitted" (case 3).
+
+The jobs are the real training job (``model=tiny``, 200 BBC rows); steps are slowed with
+PIPELINE_FAULTS where a test needs a job to outlive a run limit or to be killed mid-run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline import rundir
+from tests.conftest import ROOT, run_py, train_env
+from tests.reliability.test_sweep_state import status_rows as rows
+
+pytestmark = [pytest.mark.lsf_real, pytest.mark.slow]
+
+MALLOC = {"MALLOC_MMAP_THRESHOLD_": "4294967296", "MALLOC_TRIM_THRESHOLD_": "4294967296"}
+SMALL = ["model=tiny", "data.max_rows=200", "trainer.max_length=64", "trainer.batch_size=8", "trainer.lr=3e-3",
+         "trainer.log_every_steps=1", "trainer.checkpoint_every_steps=5"]
+
+
+def _env(tmp: Path, real_lsf: dict[str, str], **extra: str) -> dict[str, str]:
+    env = train_env(tmp, **MALLOC, **real_lsf, **extra)
+    env.pop("HYDRA_FULL_ERROR", None)
+    return env
+
+
+def cli(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=timeout, cwd=ROOT)
+
+
+def wait_for(sweep: Path, env: dict[str, str], done, timeout: float, seen: list[str] | None = None) -> str:
+    """Poll `pipeline status` every second until ``done(stdout)``; every answer goes to ``seen``."""
+    end = time.monotonic() + timeout
+    out = ""
+    while time.monotonic() < end:
+        r = cli("status", str(sweep), env=env)
+        out = r.stdout + r.stderr
+        if seen is not None:
+            seen.append(out)
+        if done(r.stdout):
+            return out
+        time.sleep(1)
+    raise AssertionError(f"timed out after {timeout:.0f} s; last status:\n{out}")
+
+
+def all_done(stdout: str) -> bool:
+    return "completed" in stdout and "aggregate job" in stdout and "done (results/ written)" in stdout and \
+        not re.search(r"\d+ (running|pending|requeued)", stdout)
+
+
+@pytest.mark.parametrize("dialect", ["lsf10", "openlava"])
+def test_sweep_and_aggregation(real_lsf, tmp_path: Path, dialect: str):
+    env = _env(tmp_path, real_lsf)
+    sweep = tmp_path / "sweep"
+    r = run_py(tmp_path, "-m", "cluster=lsf", f"hydra.launcher.dialect={dialect}", *SMALL, "trainer.epochs=1",
+               "seed=0,1", f"hydra.sweep.dir={sweep}", env=env, timeout=180)
+    assert r.returncode == 0, r.stderr[-3000:]
+    meta = json.loads((sweep / rundir.SWEEP_JSON).read_text())
+    assert meta["dialect"] == dialect and meta["aggregate_job_id"]
+    seen: list[str] = []
+    final = wait_for(sweep, env, all_done, 240, seen)
+    assert "2 jobs: 2 completed" in final
+    assert (sweep / rundir.RESULTS_DIR / "summary.md").is_file()
+    hint = [ln for out in seen for ln in out.splitlines() if "hydra.launcher.dialect=openlava" in ln]
+    if dialect == "lsf10":  # case 9: this LSF rejects -o exit_code; each status call says so once
+        assert hint and all(out.count("hydra.launcher.dialect=openlava") == 1 for out in seen), seen[-1]
+    else:
+        assert not hint
+    assert not any("FAILED" in out for out in seen)
+
+
+def test_waiting_launcher_falls_back_from_lsf10_once(real_lsf, tmp_path: Path):
+    """Case 9 in the submitit watcher: one warning naming the setting, no endless retries."""
+    env = _env(tmp_path, real_lsf)
+    sweep = tmp_path / "sweep"
+    r = run_py(tmp_path, "-m", "cluster=lsf", "hydra.launcher.dialect=lsf10", "hydra.launcher.wait=true", *SMALL,
+               "trainer.epochs=1", f"hydra.sweep.dir={sweep}", env=env, timeout=240)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-3000:]
+    assert out.count("hydra.launcher.dialect=openlava") == 1, out[-3000:]
+    assert "retrying in" not in out
+    assert json.loads(rundir.metrics_json(sweep / "0").read_text())["status"] == "completed"
+
+
+def test_run_limit_requeue_cycle_never_shows_failed(real_lsf, tmp_path: Path):
+    """-W 1: USR2 at the limit, checkpoint, marker, brequeue; LSF shows EXIT for a few seconds before PEND.
+    Polled every second through the whole cycle, status never says FAILED; the job resumes and completes."""
+    env = _env(tmp_path, real_lsf, PIPELINE_FAULTS="write_metrics.jsonl:sleep=1.3")
+    sweep = tmp_path / "sweep"
+    r = run_py(tmp_path, "-m", "cluster=lsf", "hydra.launcher.dialect=openlava", "hydra.launcher.timeout_min=1",
+               "hydra.launcher.max_num_timeout=3", *SMALL, "trainer.epochs=2", f"hydra.sweep.dir={sweep}",
+               env=env, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    seen: list[str] = []
+    wait_for(sweep, env, all_done, 330, seen)
+    states = [rows(out).get("0") for out in seen]
+    assert "FAILED" not in states, next(out for out in seen if rows(out).get("0") == "FAILED")
+    final = json.loads(rundir.metrics_json(sweep / "0").read_text())
+    assert final["status"] == "completed" and final.get("attempts", 1) >= 2, final
+    assert "REQUEUED" in states or "PENDING" in states[states.index("RUNNING"):], states
+
+
+def test_bkill_then_rerun_failed_and_the_new_aggregation_is_pending(real_lsf, tmp_path: Path):
+    env = _env(tmp_path, real_lsf, PIPELINE_FAULTS="write_metrics.jsonl:sleep=0.5")
+    sweep = tmp_path / "sweep"
+    r = run_py(tmp_path, "-m", "cluster=lsf", "hydra.launcher.dialect=openlava", *SMALL, "trainer.epochs=2",
+               "seed=0,1", f"hydra.sweep.dir={sweep}", env=env, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    meta = json.loads((sweep / rundir.SWEEP_JSON).read_text())
+    victim = meta["jobs"][1]["job_id"]
+    lines = sweep / "1" / rundir.METRICS_JSONL
+    end = time.monotonic() + 120
+    while not (lines.is_file() and len(lines.read_text().splitlines()) >= 8) and time.monotonic() < end:
+        time.sleep(0.5)
+    subprocess.run(["bkill", victim], env=env, check=True, capture_output=True)
+    fast = {k: v for k, v in env.items() if k != "PIPELINE_FAULTS"}
+    out = wait_for(sweep, fast, lambda s: rows(s).get("1") == "FAILED" and "done (results/ written)" in s, 180)
+    assert rows(out).get("0") == "COMPLETED", out
+    r = cli("rerun", str(sweep), "--failed", env=fast)
+    assert r.returncode == 0, r.stderr
+    new_agg = json.loads((sweep / rundir.SWEEP_JSON).read_text())["aggregate_job_id"]
+    assert new_agg != meta["aggregate_job_id"]
+    first = cli("status", str(sweep), env=fast).stdout  # case 2: the old results/ is still there
+    assert f"aggregate job {new_agg}: done" not in first, first
+    wait_for(sweep, fast, all_done, 240)
+    assert json.loads(rundir.metrics_json(sweep / "1").read_text())["status"] == "completed"
+
+
+def test_queue_the_cluster_lacks_is_one_line_and_no_jobs(real_lsf, tmp_path: Path):
+    env = _env(tmp_path, real_lsf)
+    sweep = tmp_path / "sweep"
+    r = run_py(tmp_path, "-m", "cluster=lsf", "hydra.launcher.dialect=openlava", "hydra.launcher.queue=gpua100",
+               *SMALL, "seed=0,1", f"hydra.sweep.dir={sweep}", env=env, timeout=120)
+    err = [ln for ln in r.stderr.splitlines() if ln.strip() and "HYDRA_FULL_ERROR" not in ln]
+    assert r.returncode == 2 and len(err) == 1, r.stderr
+    assert "No such queue" in err[0] and "hydra.launcher.queue" in err[0] and "pipeline rerun" not in err[0]
+    assert not (sweep / rundir.RESULTS_DIR).exists()
+    for cmd in ("status", "logs", "results"):
+        c = cli(cmd, str(sweep), env=env)
+        assert c.returncode == 2 and "no jobs were submitted" in c.stderr, (cmd, c.stderr)
+    assert os.path.isdir(sweep)
