@@ -19,8 +19,6 @@ from pipeline import rundir
 from pipeline.launch import (
     S_DONE,
     S_EXIT,
-    S_PENDING,
-    S_RUNNING,
     Answer,
     Runner,
     SchedJob,
@@ -186,7 +184,7 @@ def aggregate_state(sweep: Sweep, answer: Answer) -> str | None:
     if sj.state == S_EXIT:
         code = f", exit code {sj.exit_code}" if sj.exit_code else ""
         return f"failed ({sj.raw}{code})"
-    return {S_PENDING: "pending", S_RUNNING: "running"}.get(sj.state, sj.raw)
+    return sj.raw  # PEND, RUN, ... (the scheduler's own word)
 
 
 def has_failures(statuses: list[JobStatus]) -> bool:

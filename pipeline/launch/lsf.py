@@ -210,7 +210,8 @@ def interpret(dialect: str, returncode: int, stdout: str, stderr: str) -> Answer
         return Answer("lsf", warning=f"unreadable bjobs output ({e}): {_head(stdout or stderr)}")
     answer.not_found |= not_found
     if returncode != 0 and not answer.jobs and not answer.not_found:
-        return Answer("lsf", warning=f"bjobs exit {returncode}: {_head(stderr or stdout) or 'no output'}")
+        return Answer("lsf", warning=f"bjobs failed (exit {returncode}: {_head(stderr or stdout) or 'no output'}): "
+                                     "states from run directories only")
     return answer
 
 

@@ -148,7 +148,7 @@ def test_aggregate_job_pending_after_rerun_is_not_done(tmp_path):
     (sweep / rundir.RESULTS_DIR / rundir.RESULTS_JSON).write_text("{}")
     stub = _bjobs_stub(tmp_path / "bin", {"1234[2]": "PEND", "19": "PEND"})
     r = _pipeline("status", str(sweep), path_prefix=stub)
-    assert "aggregate job 19: pending" in r.stdout, r.stdout
+    assert "aggregate job 19: PEND" in r.stdout, r.stdout
     assert "done" not in r.stdout.split("aggregate job 19:")[1]
 
 

@@ -117,7 +117,7 @@ def test_lsf_down_is_a_warning():
         return 255, "", "LSF is down. Please wait ..."
 
     ans = L.query(["1234"], "lsf10", runner)
-    assert not ans.answered and "bjobs exit 255" in ans.warning
+    assert not ans.answered and "bjobs failed (exit 255" in ans.warning
 
 
 def test_lsf_forgotten_jobs_answer_empty():
