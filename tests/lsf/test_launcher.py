@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -81,8 +82,9 @@ def test_sweep_returns_at_once_then_runs_as_one_array(lsf, tmp_path: Path) -> No
                   "stdout": f"{folder}/{array}_{k + 1}_0_log.out", "stderr": f"{folder}/{array}_{k + 1}_0_log.err",
                   "overrides": [f"x={x}", f"name={n}"]}
                  for k, (x, n) in enumerate((x, n) for x in (1, 2, 3) for n in ("a", "b"))],
-        "aggregate_job_id": agg, "gpus_per_job": 0,
+        "aggregate_job_id": agg, "aggregate_submitted": data["aggregate_submitted"], "gpus_per_job": 0,
     }
+    assert abs(data["aggregate_submitted"] - time.time()) < 300  # when the current aggregation job was submitted
     out = res.stdout.splitlines()
     assert f"[lsf] submitted job array {array} (6 jobs, job_num 0-5); logs in {folder}" in out
     assert any(line.startswith(f"[lsf] aggregation job {agg} runs when they have ended") for line in out)
