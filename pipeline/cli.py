@@ -23,6 +23,8 @@ from pathlib import Path
 
 import typer
 
+from pipeline import rundir
+
 app = typer.Typer(
     name="pipeline",
     help="Watch, compare and use the runs of BERT fine-tuning sweeps (LSF, Slurm or local).",
@@ -181,7 +183,7 @@ def _write(text: str) -> None:
 
 
 def _run_finished(run) -> bool:
-    return run.run_dir is not None and (run.run_dir / "metrics.json").is_file()
+    return run.run_dir is not None and rundir.metrics_json(run.run_dir).is_file()
 
 
 def _follow(path: Path, run, n: int | None, poll: float = 0.5, idle_after_end: float = 1.0) -> None:
@@ -222,8 +224,8 @@ def _log_candidates(run, err: bool) -> list[Path]:
     if declared:
         paths.append(Path(declared))
     if run.run_dir is not None:
-        paths.append(run.run_dir / "run.log")
-        paths += sorted(p for p in run.run_dir.glob("*.log") if p.name != "run.log")
+        paths.append(run.run_dir / rundir.RUN_LOG)
+        paths += sorted(p for p in run.run_dir.glob("*.log") if p.name != rundir.RUN_LOG)
     return paths
 
 
@@ -385,10 +387,10 @@ def _baselines(sweeps) -> list[dict]:
         groups: dict[tuple, object] = {}
         for run in sw.runs:
             key = tuple(sorted((k, v) for k, v in run.params.items() if k == "data" or k.startswith("data.")))
-            if run.run_dir is not None and (run.run_dir / ".hydra" / "config.yaml").is_file():
+            if run.run_dir is not None and rundir.hydra_file(run.run_dir).is_file():
                 groups.setdefault(key, run)
         for run in groups.values():
-            cache = sw.path / "results" if os.access(sw.path, os.W_OK) else Path(
+            cache = sw.path / rundir.RESULTS_DIR if os.access(sw.path, os.W_OK) else Path(
                 os.environ.get("PIPELINE_OUTPUT_ROOT", "outputs")) / ".cache"
             try:
                 result = B.baseline_for_run(run.run_dir, cache, run.info.get("data_sha256"))
@@ -476,7 +478,7 @@ def best(
     run = R.best_run(runs, metric, mode)
     if run is None or run.run_dir is None:
         _fail(f"no completed run reports {metric} yet", 1)
-    ckpt = resolve_dir(run.run_dir / "checkpoints" / "best")
+    ckpt = resolve_dir(rundir.checkpoint_dir(run.run_dir, rundir.BEST_CHECKPOINT))
     if ckpt is None:
         _fail(f"best run {run.run_dir} ({metric}={run.metrics[metric]:.4f}) has no checkpoints/best", 1)
     print(ckpt)

@@ -175,11 +175,6 @@ def results_are_current(sweep_dir: Path, meta: dict[str, Any] | None) -> bool:
     return not isinstance(submitted, (int, float)) or written >= submitted
 
 
-def submitted_jobs(meta: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """The manifest's job entries that carry a scheduler id (a refused submission leaves none)."""
-    return [j for j in (meta or {}).get("jobs") or [] if isinstance(j, dict) and j.get("job_id")]
-
-
 # ------------------------------------------------------------------------------------ requeue marker
 
 
