@@ -4,10 +4,11 @@
     pipeline logs    SWEEP [JOB] [-f] [--err]  a job's log (bpeek while LSF still buffers); no JOB: failures
     pipeline rerun   SWEEP --failed [OVERRIDES] resubmit the failed jobs into their run dirs (one batch)
     pipeline results SWEEP [SWEEP ...]         compare table (--by-seed, --metric, --format md|csv|json|latex)
-    pipeline aggregate SWEEP                   SWEEP/results/{runs.csv,summary.csv,summary.md,results.json,*.png}
+    pipeline aggregate SWEEP                   SWEEP/results/{runs.csv,summary.*,results.json,*.png,report.html}
     pipeline best    SWEEP                     path of the best run's checkpoints/best
     pipeline predict RUN "text"                label + probabilities from a fine-tuned checkpoint
     pipeline evaluate RUN --data FILE          accuracy / macro-F1 on a labelled file
+    pipeline serve   RUN [--port 8000]         HTTP API + web page for the best model (pipeline/serve/)
     pipeline prefetch MODEL_ID                 download a hub model once so that jobs run offline
 
 Only typer is imported at start-up; everything else (rich, the results reader, torch, transformers,
@@ -448,7 +449,7 @@ def aggregate(
     mode: str | None = typer.Option(None, "--mode", help="max or min."),
     out: Path | None = typer.Option(None, "--out", help="Output folder (default SWEEP/results)."),
 ) -> None:
-    """Write SWEEP/results/{runs.csv, summary.csv, summary.md, results.json, curves.png, final.png}."""
+    """Write SWEEP/results/{runs.csv, summary.csv, summary.md, results.json, curves.png, final.png, report.html}."""
     from pipeline import results as R
 
     _check_mode(mode)
@@ -564,6 +565,33 @@ def evaluate(
         return
     print(f"{result['checkpoint']} on {result['data']} (n={result['n']}): "
           f"accuracy={result['accuracy']:.4f} macro_f1={result['macro_f1']:.4f}")
+
+
+# ------------------------------------------------------------------------------------------------ serve
+
+
+@app.command()
+def serve(
+    path: Path = typer.Argument(..., help="Checkpoint folder, run directory or sweep (its best run)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (0.0.0.0: all)."),
+    port: int = typer.Option(8000, "--port", min=0, max=65535),
+    max_texts: int = typer.Option(64, "--max-texts", min=1, help="Most texts per request."),
+    max_body: int = typer.Option(1 << 20, "--max-body", min=1024, help="Largest request body in bytes."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1),
+    device: str = typer.Option("auto", "--device", help="auto (CUDA if available), cpu, cuda, cuda:1, ..."),
+) -> None:
+    """Serve the model over HTTP: POST /predict, GET /health, GET /model, a web page at /, docs at /docs."""
+    from pipeline import predict as P
+
+    try:
+        clf = P.Classifier.load(path, device=device)
+    except P.CheckpointNotFoundError as e:
+        _fail(str(e))
+    except RuntimeError as e:  # e.g. --device cuda on a machine without one
+        _fail(f"--device {device}: {str(e).strip().splitlines()[0]}")
+    from pipeline.serve import Limits, run
+
+    run(clf, host, port, Limits(max_texts=max_texts, max_body_bytes=max_body, batch_size=batch_size))
 
 
 # --------------------------------------------------------------------------------------------- prefetch

@@ -830,7 +830,7 @@ def aggregate(
     mode: str | None = None,
     out_dir: str | os.PathLike | None = None,
 ) -> dict[str, Path]:
-    """Write ``results/{runs.csv, summary.csv, summary.md, results.json, curves.png, final.png}``.
+    """Write ``results/{runs.csv, summary.csv, summary.md, results.json, curves.png, final.png, report.html}``.
 
     ``sweep_path``: a sweep directory, or a :class:`Sweep` already loaded.
 
@@ -866,6 +866,12 @@ def aggregate(
         cs = [c for c in (r.curve(key) for r in group if r.run_dir is not None) if c]
         curves.append((label, cs))  # empty ones too: a configuration keeps its colour in both plots
         finals.append((label, [r.metrics[metric] for r in group if r.state == COMPLETED and metric in r.metrics]))
-    atomic.write_bytes(paths["curves.png"], plots.curves_png(curves, f"val {key}", sweep.name))
-    atomic.write_bytes(paths["final.png"], plots.final_png(finals, metric, sweep.name))
+    images = {"curves": plots.curves_png(curves, f"val {key}", sweep.name),
+              "final": plots.final_png(finals, metric, sweep.name)}
+    atomic.write_bytes(paths["curves.png"], images["curves"])
+    atomic.write_bytes(paths["final.png"], images["final"])
+    from pipeline import report
+
+    paths["report.html"] = out / "report.html"
+    atomic.write_text(paths["report.html"], report.render(sweep, per_run, summary, images))
     return paths
