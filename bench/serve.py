@@ -1,6 +1,7 @@
 """Load test of ``pipeline serve`` on localhost: N concurrent clients for T seconds, single texts and batches.
 
     python -m bench.serve                          # trains a model=tiny run first (~1 min), then 2 x 10 s
+    python -m bench.serve --model minilm --max-length 256   # the default model (trains 1 epoch on 200 rows)
     python -m bench.serve outputs/multirun/x --clients 8 --seconds 20 --batch 16 --max-length 512
     python -m bench.serve RUN --device cuda        # the server's device (default auto: CUDA if available)
 
@@ -42,15 +43,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def train_tiny(tmp: Path, max_length: int) -> Path:
-    """A ``model=tiny`` run on 300 BBC rows, as the tests train one."""
+def train(tmp: Path, model: str, max_length: int) -> Path:
+    """A one-epoch run of ``model`` on a few hundred BBC rows (the speed of serving does not need a good one)."""
     run_dir = tmp / "run"
-    argv = [sys.executable, str(ROOT / "run.py"), "model=tiny", "data.max_rows=300", "trainer.epochs=1",
-            f"trainer.max_length={max_length}", "trainer.batch_size=8", "trainer.lr=3e-3",
+    lr = "3e-3" if model == "tiny" else "5e-5"
+    rows = 300 if model == "tiny" else 200
+    argv = [sys.executable, str(ROOT / "run.py"), f"model={model}", f"data.max_rows={rows}", "trainer.epochs=1",
+            f"trainer.max_length={max_length}", "trainer.batch_size=8", f"trainer.lr={lr}",
             f"hydra.run.dir={run_dir}"]
     env = {**os.environ, **MALLOC_ENV, "HF_HUB_OFFLINE": "1", "PIPELINE_OUTPUT_ROOT": str(tmp),
            "PIPELINE_PROCESSED_DIR": str(tmp / "processed")}
-    print(f"training a model=tiny run in {run_dir} ...", flush=True)
+    print(f"training a model={model} run in {run_dir} ...", flush=True)
     subprocess.run(argv, cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL)
     return run_dir
 
@@ -137,17 +140,18 @@ def phase(port: int, texts: list[str], per_request: int, clients: int, seconds: 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("path", nargs="?", type=Path, help="Run, sweep or checkpoint (default: train a model=tiny run).")
+    ap.add_argument("path", nargs="?", type=Path, help="Run, sweep or checkpoint (default: train a run).")
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=10.0, help="Per phase (at most 600).")
     ap.add_argument("--batch", type=int, default=16, help="Texts per request in the batch phase.")
-    ap.add_argument("--max-length", type=int, default=128, help="Only for the model=tiny run it trains.")
+    ap.add_argument("--model", default="tiny", help="Model config of the run it trains when no path is given.")
+    ap.add_argument("--max-length", type=int, default=128, help="max_length of the run it trains.")
     ap.add_argument("--device", default="auto")
     args = ap.parse_args(argv)
     if not 1 <= args.clients <= 256 or not 0 < args.seconds <= 600 or not 1 <= args.batch <= 256:
         ap.error("--clients 1..256, --seconds 0..600, --batch 1..256")
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
-        path = args.path or train_tiny(Path(tmp), args.max_length)
+        path = args.path or train(Path(tmp), args.model, args.max_length)
         texts = load_texts(path)
         port = free_port()
         server = start_server(path, port, args.device, max(args.batch, 1))

@@ -128,7 +128,15 @@ def _sort_value(table: R.Table, row: dict[str, Any], col: str) -> str:
     return "" if raw is None else str(raw)
 
 
+def _cell(col: str, text: str, sort: str, numeric: bool) -> str:
+    classes = " ".join(c for c in ("num" if numeric else "", "err" if col == "error" else "") if c)
+    title = f' title="{_e(text)}"' if col == "error" and text else ""
+    shown = "★" if col == "best" and text else _e(text)
+    return f'<td data-sort="{_e(sort)}" class="{classes}"{title}>{shown}</td>'
+
+
 def table_html(table: R.Table, table_id: str) -> str:
+    """A sortable HTML table with the same columns and cells as ``pipeline results``' table."""
     cols, cells = R.human_rows(table)
     numeric = set(table.display) | {"gpu_hours", "n", "job"}
     head = "".join(
@@ -136,13 +144,10 @@ def table_html(table: R.Table, table_id: str) -> str:
         for c in cols)
     body = []
     for i, (row, texts) in enumerate(zip(table.rows, cells, strict=True)):
-        state = str(row.get("state") or "").split(",")[0].split()[-1] if row.get("state") else ""
-        tds = "".join(
-            f'<td data-sort="{_e(_sort_value(table, row, c))}" class="{"num" if c in numeric else ""}'
-            f'{" err" if c == "error" else ""}"{f" title={chr(34)}{_e(t)}{chr(34)}" if c == "error" else ""}>'
-            f'{"★" if c == "best" and t else _e(t)}</td>'
-            for c, t in zip(cols, texts, strict=True))
-        cls = f"state-{_e(state)}" + (" best" if i == table.best else "")
+        state = str(row.get("state") or "").split(",")[0].split()[-1:] or [""]
+        tds = "".join(_cell(c, t, _sort_value(table, row, c), c in numeric)
+                      for c, t in zip(cols, texts, strict=True))
+        cls = f"state-{_e(state[0])}" + (" best" if i == table.best else "")
         body.append(f'<tr class="{cls}">{tds}</tr>')
     return (f'<table id="{table_id}" class="sortable"><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(body)}</tbody></table>')
@@ -205,17 +210,17 @@ h2 { font-size:16px; margin:0 0 8px; }
 table { border-collapse:collapse; font-variant-numeric:tabular-nums; }
 table.sortable th { cursor:pointer; user-select:none; white-space:nowrap; }
 table.sortable th:hover { color:var(--accent); }
-th, td { padding:5px 10px; border-bottom:1px solid var(--line); text-align:left; }
+th, td { padding:5px 8px; border-bottom:1px solid var(--line); text-align:left; }
 thead th { background:var(--bg); position:sticky; top:0; }
 .num { text-align:right; }
-td.err { color:#b42318; max-width:360px; overflow:hidden; text-overflow:ellipsis; white-space:nowrap; }
+td.err { color:#b42318; max-width:200px; overflow:hidden; text-overflow:ellipsis; white-space:nowrap; }
 tr.best td { background:#eef4ff; font-weight:600; }
 tr.state-failed td, tr.state-corrupt td { background:#fff5f5; }
 th[aria-sort=ascending]::after { content:" ▲"; font-size:10px; }
 th[aria-sort=descending]::after { content:" ▼"; font-size:10px; }
 .plots { display:flex; flex-wrap:wrap; gap:16px; }
 .plots figure { margin:0; }
-.plots img { max-width:100%; border:1px solid var(--line); border-radius:6px; }
+.plots img { height:280px; width:auto; max-width:100%; border:1px solid var(--line); border-radius:6px; }
 figcaption { color:var(--muted); font-size:13px; }
 table.confusion td { text-align:center; min-width:56px; border:1px solid #fff; }
 table.confusion th.pred { writing-mode:initial; font-weight:600; }
@@ -223,7 +228,7 @@ table.confusion th.true { font-weight:600; }
 details.failure { border-left:3px solid #d92d20; padding:6px 12px; margin:10px 0; background:#fffbfa; }
 details.failure summary { cursor:pointer; }
 pre { background:#111827; color:#e5e7eb; padding:10px 12px; border-radius:6px; overflow-x:auto;
-      font-size:12px; line-height:1.4; max-height:420px; }
+      font-size:12px; line-height:1.4; }
 .badge { border-radius:4px; padding:0 6px; font-size:12px; background:#fee4e2; color:#b42318; }
 """
 

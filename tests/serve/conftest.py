@@ -43,7 +43,7 @@ def tiny_sweep(tmp_path_factory) -> Path:
     assert r.returncode == 0, r.stderr[-3000:]
     overrides = [o for o in parse_overrides((sweep / "0" / ".hydra" / "overrides.yaml").read_text())
                  if not o.startswith("seed=")]
-    failed = write_run(sweep / "2", [*overrides, "seed=2"], state="failed",
+    failed = write_run(sweep / "2", [*overrides, "seed=2"], state="failed", curve=[],
                        error="RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB")
     (failed / "run.log").write_text("".join(f"step {i} loss 1.0\n" for i in range(60))
                                     + "Traceback (most recent call last):\nRuntimeError: CUDA out of memory\n")

@@ -57,6 +57,8 @@ def screenshot(driver, tmp_path: Path, name: str) -> Path:
     folder = Path(os.environ.get("PIPELINE_SCREENSHOT_DIR") or tmp_path)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(1280, min(int(height) + 140, 6000))  # the whole page, not just the first screen
     assert driver.save_screenshot(str(path))
     return path
 
