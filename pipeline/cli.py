@@ -587,7 +587,7 @@ def serve(
         clf = P.Classifier.load(path, device=device)
     except P.CheckpointNotFoundError as e:
         _fail(str(e))
-    except RuntimeError as e:  # e.g. --device cuda on a machine without one
+    except (RuntimeError, AssertionError) as e:  # --device foo; --device cuda without CUDA (an AssertionError)
         _fail(f"--device {device}: {str(e).strip().splitlines()[0]}")
     from pipeline.serve import Limits, run
 

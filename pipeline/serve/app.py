@@ -120,8 +120,12 @@ def _validation_reason(exc: RequestValidationError) -> tuple[int, str]:
 class BodyLimit:
     """ASGI middleware: 413 for a body over ``max_bytes``, by Content-Length or (chunked) as it streams in.
 
-    The body is read here, up to the limit, and handed on whole, so the app never sees a partial one.
+    The body is read here, up to the limit, and handed on whole, so the app never sees a partial one. A
+    refused body is read on and thrown away (up to ``DRAIN_BYTES``) before the answer: closing a socket
+    with unread data resets the connection, and the client would see that instead of the 413.
     """
+
+    DRAIN_BYTES = 64 << 20
 
     def __init__(self, app: Any, max_bytes: int) -> None:
         self.app, self.max_bytes = app, max_bytes
@@ -132,6 +136,7 @@ class BodyLimit:
             return
         length = dict(scope.get("headers") or []).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            await self._drain(receive)
             await self._refuse(send)
             return
         chunks, seen, more = [], 0, True
@@ -141,10 +146,12 @@ class BodyLimit:
                 return
             chunks.append(message.get("body", b""))
             seen += len(chunks[-1])
+            more = message.get("more_body", False)
             if seen > self.max_bytes:
+                if more:
+                    await self._drain(receive)
                 await self._refuse(send)
                 return
-            more = message.get("more_body", False)
         replayed = False
 
         async def replay() -> dict:
@@ -155,6 +162,16 @@ class BodyLimit:
             return await receive()
 
         await self.app(scope, replay, send)
+
+    async def _drain(self, receive: Any) -> None:
+        drained = 0
+        while drained < self.DRAIN_BYTES:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            drained += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
 
     async def _refuse(self, send: Any) -> None:
         reason = f"request body over {self.max_bytes} bytes: send fewer or shorter texts"

@@ -97,9 +97,12 @@ def test_bad_input_gets_its_4xx_with_one_line(server, body, status, says):
     assert get(server + "/health")[0] == 200  # still serving
 
 
-def test_wrong_content_type_and_chunked_oversized_body(server):
+def test_wrong_content_type_and_oversized_bodies_again_and_again(server):
     status, answer = post(server, "some text", content_type="text/plain")
     assert status == 415 and "application/json" in answer["detail"]
+    for _ in range(5):  # the client reads the 413, not a reset connection (the server drains the body first)
+        status, answer = post(server, {"texts": ["y" * (1 << 20)] * 3})
+        assert status == 413 and "over" in answer["detail"]
     url = urlparse(server)
     conn = http.client.HTTPConnection(url.hostname, url.port, timeout=60)
     chunks = (b'{"text": "' if i == 0 else b"x" * 65536 for i in range(40))  # 2.5 MiB, no Content-Length
@@ -134,3 +137,9 @@ def test_serve_refuses_a_path_without_a_model(tmp_path):
     r = pipeline_cli("serve", str(tmp_path / "nowhere"), "--port", "1")
     assert r.returncode == 2
     assert r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_serve_refuses_a_device_it_cannot_use(tiny_sweep):
+    r = pipeline_cli("serve", str(tiny_sweep), "--device", "nonsense", "--port", "1")
+    assert r.returncode == 2
+    assert r.stderr.startswith("error: --device nonsense") and len(r.stderr.strip().splitlines()) == 1
