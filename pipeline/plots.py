@@ -95,7 +95,8 @@ def final_png(groups: list[tuple[str, list[float]]], ylabel: str, title: str = "
     if not any(values for _, values in groups):
         _no_data(ax, "finished runs")
         groups = []
-    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.25 if len(groups) > 3 else 0.1, top=0.93)
+    # the y label and tick labels need ~1 in whatever the width: a fraction alone clips them on narrow figures
+    fig.subplots_adjust(left=max(0.1, 1.0 / width), right=0.98, bottom=0.25 if len(groups) > 3 else 0.1, top=0.93)
     colors = _colors(len(groups))
     xs, ys, cs, means = [], [], [], []
     for i, (_label, values) in enumerate(groups):

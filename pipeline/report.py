@@ -219,8 +219,11 @@ tr.state-failed td, tr.state-corrupt td { background:#fff5f5; }
 th[aria-sort=ascending]::after { content:" ▲"; font-size:10px; }
 th[aria-sort=descending]::after { content:" ▼"; font-size:10px; }
 .plots { display:flex; flex-wrap:wrap; gap:16px; }
-.plots figure { margin:0; }
-.plots img { height:280px; width:auto; max-width:100%; border:1px solid var(--line); border-radius:6px; }
+.plots figure { margin:0; display:table; }  /* the caption wraps at the image's width */
+.plots figcaption { display:table-caption; caption-side:bottom; }
+.plots img { height:250px; width:auto; max-width:100%; border:1px solid var(--line); border-radius:6px;
+             cursor:zoom-in; }
+.plots img.big { height:auto; cursor:zoom-out; }
 figcaption { color:var(--muted); font-size:13px; }
 table.confusion td { text-align:center; min-width:56px; border:1px solid #fff; }
 table.confusion th.pred { writing-mode:initial; font-weight:600; }
@@ -252,6 +255,8 @@ document.querySelectorAll("table.sortable").forEach((table) => {
     rows.forEach((r) => body.appendChild(r));
   }));
 });
+document.querySelectorAll(".plots img").forEach(
+  (img) => img.addEventListener("click", () => img.classList.toggle("big")));
 """
 
 
@@ -291,7 +296,7 @@ def render(sweep: R.Sweep, per_run: R.Table, summary: R.Table, images: dict[str,
 <div class="scroll">{table_html(per_run, "runs")}</div><p class="note">{_e(R.total_line(per_run))}</p></section>
 <section><h2>Configurations (mean ± std over seeds)</h2>
 <div class="scroll">{table_html(summary, "configs")}</div></section>
-<section><h2>Plots</h2><div class="plots">{plots_html}</div></section>
+<section><h2>Plots</h2><p class="note">Click a plot to enlarge it.</p><div class="plots">{plots_html}</div></section>
 <section><h2>Confusion matrix of the best run</h2>{cm}</section>
 <section><h2>Failed jobs</h2>{failures_html(runs)}</section>
 </main>
