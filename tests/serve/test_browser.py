@@ -1,8 +1,9 @@
 """The web page and the sweep report in headless Chromium (Debian's ``chromium`` + ``chromium-driver``).
 
 Selenium drives the system browser (/usr/bin/chromium through /usr/bin/chromedriver); nothing is
-downloaded. The tests skip, saying why, when either is missing. Screenshots are saved under the test's
-tmp dir, or under ``$PIPELINE_SCREENSHOT_DIR`` when set (to look at them).
+downloaded (``$PIPELINE_CHROMIUM`` names another browser binary). The tests skip, saying why, when either
+is missing. Screenshots are saved under the test's tmp dir, or under ``$PIPELINE_SCREENSHOT_DIR`` when set
+(to look at them).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM = os.environ.get("PIPELINE_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -33,7 +34,7 @@ def _why_no_browser() -> str | None:
     return None
 
 
-pytestmark = pytest.mark.skipif(_why_no_browser() is not None, reason=str(_why_no_browser()))
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(_why_no_browser() is not None, reason=str(_why_no_browser()))]
 
 
 @pytest.fixture
