@@ -190,7 +190,7 @@ def evaluate(model: Any, data: Any, batch_size: int, device: str, precision: str
 #: config keys that may change between attempts of one run: they do not change the weights' trajectory
 #: (evaluation runs under inference_mode and draws no random numbers)
 RESUME_FREE = {"data.file", "data.format", "data.encoding", "data.url", "trainer.eval_batch_size",
-               "trainer.num_workers", "trainer.log_every_steps", "trainer.device", "trainer.precision",
+               "trainer.log_every_steps", "trainer.device", "trainer.precision",
                "trainer.checkpoint_every_steps", "trainer.eval_every_steps"}
 
 
@@ -269,7 +269,7 @@ def _train(cfg: DictConfig, run_dir: Path, stopper: _GracefulStop) -> float:
     import torch
     from transformers import get_linear_schedule_with_warmup
 
-    from pipeline import checkpoint, data, run_info, tracking
+    from pipeline import checkpoint, cpu_kernels, data, run_info, tracking
     from pipeline import model as model_lib
     from pipeline.batching import collate, epoch_batches
 
@@ -295,8 +295,7 @@ def _train(cfg: DictConfig, run_dir: Path, stopper: _GracefulStop) -> float:
 
     # 2. model, optimizer, schedule
     model = model_lib.build_model(cfg.model, splits.labels, len(tokenizer), cfg.seed).to(device)
-    fast_attention = device == "cpu" and model_lib.use_cpu_attention(model)  # fewer passes over L x L
-    fast_dropout = device == "cpu" and model_lib.use_fast_dropout(model) > 0  # masks drawn in parallel
+    kernels = cpu_kernels.apply(model, t.cpu_kernels, device)  # CPU: fewer passes over L x L, parallel masks
     no_decay = ("bias", "LayerNorm.weight", "LayerNorm.bias")
     groups = [
         {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
@@ -334,8 +333,8 @@ def _train(cfg: DictConfig, run_dir: Path, stopper: _GracefulStop) -> float:
     info = run_info.collect(splits.data_sha256, device, torch.cuda.device_count() if device == "cuda" else 0)
     info.update({"precision": precision, "attempt": state["attempt"], "resumed_from_step": state["step"],
                  "threads": torch.get_num_threads() if device == "cpu" else None,
-                 "attention": model_lib.CPU_ATTENTION if fast_attention else model.config._attn_implementation,
-                 "dropout": "fast" if fast_dropout else "torch"})
+                 "attention": cpu_kernels.CPU_ATTENTION if kernels.attention else model.config._attn_implementation,
+                 "dropout": "fast" if kernels.dropout else "torch"})
     atomic.write_json(run_dir / "run_info.json", info)
     tracker = tracking.start(cfg, run_dir)
 
