@@ -721,7 +721,7 @@ def best_line(table: Table) -> str:
         return f"best: none (no completed run reports {table.metric})"
     row = table.rows[table.best]
     if table.by_seed:
-        config = " ".join(f"{p}={row.get(p)}" for p in table.params) or "the configuration"
+        config = " ".join(f"{p}={row[p]}" for p in table.params if row.get(p) is not None) or "the configuration"
         where = f"{config} (jobs {row.get('jobs')})"
     else:
         where = f"job {row.get('job')}"
