@@ -783,8 +783,17 @@ def to_csv(table: Table) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(cols)
     for row in rows:
-        w.writerow(["" if row[c] is None else row[c] for c in cols])
+        w.writerow([_csv_value(row[c]) for c in cols])
     return buf.getvalue()
+
+
+def _csv_value(v: Any) -> Any:
+    """Counts stay integers (``210``, not ``210.0``: metrics.json's numbers are all read as floats)."""
+    if v is None:
+        return ""
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    return v
 
 
 def _json_safe(v: Any) -> Any:
