@@ -29,6 +29,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # click's help: paragraphs reflowed to the terminal, flags without a <bool> type
 )
 
 FORMATS = ("table", "md", "csv", "json", "latex")
@@ -88,7 +89,9 @@ def status(
     columns: str | None = typer.Option(None, "--columns", "-c", help="Columns to show, comma-separated: job, "
                                        "job_id, state, scheduler, runtime, epoch, step, best, note."),
 ) -> None:
-    """One line per job: scheduler id, state, runtime, epoch/step reached, best val metric so far.
+    """Each job's state, runtime, progress and best metric so far.
+
+    One line per job: scheduler id, state, runtime, epoch/step reached, best validation metric so far.
 
     Asks the scheduler once for the whole sweep (bjobs / sacct / pid check). Exit code 1 if any job
     failed or has a corrupt metrics.json.
@@ -247,7 +250,9 @@ def logs(
     err: bool = typer.Option(False, "--err", help="The scheduler's stderr file instead of stdout."),
     lines: int | None = typer.Option(None, "--lines", "-n", help="Last N lines (0: all). Default 100; 20 per failure."),
 ) -> None:
-    """Print or follow a job's log: the scheduler's stdout/stderr from sweep.json, else <run>/run.log.
+    """Print or follow a job's log (no JOB: the failed jobs' logs).
+
+    The scheduler's stdout/stderr from sweep.json, else <run>/run.log.
 
     For LSF, while the -o file does not exist yet (LSF writes it at job end), `bpeek` shows the output.
     """
@@ -305,7 +310,9 @@ def rerun(
     job: list[int] | None = typer.Option(None, "--job", "-j", help="Only this job number (repeatable)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print what would be resubmitted; change nothing."),
 ) -> None:
-    """Resubmit the failed jobs of a sweep in one batch (LSF array, Slurm array or local processes).
+    """Resubmit a sweep's failed jobs in one batch.
+
+    One LSF array, Slurm array or set of local processes.
 
     Never a completed, pending or running job (one scheduler query decides, as in `status`). Each job lands
     in its own run directory and resumes from checkpoints/last; with overrides that change its config it
@@ -383,7 +390,13 @@ def results(
     baseline: bool = typer.Option(False, "--baseline", help="Add a TF-IDF + logistic-regression row per dataset."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
 ) -> None:
-    """The compare table: one row per run (or per configuration with --by-seed), best row marked."""
+    """Compare runs: one row each, or one per configuration.
+
+    --by-seed: one row per configuration, mean ± std over its seeds.
+
+    The best row is marked; columns that are empty or the same in every row are named above the table
+    instead of shown, and columns that do not fit the terminal are named too (--columns picks them).
+    """
     from pipeline import results as R
 
     _check_mode(mode)
@@ -423,7 +436,10 @@ def aggregate(
     mode: str | None = typer.Option(None, "--mode", help="max or min."),
     out: Path | None = typer.Option(None, "--out", help="Output folder (default SWEEP/results)."),
 ) -> None:
-    """Write SWEEP/results/{runs.csv, summary.csv, summary.md, results.json, curves.png, final.png}."""
+    """Write the sweep's results folder: tables and plots.
+
+    SWEEP/results/{runs.csv, summary.csv, summary.md, results.json, curves.png, final.png}.
+    """
     from pipeline import results as R
 
     _check_mode(mode)
@@ -440,7 +456,10 @@ def best(
     metric: str = typer.Option("val_macro_f1", "--metric", "-m", help=METRIC_HELP),
     mode: str | None = typer.Option(None, "--mode", help="max or min."),
 ) -> None:
-    """Print the path of the best completed run's checkpoints/best."""
+    """Print the best run's checkpoint folder.
+
+    The checkpoints/best folder of the best completed run, by --metric.
+    """
     from pipeline import results as R
     from pipeline.atomic import resolve_dir
 
@@ -470,7 +489,11 @@ def predict(
     max_length: int | None = typer.Option(None, "--max-length",
                                           help="Default: the run's trainer.max_length, else 512."),
 ) -> None:
-    """Label and class probabilities from a fine-tuned checkpoint (offline)."""
+    """Label texts with a fine-tuned checkpoint (offline).
+
+    One line per text: the label, its probability and the start of the text (the other classes'
+    probabilities too when the terminal is wide enough; --format json has them all).
+    """
     if fmt not in ("table", "json"):
         _fail(f"--format must be table or json, not {fmt!r}")
     items = list(texts or [])
@@ -512,7 +535,10 @@ def evaluate(
     limit: int | None = typer.Option(None, "--limit", help="Only the first N rows."),
     fmt: str = typer.Option("table", "--format", "-f", help="table or json."),
 ) -> None:
-    """Accuracy and macro-F1 of the best checkpoint on a labelled file."""
+    """Accuracy and macro-F1 on a labelled file.
+
+    Of the checkpoint given: a checkpoint folder, a run (its checkpoints/best) or a sweep (its best run).
+    """
     if fmt not in ("table", "json"):
         _fail(f"--format must be table or json, not {fmt!r}")
     if not data.is_file():
@@ -542,7 +568,10 @@ def prefetch(
     model: str = typer.Argument(..., help="Hugging Face hub id, e.g. bert-base-uncased."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Default: $HF_HOME/hub."),
 ) -> None:
-    """Download a hub model + tokenizer once (login node), so jobs load it with HF_HUB_OFFLINE=1."""
+    """Download a hub model once, so that jobs run offline.
+
+    Model and tokenizer, on a login node; jobs then load it with HF_HUB_OFFLINE=1.
+    """
     from pipeline.errors import PipelineError
     from pipeline.prefetch import prefetch as fetch
 
