@@ -182,16 +182,21 @@ def fit(grid: Grid, width: int, pick: Sequence[str] | None = None) -> Fitted:
 
 
 def show(console: Any, grid: Grid, pick: Sequence[str] | None = None, footer: Sequence[str] = ()) -> Fitted:
-    """Print ``grid`` fitted to ``console.width``: the notes, the table, then ``footer`` lines."""
+    """Print ``grid`` fitted to ``console.width``: the title, the notes, the table, then ``footer`` lines.
+
+    Texts are printed as they are (no markup): job ids and overrides hold brackets.
+    """
+    from rich.text import Text
+
     fitted = fit(grid, console.width, pick)
+    fitted.table.title = None
     if grid.title:
-        console.print(grid.title)
-        fitted.table.title = None
+        console.print(Text(grid.title))
     for note in fitted.notes:
-        console.print(note, style="dim")
+        console.print(Text(note, style="dim"))
     console.print(fitted.table)
     for line in footer:
-        console.print(line)
+        console.print(Text(line))
     return fitted
 
 
