@@ -113,9 +113,9 @@ def _drop_uninformative(columns: list[Column], rows: list[list[str]]) -> tuple[l
         if c.keep or not rows:
             keep.append(i)
         elif values == {""}:
-            empty.append(c.title)
+            empty.append(c.title or c.key)
         elif len(rows) > 1 and len(values) == 1:
-            same.append(f"{c.title}={rows[0][i]}")
+            same.append(f"{c.title or c.key}={rows[0][i]}")
         else:
             keep.append(i)
     notes = []

@@ -41,8 +41,7 @@ def results_grid(table: Any, title: str | None = None) -> Grid:
     for name in names:
         if name in metrics:
             col = Column(name, metric_header(name), right=True, aliases=(name,),
-                         keep=name == table.metric, priority=3 if name == table.metric else
-                         1 if name.startswith("val_") else 0)
+                         priority=7 if name == table.metric else 1 if name.startswith("val_") else 0)
         elif name in table.params:
             col = Column(name, right=False, param=True, priority=4)
         elif name == "error":

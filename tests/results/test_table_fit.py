@@ -158,3 +158,13 @@ def test_cli_status_at_80_columns(sweep):
                              env={"COLUMNS": "80"})
     assert header_of(out.stdout).split() == ["job", "state", "note"]
     assert_fits(out.stdout, 80, [["12", "FAILED", "RuntimeError: CUDA out of memory. Tried"]])
+
+
+def test_nothing_finished_yet(tmp_path):
+    """Only running jobs: no best mark, no metrics; the empty columns are named by their names."""
+    for n in range(2):
+        write_run(tmp_path / "s" / str(n), [f"trainer.lr={n + 1}e-4", "seed=0"], state="running")
+    table = R.run_table(R.load_sweep(tmp_path / "s").runs)
+    text = render(lambda c: views.print_results(c, table), 80)
+    assert_fits(text, 80, [["0", "1e-4"], ["1", "2e-4"]])
+    assert "empty: best, val_f1" in text and "best: none (no completed run reports val_macro_f1)" in text
