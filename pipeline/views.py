@@ -43,7 +43,7 @@ def results_grid(table: Any, title: str | None = None) -> Grid:
             col = Column(name, metric_header(name), right=True, aliases=(name,),
                          priority=7 if name == table.metric else 1 if name.startswith("val_") else 0)
         elif name in table.params:
-            col = Column(name, right=False, param=True, priority=4)
+            col = Column(name, right=False, param=True, priority=6)  # they tell the rows apart
         elif name == "error":
             col = Column(name, text=True, priority=2, min_width=24)
         elif name in ("job", "sweep"):
