@@ -326,8 +326,8 @@ def _train(cfg: DictConfig, run_dir: Path, stopper: _GracefulStop) -> float:
         state.update(saved["counters"])
         state["attempt"] += 1
         _truncate_metrics(run_dir / "metrics.jsonl", state["step"])
-        log.info("resumed from checkpoints/last at step %d (epoch %d, batch %d), attempt %d",
-                 state["step"], state["epoch"], state["batch"], state["attempt"])
+        log.info("resumed from checkpoints/last at step %d (epoch %s, batch %d), attempt %d",
+                 state["step"], epoch_label(state, epochs), state["batch"], state["attempt"])
     else:
         torch.manual_seed(cfg.seed)
         (run_dir / "metrics.jsonl").unlink(missing_ok=True)
