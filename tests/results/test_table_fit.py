@@ -94,9 +94,15 @@ def test_status_fit(sweep, width):
     sw = R.load_sweep(root)
     statuses = S.sweep_status(sw, S.SchedAnswer("local"), "val_macro_f1")
     text = render(lambda c: tables.show(c, views.status_grid(statuses, "val_macro_f1", str(root))), width)
-    rows = [[st.run.label, st.state.upper(), *([f"{st.best:.4f}"] if st.best is not None else [])]
-            for st in statuses]
+    def hms(seconds: float) -> str:
+        s = int(round(seconds))
+        return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+    rows = [[st.run.label, st.state.upper(), *([hms(st.runtime_s)] if st.state == "completed" else []),
+             *([f"{st.best:.4f}"] if st.best is not None else [])] for st in statuses]
     assert_fits(text, width, rows)
+    assert "same in all rows: epoch=3, step=30; empty: job id, scheduler" in text  # every job got to the end
+    assert "0:03:06" in text  # job 0's wall time, 186.5 s
     assert "RuntimeError: CUDA" in text
 
 
