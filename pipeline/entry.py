@@ -24,6 +24,14 @@ def reexec_with_malloc_settings() -> None:
     os.execve(sys.executable, [sys.executable, *sys.argv], env)
 
 
+def quiet_submitit_copy() -> None:
+    """In a submitit job, print submitit's lines once: its logger has its own stdout handler, and Hydra's
+    root handler (configured for the job) would print every one of them a second time."""
+    sub = logging.getLogger("submitit")
+    if sub.handlers:
+        sub.propagate = False
+
+
 def run_job(cfg: Any) -> float:
     """Run ``fit``; a PipelineError becomes one logged line (and exit 2 for a single run)."""
     from hydra.core.hydra_config import HydraConfig
@@ -32,6 +40,7 @@ def run_job(cfg: Any) -> float:
     from pipeline.errors import PipelineError
     from pipeline.train import fit
 
+    quiet_submitit_copy()
     try:
         return fit(cfg)
     except PipelineError as e:

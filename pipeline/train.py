@@ -325,8 +325,8 @@ def _train(cfg: DictConfig, run_dir: Path, stopper: _GracefulStop) -> float:
         state.update(saved["counters"])
         state["attempt"] += 1
         _truncate_metrics(run_dir / "metrics.jsonl", state["step"])
-        log.info("resumed from checkpoints/last at step %d (epoch %d, batch %d), attempt %d",
-                 state["step"], state["epoch"], state["batch"], state["attempt"])
+        log.info("resumed from checkpoints/last at step %d (epoch %s, batch %d), attempt %d",
+                 state["step"], epoch_label(state, epochs), state["batch"], state["attempt"])
     else:
         torch.manual_seed(cfg.seed)
         (run_dir / "metrics.jsonl").unlink(missing_ok=True)
@@ -352,7 +352,7 @@ def _train(cfg: DictConfig, run_dir: Path, stopper: _GracefulStop) -> float:
         row = {"split": "val", "epoch": state["epoch"], "step": state["step"], **metrics, "time": time.time()}
         atomic.append_jsonl(run_dir / "metrics.jsonl", row)
         tracker.log({f"val/{k}": v for k, v in metrics.items()}, state["step"])
-        log.info("eval step %d epoch %d: %s", state["step"], state["epoch"],
+        log.info("eval step %d epoch %s: %s", state["step"], epoch_label(state, epochs),
                  " ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
         if improved(t.monitor, metrics, state.get("best_val")):
             state.update(best=metrics[t.monitor], best_step=state["step"], best_epoch=state["epoch"],
@@ -370,7 +370,7 @@ def _train(cfg: DictConfig, run_dir: Path, stopper: _GracefulStop) -> float:
     log.info("start-up %.1f s to the first step (%.1f s imports/config/preflight, %.1f s data, %.1f s model); "
              "%s, %d threads", startup, before_fit or 0.0, data_ready - started, time.time() - data_ready,
              precision, torch.get_num_threads())
-    progress = _Progress(total_steps, state["step"], t.log_every_steps)
+    progress = _Progress(total_steps, state["step"], t.log_every_steps, epochs)
     stop = state["step"] >= total_steps
     evaluated_at = state["step"] if saved is not None else -1
     while not stop and state["epoch"] < epochs:
@@ -523,11 +523,18 @@ def _write_predictions(run_dir: Path, test: Any, preds: Any, probs: Any, labels:
     atomic.write_text(run_dir / "test_predictions.csv", frame.to_csv(index=False))
 
 
+def epoch_label(state: dict[str, Any], epochs: int) -> str:
+    """The epoch the latest step belongs to, 1-based, over the total: ``1/2`` for every step of the first
+    epoch and for the evaluation at its end (``state["epoch"]`` counts finished epochs)."""
+    current = state["epoch"] + (1 if state["batch"] else 0)
+    return f"{max(current, 1)}/{epochs}" if epochs else str(max(current, 1))
+
+
 class _Progress:
     """A rich progress bar on a terminal; plain log lines every ``log_every`` steps in job logs."""
 
-    def __init__(self, total: int, start: int, log_every: int) -> None:
-        self.total, self.start, self.log_every = total, start, max(1, log_every)
+    def __init__(self, total: int, start: int, log_every: int, epochs: int = 0) -> None:
+        self.total, self.start, self.log_every, self.epochs = total, start, max(1, log_every), epochs
         self.rate = 0.0
         self._bar = None
         if sys.stderr.isatty():
@@ -554,7 +561,8 @@ class _Progress:
         elif state["step"] % self.log_every == 0 or state["step"] == self.total:
             done = state["step"] - self.start
             eta = (self.total - state["step"]) * seconds if done else 0
-            log.info("step %d/%d epoch %d %s eta %.0fs", state["step"], self.total, state["epoch"], info, eta)
+            log.info("step %d/%d epoch %s %s eta %.0fs", state["step"], self.total, epoch_label(state, self.epochs),
+                     info, eta)
 
     def close(self) -> None:
         if self._bar is not None:

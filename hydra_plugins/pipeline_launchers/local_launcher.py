@@ -40,6 +40,16 @@ def parallelism(params: dict[str, Any]) -> tuple[int, list[list[int]]]:
     return int(n), [[] for _ in range(int(n))]
 
 
+def drop_unexpanded_folder(folder: Path) -> None:
+    """Remove the empty ``.submitit/%j`` folder: submitit's local job controller creates its folder
+    argument before it expands ``%j`` (the jobs' files go to ``.submitit/<pid>/``)."""
+    if "%" in str(folder):
+        try:
+            Path(folder).rmdir()
+        except OSError:  # not there, or not empty: leave it
+            pass
+
+
 class LocalProcessesLauncher(BaseSubmititLauncher):
     _EXECUTOR = "local"
 
@@ -100,4 +110,5 @@ class LocalProcessesLauncher(BaseSubmititLauncher):
                 free.append(running.pop(k))
             if running:
                 time.sleep(POLL_S)
+        drop_unexpanded_folder(executor.folder)
         return [job.results()[0] for job in jobs]
