@@ -276,6 +276,8 @@ def _train(cfg: DictConfig, run_dir: Path, stopper: _GracefulStop) -> float:
     started = time.time()
     before_fit = process_age()  # imports, config, preflight
     t = cfg.trainer
+    from pipeline.doctor import require_gpu_if_requested
+    require_gpu_if_requested(t.device)  # a job given GPUs stops here, in one line, rather than train on CPU
     device = pick_device(t.device)
     precision = pick_precision(t.precision, device)
     threads = cpu_threads()
