@@ -28,7 +28,7 @@ from pipeline.errors import PipelineError
 #: the oldest Linux driver each CUDA major version runs on (NVIDIA's CUDA compatibility tables: minor
 #: version compatibility within 11.x and 12.x; CUDA 13 needs the 580 series)
 MIN_DRIVER = {11: (450, 80, 2), 12: (525, 60, 13), 13: (580, 65, 6)}
-ENV_FIX = "install the cluster environment (environment.yml, docs/dtu.md: torch cu126 runs on V100 to L40S)"
+ENV_FIX = "install the cu126 environment (environment.yml, docs/dtu.md)"
 SCHEDULER_GPU_VARS = ("SLURM_GPUS_ON_NODE", "SLURM_JOB_GPUS", "SLURM_STEP_GPUS", "SLURM_GPUS",
                       "SLURM_GPUS_PER_NODE", "SLURM_GPUS_PER_TASK")
 
@@ -124,7 +124,7 @@ def problems(f: GpuFacts) -> list[Problem]:
             found.append(Problem(
                 f"{name} (sm_{cap[0]}{cap[1]}) is not in this torch's architectures "
                 f"({' '.join(f.arch_list) or 'none'})",
-                f"install a torch build with sm_{cap[0]}{cap[1]} ({ENV_FIX})"))
+                "use a torch build that has it: cu126 carries sm_50 to sm_90 (environment.yml, docs/dtu.md)"))
     if found:
         return found
     if not f.cuda_available:

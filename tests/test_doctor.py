@@ -121,7 +121,7 @@ def test_gpu_preset_dry_run_carries_the_gpu_requirement(tmp_path):
     res = run_py(tmp_path, *GPU_SWEEP, "hydra.launcher.dry_run=true",
                  env=train_env(tmp_path, PATH=str(Path(sys.executable).parent)), timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
-    script = next((tmp_path / "outputs" / "multirun").glob("*/*/.submitit/DRYRUN1_submission.sh")).read_text()
+    script = next((tmp_path / "outputs").rglob("DRYRUN1_submission.sh")).read_text()
     assert '#BSUB -gpu "num=1:mode=exclusive_process"' in script
     assert "export PIPELINE_GPUS=1" in script
     assert "module load cuda" not in script  # the wheel brings its CUDA; a toolkit on LD_LIBRARY_PATH can clash
@@ -129,7 +129,8 @@ def test_gpu_preset_dry_run_carries_the_gpu_requirement(tmp_path):
 
 @pytest.mark.lsf
 @pytest.mark.slow
-def test_gpu_sweep_on_a_cpu_node_ends_each_job_with_the_cause(lsf, shared_data, tmp_path):
+def test_gpu_sweep_on_a_cpu_node_ends_each_job_with_the_cause(fake_lsf, shared_data, tmp_path):
+    lsf = fake_lsf
     import torch
 
     if torch.cuda.is_available():
@@ -138,7 +139,7 @@ def test_gpu_sweep_on_a_cpu_node_ends_each_job_with_the_cause(lsf, shared_data, 
     assert res.returncode == 0, res.stderr[-3000:]
     jobs = lsf.wait_all(timeout=300)
     assert all(e["stat"] == "EXIT" for j in jobs.values() for e in j["elements"].values()), jobs
-    sweep = next((tmp_path / "outputs" / "multirun").glob("*/*"))
+    sweep = next((tmp_path / "outputs").rglob("sweep.json")).parent
     manifest = json.loads((sweep / "sweep.json").read_text())
     cause = f"this job was given 1 GPU(s) but cannot use them: torch {torch.__version__} is a CPU-only build"
     for job in manifest["jobs"]:
