@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
     best = args.variant == "best"
     device = pick_device(t.device)
     fp16 = best and args.fp16
-    bf16_default = torch.cuda.is_bf16_supported() if device == "cuda" else cpu_has_bf16()
+    bf16_default = torch.cuda.is_bf16_supported(including_emulation=False) if device == "cuda" else cpu_has_bf16()
     bf16 = best and not fp16 and (args.bf16 if args.bf16 is not None else bf16_default)
 
     # data: the project's split, the Trainer's own tokenisation

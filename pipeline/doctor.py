@@ -48,7 +48,7 @@ class GpuFacts:
     cuda_available: bool                   # torch.cuda.is_available()
     gpus: list[tuple[str, tuple[int, int]]] = field(default_factory=list)  # (name, capability) torch sees
     node_gpus: int = 0                     # GPUs nvidia-smi lists on the node (visible or not)
-    bf16: bool | None = None               # torch.cuda.is_bf16_supported() on device 0
+    bf16: bool | None = None               # native bf16 on device 0 (not the emulation V100 offers)
     matmul_error: str | None = None        # the tiny CUDA matmul's error; None: it ran (or was not tried)
     cuda_visible_devices: str | None = None
 
@@ -196,7 +196,7 @@ def gather(run_matmul: bool = True) -> GpuFacts:
     except (RuntimeError, AssertionError) as e:
         facts.cuda_available, facts.matmul_error = False, _one_line(e)
     if facts.cuda_available and facts.gpus:
-        facts.bf16 = bool(torch.cuda.is_bf16_supported())
+        facts.bf16 = bool(torch.cuda.is_bf16_supported(including_emulation=False))
         if run_matmul:
             facts.matmul_error = tiny_matmul()
     return facts

@@ -49,6 +49,7 @@ def test_gpu_plan_covers_both_models_precisions_and_loops():
     bert = next(o for m, _, _, o in runs if m == "bert-base")
     assert "model.tiny.hidden_size=768" in bert and "model.tiny.num_hidden_layers=12" in bert
     assert all("trainer.device=cpu" not in o for *_, o in runs)
+    assert {p for _, p, _, _ in plan(dry_run=False, bf16=False)} == {"fp16"}  # V100
 
 
 def test_mfu_arithmetic_and_table_width():

@@ -46,6 +46,8 @@ def test_fp16_amp_step_with_grad_scaler():
     from pipeline.train import autocast, pick_precision
 
     assert pick_precision("fp16", "cuda") == "fp16"
+    native_bf16 = torch.cuda.get_device_capability()[0] >= 8  # a V100 only emulates bf16: auto picks fp16 there
+    assert pick_precision("auto", "cuda") == ("bf16" if native_bf16 else "fp16")
     model = _tiny_model()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
     scaler = torch.amp.GradScaler("cuda", enabled=True)
@@ -103,7 +105,7 @@ def test_resume_on_cuda_is_exact(tmp_path: Path, precision: str):
     (model, optimizer, scheduler, GradScaler and CUDA RNG states all restored)."""
     import torch
 
-    if precision == "bf16" and not torch.cuda.is_bf16_supported():
+    if precision == "bf16" and not torch.cuda.is_bf16_supported(including_emulation=False):
         pytest.skip("this GPU has no bf16 (e.g. V100)")
     args = [*TINY, *STEPS, f"trainer.precision={precision}"]
     env = train_env(tmp_path, CUBLAS_WORKSPACE_CONFIG=":4096:8")
