@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
               "dry_run": args.dry_run, "job": DRY_JOB if args.dry_run else JOB,
               "time": datetime.now().isoformat(timespec="seconds"), "runs": rows}
     out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\n{gpu or 'CPU, dry run (no GPU: figures are not GPU figures)'}, torch {torch.__version__} "
+    print(f"\n**{gpu or 'CPU, dry run (no GPU: these are not GPU figures)'}**, torch {torch.__version__} "
           f"(CUDA {torch.version.cuda or 'none'}); job: {' '.join(report['job'])}\n")
     print(table(rows, peak))
     print(f"\nresults: {out}")

@@ -59,7 +59,7 @@ bench_rc=${PIPESTATUS[0]}
     echo
     echo "gpu-marked tests: $(tail -n 1 "$OUT/gpu-tests.txt")"
     echo
-    sed -n '/^| model/,$p' "$OUT/bench.txt" | grep -v '^results: '
+    sed -n '/^\*\*/,$p' "$OUT/bench.txt" | grep -v '^results: '
 } > "$OUT/report.md"
 step "report: $OUT/report.md (paste into docs/performance.md)"
 cat "$OUT/report.md"

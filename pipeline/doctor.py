@@ -10,9 +10,10 @@ The decision is split in two so that it can be tested without a GPU:
 - ``gather()`` collects the ``GpuFacts`` (torch, ``nvidia-smi``, a tiny CUDA matmul);
 - ``problems(facts)`` is a pure function of them: one ``Problem`` (cause + fix) per thing that is wrong.
 
-``requested_gpus(env)`` reads how many GPUs the job was given: our launchers export ``PIPELINE_GPUS``
-(``hydra.launcher.gpus_per_node``); LSF (``-gpu``) and Slurm (``--gpus*``) describe their allocation in
-``LSB_GPU_*`` / ``SLURM_*GPUS*`` and ``CUDA_VISIBLE_DEVICES``.
+``requested_gpus(env)`` reads how many GPUs the job was given: our LSF and local launchers and
+``jobs/train.bsub`` export ``PIPELINE_GPUS`` (``hydra.launcher.gpus_per_node``); Slurm (``--gpus*``) describes
+its allocation in ``SLURM_*GPUS*``, and any ``LSB_GPU_*`` variable a site sets counts too. A bare
+``CUDA_VISIBLE_DEVICES`` does not: bsub copies the submitting shell's environment into CPU jobs as well.
 """
 
 from __future__ import annotations
