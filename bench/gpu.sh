@@ -43,7 +43,7 @@ else
 fi
 
 step "2/3 pytest -m gpu"
-"$PY" -m pytest -m gpu tests -q -rs -p no:cacheprovider 2>&1 | tee "$OUT/gpu-tests.txt"
+"$PY" -m pytest -m gpu tests -q -rs -p no:cacheprovider --basetemp "$OUT/pytest-tmp" 2>&1 | tee "$OUT/gpu-tests.txt"
 tests_rc=${PIPESTATUS[0]}
 
 step "3/3 bench.gpu"

@@ -104,6 +104,8 @@ def problems(f: GpuFacts) -> list[Problem]:
     """Everything that stops this torch from training on this node's GPUs; [] when it can."""
     if f.torch_cuda is None:
         return [Problem(f"torch {f.torch_version} is a CPU-only build", ENV_FIX)]
+    if f.cuda_available and f.gpus:  # the driver works (nvidia-smi may just be missing from PATH)
+        return _gpu_problems(f)
     if f.driver is None:
         return [Problem("no NVIDIA driver on this node (nvidia-smi not found or failing)",
                         "run on a GPU node (a GPU queue, e.g. cluster=dtu_gpua100); check with `nvidia-smi`")]
@@ -114,11 +116,26 @@ def problems(f: GpuFacts) -> list[Problem]:
                         "use a torch built for an older CUDA (cu126 needs driver >= 525.60; docs/dtu.md) "
                         "or a node with a newer driver")]
     if not f.gpus:
-        where = f"CUDA_VISIBLE_DEVICES={f.cuda_visible_devices!r}" if f.cuda_visible_devices is not None else \
-            f"nvidia-smi lists {f.node_gpus}"
+        cvd = f.cuda_visible_devices
+        hidden = cvd is not None and cvd.strip() in ("", "-1", "NoDevFiles")
+        if f.node_gpus and not hidden:
+            return [Problem(f"torch cannot open any of the {f.node_gpus} GPU(s) nvidia-smi lists "
+                            f"(CUDA_VISIBLE_DEVICES={cvd!r})",
+                            "CUDA failed to initialise: `pipeline doctor` on the node shows torch's warning; "
+                            "an exclusive GPU taken by another process looks like this too")]
+        where = f"CUDA_VISIBLE_DEVICES={cvd!r}" if hidden else f"nvidia-smi lists {f.node_gpus}"
         return [Problem(f"no GPU visible to torch ({where})",
                         "ask the scheduler for a GPU (-gpu num=1 / --gpus=1) and do not override "
                         "CUDA_VISIBLE_DEVICES")]
+    found = _gpu_problems(f)
+    if found:
+        return found
+    return [Problem(f"torch.cuda.is_available() is False with driver {f.driver} and {len(f.gpus)} GPU(s)",
+                    "run `pipeline doctor` on the node and check the job's log for CUDA warnings")]
+
+
+def _gpu_problems(f: GpuFacts) -> list[Problem]:
+    """GPUs whose architecture the build lacks; else a failed tiny matmul; else nothing."""
     found = []
     for name, cap in f.gpus:
         if not arch_supported(cap, f.arch_list):
@@ -128,10 +145,7 @@ def problems(f: GpuFacts) -> list[Problem]:
                 "use a torch build that has it: cu126 carries sm_50 to sm_90 (environment.yml, docs/dtu.md)"))
     if found:
         return found
-    if not f.cuda_available:
-        return [Problem(f"torch.cuda.is_available() is False with driver {f.driver} and {len(f.gpus)} GPU(s)",
-                        "run `pipeline doctor` on the node and check the job's log for CUDA warnings")]
-    if f.matmul_error:
+    if f.cuda_available and f.matmul_error:
         return [Problem(f"a tiny CUDA matmul failed ({f.matmul_error})",
                         "the GPU may be in a bad state or taken (exclusive mode): resubmit; "
                         "if it persists, report the node")]

@@ -39,11 +39,13 @@ def test_cu126_runs_on_every_dtu_gpu(gpu):
     (replace(GOOD, gpus=[], cuda_available=False, cuda_visible_devices=""),
      "no GPU visible to torch (CUDA_VISIBLE_DEVICES='')"),
     (replace(GOOD, gpus=[], cuda_available=False, node_gpus=0), "no GPU visible to torch (nvidia-smi lists 0)"),
+    (replace(GOOD, gpus=[], cuda_available=False, cuda_visible_devices="0"),
+     "torch cannot open any of the 1 GPU(s) nvidia-smi lists (CUDA_VISIBLE_DEVICES='0')"),
     (replace(GOOD, torch_version="2.13.0", torch_cuda="13.0", arch_list=CU130, driver="580.65.06", gpus=[V100]),
      "Tesla V100-SXM2-32GB (sm_70) is not in this torch's architectures (sm_75 sm_80"),
     (replace(GOOD, cuda_available=False), "torch.cuda.is_available() is False with driver 550.54.15"),
     (replace(GOOD, matmul_error="RuntimeError: CUDA error: busy"), "a tiny CUDA matmul failed (RuntimeError"),
-], ids=["cpu-build", "no-driver", "cu130-old-driver", "cu126-old-driver", "hidden", "none-visible",
+], ids=["cpu-build", "no-driver", "cu130-old-driver", "cu126-old-driver", "hidden", "none-visible", "no-init",
         "arch-missing", "unavailable", "matmul"])
 def test_each_cause_is_one_line_with_a_fix(facts, cause):
     found = problems(facts)
@@ -53,6 +55,12 @@ def test_each_cause_is_one_line_with_a_fix(facts, cause):
     assert "\n" not in line and ": " in found[0].line() and found[0].fix
     assert job_verdict(0, "auto", facts) is None      # no GPU asked for: CPU training is fine
     assert job_verdict(1, "cpu", facts) is None       # trainer.device=cpu: an explicit choice
+
+
+def test_a_working_gpu_without_nvidia_smi_on_path_is_fine():
+    assert problems(replace(GOOD, driver=None, node_gpus=0)) == []
+    assert problems(replace(GOOD, driver=None, gpus=[V100], torch_cuda="13.0", arch_list=CU130))[0].cause \
+        .startswith("Tesla V100-SXM2-32GB (sm_70) is not in")
 
 
 def test_only_the_unsupported_gpu_is_named():
