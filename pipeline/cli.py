@@ -9,6 +9,7 @@
     pipeline predict RUN "text"                label + probabilities from a fine-tuned checkpoint
     pipeline evaluate RUN --data FILE          accuracy / macro-F1 on a labelled file
     pipeline prefetch MODEL_ID                 download a hub model once so that jobs run offline
+    pipeline doctor [--require-gpu]            can torch train on this node's GPUs? one line per problem
 
 Only typer is imported at start-up; everything else (rich, the results reader, torch, transformers,
 matplotlib, scikit-learn, pandas) is imported inside the command that needs it, so ``pipeline --help``
@@ -580,6 +581,19 @@ def prefetch(
     except PipelineError as e:
         _fail(str(e), 1)
     print(folder)
+
+
+@app.command()
+def doctor(
+    require_gpu: bool = typer.Option(False, "--require-gpu", help="Exit 1 unless a usable GPU is found."),
+) -> None:
+    """Torch's CUDA build, the driver, the GPUs and their architectures, bf16, a tiny CUDA matmul."""
+    from pipeline.doctor import doctor as run_doctor
+
+    lines, code = run_doctor(require_gpu)
+    print("\n".join(lines), flush=True)
+    if code:
+        raise typer.Exit(code)
 
 
 if __name__ == "__main__":

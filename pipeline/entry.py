@@ -33,16 +33,24 @@ def quiet_submitit_copy() -> None:
 
 
 def run_job(cfg: Any) -> float:
-    """Run ``fit``; a PipelineError becomes one logged line (and exit 2 for a single run)."""
+    """Run ``fit``; a PipelineError becomes one logged line (and exit 2 for a single run); a job that cannot
+    use the GPUs it was given exits 1, in a sweep too."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    from pipeline.doctor import GpuUnusable
     from pipeline.errors import PipelineError
     from pipeline.train import fit
 
     quiet_submitit_copy()
     try:
         return fit(cfg)
+    except GpuUnusable as e:
+        # the node, not the config, is wrong: the job must end failed (exit 1) for the scheduler too, not as a
+        # sweep job that "completed" with a failed result (metrics.json holds the line for pipeline status)
+        log.error("%s", e)
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
     except PipelineError as e:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise

@@ -63,6 +63,8 @@ class LocalProcessesLauncher(BaseSubmititLauncher):
                              "(use an LSF or Slurm launcher to submit and return)")
         n_parallel, slots = parallelism(p)
         os.environ["PYTHONPATH"] = _sweep.plugin_pythonpath()  # the job processes unpickle this launcher
+        if int(p.get("gpus_per_node") or 0) > 0:  # the jobs refuse to train on the CPU (pipeline.doctor)
+            os.environ["PIPELINE_GPUS"] = str(int(p["gpus_per_node"]))
         # share the cores out instead of letting every job start one thread per core (oversubscription)
         at_once = max(1, min(n_parallel, len(job_overrides)))
         os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // at_once)))
