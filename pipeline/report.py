@@ -1,8 +1,9 @@
 """``results/report.html``: one self-contained page per sweep, written by ``pipeline aggregate``.
 
 What it shows: the counts and the best run, the per-run compare table and the per-configuration
-table (both sortable by clicking a column header), the final-metric and learning-curve plots, the best
-run's confusion matrix on the test split, and each failed job with its error and the tail of its log.
+table (both sortable by clicking a column header), the aggregate step's final-metric and learning-curve
+plots, the best run's confusion matrix on the test split, and each failed job with its error and the
+tail of its log.
 Images are inlined as base64 PNGs and the sorting script is inline, so the file can be copied off the
 cluster and opened anywhere, offline.
 
@@ -22,7 +23,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pipeline import plots
 from pipeline import results as R
 
 LOG_TAIL_LINES = 40
@@ -261,11 +261,10 @@ document.querySelectorAll(".plots img").forEach(
 
 
 def render(sweep: R.Sweep, per_run: R.Table, summary: R.Table, images: dict[str, bytes]) -> str:
-    """The report as one HTML string. ``images``: ``{"final": png, "curves": png}`` from the aggregate step."""
+    """The report as one HTML string. ``images``: ``{"final.png": png, "curves.png": png}`` from the aggregate step."""
     runs = sweep.runs
     best = R.best_run(runs, per_run.metric, per_run.mode)
     key = R.curve_key(per_run.metric)
-    loss_png = _loss_curves(sweep)
     states = ", ".join(f"{per_run.counts[s]} {s}" for s in R.STATES if per_run.counts.get(s))
     chips = [f"{len(runs)} runs ({states or 'none'})", f"{per_run.total_gpu_hours:.3f} GPU hours",
              f"scheduler: {sweep.scheduler}", f"ranked by {per_run.metric} ({per_run.mode})"]
@@ -273,9 +272,9 @@ def render(sweep: R.Sweep, per_run: R.Table, summary: R.Table, images: dict[str,
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     plots_html = "".join(
         f"<figure>{_img(png, cap)}<figcaption>{_e(cap)}</figcaption></figure>" for png, cap in (
-            (images.get("final"), f"Final {per_run.metric} per configuration: each seed a dot, the mean a bar"),
-            (images.get("curves"), f"Learning curves: validation {key} per configuration (mean, min–max band)"),
-            (loss_png, "Learning curves: validation loss per configuration (mean, min–max band)"),
+            (images.get("final.png"), f"Final {per_run.metric} per configuration: each seed a dot, the mean a bar"),
+            (images.get("curves.png"), f"Learning curves per configuration: validation {key} (mean over seeds, "
+                                       "min–max band) and training loss"),
         ) if png)
     if matrix is not None and best is not None:
         cm = confusion_html(matrix, best)
@@ -303,15 +302,3 @@ def render(sweep: R.Sweep, per_run: R.Table, summary: R.Table, images: dict[str,
 <script>{SCRIPT}</script>
 </body></html>
 """
-
-
-def _loss_curves(sweep: R.Sweep) -> bytes | None:
-    """Validation loss per configuration (None when no run logged one)."""
-    keys = R.varying_params(sweep.runs)
-    groups = []
-    for _, group in R.seed_groups(sweep.runs):
-        curves = [c for c in (r.curve("loss") for r in group if r.run_dir is not None) if c]
-        groups.append((R.config_label(group[0], keys), curves))
-    if not any(curves for _, curves in groups):
-        return None
-    return plots.curves_png(groups, "val loss", f"{sweep.name}: validation loss")

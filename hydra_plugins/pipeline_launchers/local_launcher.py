@@ -40,6 +40,16 @@ def parallelism(params: dict[str, Any]) -> tuple[int, list[list[int]]]:
     return int(n), [[] for _ in range(int(n))]
 
 
+def drop_unexpanded_folder(folder: Path) -> None:
+    """Remove the empty ``.submitit/%j`` folder: submitit's local job controller creates its folder
+    argument before it expands ``%j`` (the jobs' files go to ``.submitit/<pid>/``)."""
+    if "%" in str(folder):
+        try:
+            Path(folder).rmdir()
+        except OSError:  # not there, or not empty: leave it
+            pass
+
+
 class LocalProcessesLauncher(BaseSubmititLauncher):
     _EXECUTOR = "local"
 
@@ -53,6 +63,8 @@ class LocalProcessesLauncher(BaseSubmititLauncher):
                              "(use an LSF or Slurm launcher to submit and return)")
         n_parallel, slots = parallelism(p)
         os.environ["PYTHONPATH"] = _sweep.plugin_pythonpath()  # the job processes unpickle this launcher
+        if int(p.get("gpus_per_node") or 0) > 0:  # the jobs refuse to train on the CPU (pipeline.doctor)
+            os.environ["PIPELINE_GPUS"] = str(int(p["gpus_per_node"]))
         # share the cores out instead of letting every job start one thread per core (oversubscription)
         at_once = max(1, min(n_parallel, len(job_overrides)))
         os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // at_once)))
@@ -100,4 +112,5 @@ class LocalProcessesLauncher(BaseSubmititLauncher):
                 free.append(running.pop(k))
             if running:
                 time.sleep(POLL_S)
+        drop_unexpanded_folder(executor.folder)
         return [job.results()[0] for job in jobs]

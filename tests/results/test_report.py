@@ -60,7 +60,7 @@ def test_report_is_self_contained_with_one_row_per_run(tmp_path):
     page = parse(report)
     assert page.rows["runs"] == 8 and page.rows["configs"] == 3
     assert page.external == []  # nothing to fetch: opens offline, anywhere
-    assert len(page.images) == 3
+    assert len(page.images) == 2
     for src in page.images:
         assert base64.b64decode(src.removeprefix("data:image/png;base64,"))[:8] == b"\x89PNG\r\n\x1a\n"
     text = report.read_text()

@@ -123,7 +123,7 @@ def test_report_table_has_one_row_per_run_and_sorts(browser, tiny_sweep, tmp_pat
     assert len(browser.find_elements(By.CSS_SELECTOR, "#confusion tbody tr")) >= 2
     assert "CUDA out of memory" in browser.find_element(By.CSS_SELECTOR, "details.failure pre").text
     images = browser.find_elements(By.CSS_SELECTOR, ".plots img")
-    assert len(images) == 3 and all(browser.execute_script("return arguments[0].naturalWidth", i) > 100
+    assert len(images) == 2 and all(browser.execute_script("return arguments[0].naturalWidth", i) > 100
                                     for i in images)
 
     heads = browser.find_elements(By.CSS_SELECTOR, "#runs thead th")
