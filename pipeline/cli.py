@@ -1,6 +1,7 @@
 """The ``pipeline`` command: watch a sweep, read its logs, compare and aggregate runs, use the best model.
 
     pipeline status  SWEEP                     one line per job, one scheduler query for the whole sweep
+    pipeline watch   SWEEP                     live view until every job has ended, then the results table
     pipeline logs    SWEEP [JOB] [-f] [--err]  a job's log (bpeek while LSF still buffers); no JOB: failures
     pipeline rerun   SWEEP --failed [OVERRIDES] resubmit the failed jobs into their run dirs (one batch)
     pipeline results SWEEP [SWEEP ...]         compare table (--by-seed, --metric, --format md|csv|json|latex)
@@ -32,6 +33,25 @@ app = typer.Typer(
 )
 
 FORMATS = ("table", "md", "csv", "json", "latex")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"pipeline {version('bert-hpc-pipeline')}")
+        except PackageNotFoundError:
+            print("pipeline (not installed: run `make install`)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Watch, compare and use the runs of BERT fine-tuning sweeps (LSF, Slurm or local)."""
 METRIC_HELP = "Metric to rank by: val_macro_f1, val_accuracy, val_loss, test_macro_f1, wall_time_s, gpu_hours, ..."
 
 
@@ -107,7 +127,9 @@ def status(
     metric: str = typer.Option("val_macro_f1", "--metric", "-m", help="Validation metric shown as 'best'."),
     no_scheduler: bool = typer.Option(False, "--no-scheduler", help="Do not ask the scheduler; run dirs only."),
 ) -> None:
-    """One line per job: scheduler id, state, runtime, epoch/step reached, best val metric so far.
+    """One line per job: scheduler id, state, runtime, epoch, step/total, ETA, best val metric so far.
+
+    ETAs come from the job's progress.json: the mean step time since its last (re)start.
 
     Asks the scheduler once for the whole sweep (bjobs / sacct / pid check). Exit code 1 if any job
     failed or has a corrupt metrics.json.
@@ -116,6 +138,7 @@ def status(
     from rich.text import Text
 
     from pipeline import sweep_status as S
+    from pipeline.watch import step_and_eta
 
     (sw,) = _load_sweeps([sweep])
     _check_metric(metric, sw.runs)
@@ -126,13 +149,13 @@ def status(
 
     table = Table(title=Text(f"{sw.path}  ({sw.scheduler})"), title_justify="left")
     for col, justify in (("job", "right"), ("job id", "left"), ("state", "left"), ("scheduler", "left"),
-                         ("runtime", "right"), ("epoch", "right"), ("step", "right"),
+                         ("runtime", "right"), ("epoch", "right"), ("step", "right"), ("ETA", "right"),
                          (f"best {metric}", "right"), ("note", "left")):
         table.add_column(col, justify=justify, overflow="fold")
     for st in rows:
         table.add_row(
             st.run.label, st.run.job_id or "", Text(st.state.upper(), style=STATE_STYLE.get(st.state, "")),
-            st.sched, _duration(st.runtime_s), _num(st.epoch, 0), _num(st.step, 0), _num(st.best),
+            st.sched, _duration(st.runtime_s), _num(st.epoch, 0), *step_and_eta(st), _num(st.best),
             st.note or "",
         )
     out = _console()
@@ -146,6 +169,33 @@ def status(
     if agg:
         out.print(f"aggregate job {sw.meta.get('aggregate_job_id')}: {agg}")
     if S.has_failures(rows):
+        raise typer.Exit(1)
+
+
+@app.command()
+def watch(
+    sweep: Path = typer.Argument(..., help="Sweep (multirun) directory."),
+    metric: str = typer.Option("val_macro_f1", "--metric", "-m", help="Validation metric shown (last, best)."),
+    interval: float | None = typer.Option(None, "--interval", "-i",
+                                          help="Seconds between refreshes (one scheduler query each). "
+                                               "Default: 1 for local sweeps, 10 on a cluster."),
+) -> None:
+    """Live view until every job has ended, then the results table (exit 1 if any job failed).
+
+    One row per job: state, step/total with a bar, samples/s, ETA, latest and best validation metric;
+    the sweep's totals and best run at the top. Not on a terminal: one plain line per change.
+    """
+    from pipeline import results as R
+    from pipeline import watch as W
+
+    (sw,) = _load_sweeps([sweep])
+    _check_metric(metric, sw.runs)
+    try:
+        snap = W.watch(sweep, metric, interval)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    _render_table(R.run_table(snap.sweep.runs, metric), str(sw.path))
+    if any(j.state in R.BAD_STATES for j in snap.jobs):
         raise typer.Exit(1)
 
 

@@ -33,6 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline import atomic
 from pipeline import config as config_lib
 from pipeline.errors import PipelineError, TrainingDiverged
+from pipeline.progress import ProgressFile, eta_seconds, seconds_per_step
 
 log = logging.getLogger(__name__)
 
@@ -372,6 +373,7 @@ def _train(cfg: DictConfig, run_dir: Path, stopper: _GracefulStop) -> float:
              "%s, %d threads", startup, before_fit or 0.0, data_ready - started, time.time() - data_ready,
              precision, torch.get_num_threads())
     progress = _Progress(total_steps, state["step"], t.log_every_steps)
+    progress_file = ProgressFile(run_dir, total_steps, epochs, state["step"], state["attempt"])
     stop = state["step"] >= total_steps
     evaluated_at = state["step"] if saved is not None else -1
     while not stop and state["epoch"] < epochs:
@@ -408,6 +410,7 @@ def _train(cfg: DictConfig, run_dir: Path, stopper: _GracefulStop) -> float:
                 state["train_samples"] += n_samples
                 state["train_time"] += time.time() - t_step
             progress.update(state, step_loss, scheduler.get_last_lr()[0], n_samples, time.time() - t_step)
+            progress_file.update(state["step"], state["epoch"], progress.rate)
             if state["step"] % t.log_every_steps == 0:
                 row = {"split": "train", "epoch": state["epoch"], "step": state["step"], "loss": step_loss,
                        "lr": scheduler.get_last_lr()[0], "samples_per_s": progress.rate, "time": time.time()}
@@ -530,6 +533,7 @@ class _Progress:
     def __init__(self, total: int, start: int, log_every: int) -> None:
         self.total, self.start, self.log_every = total, start, max(1, log_every)
         self.rate = 0.0
+        self.start_time = time.time()  # ETAs from the mean step time since this (re)start, evaluations included
         self._bar = None
         if sys.stderr.isatty():
             from rich.progress import (
@@ -553,8 +557,8 @@ class _Progress:
         if self._bar is not None:
             self._bar.update(self._task, completed=state["step"], info=info)
         elif state["step"] % self.log_every == 0 or state["step"] == self.total:
-            done = state["step"] - self.start
-            eta = (self.total - state["step"]) * seconds if done else 0
+            per_step = seconds_per_step(self.start, self.start_time, state["step"], time.time())
+            eta = eta_seconds(self.total, state["step"], per_step) or 0
             log.info("step %d/%d epoch %d %s eta %.0fs", state["step"], self.total, state["epoch"], info, eta)
 
     def close(self) -> None:
