@@ -58,7 +58,7 @@ def _check_value(key: str, tp: Any, values: list[str]) -> None:
     if kind is None:
         return
     for v in values:
-        if v.lower() in ("null", "none") or v.startswith("${"):
+        if v.lower() in ("null", "none") or "$" in v:  # null, or an interpolation Hydra resolves
             continue
         try:
             if kind is bool:

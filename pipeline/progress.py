@@ -78,11 +78,8 @@ def read(run_dir: Path | None) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def eta_now(progress: dict[str, Any], now: float | None = None) -> float | None:
-    """Seconds left for a running job: the file's ETA less the time since it was written (>= 0)."""
-    eta, written = progress.get("eta_s"), progress.get("time")
-    if not isinstance(eta, (int, float)):
-        return None
-    if isinstance(written, (int, float)):
-        eta -= max(0.0, (now or time.time()) - written)
-    return max(0.0, float(eta))
+def eta_now(progress: dict[str, Any]) -> float | None:
+    """Seconds left for a running job as of the file's last write (the job rewrites it about every second
+    while it steps; during an evaluation the estimate holds still rather than counting down to zero)."""
+    eta = progress.get("eta_s")
+    return max(0.0, float(eta)) if isinstance(eta, (int, float)) else None

@@ -125,7 +125,7 @@ def job_view(st: S.JobStatus, metric: str, keys: list[str], waiting: bool, asked
     view.total = int(total) if isinstance(total, (int, float)) else None
     view.samples_per_s = prog.get("samples_per_s")
     if state == R.RUNNING:
-        view.eta_s = P.eta_now(prog, now)
+        view.eta_s = P.eta_now(prog)
     return view
 
 
@@ -168,7 +168,7 @@ def summary_lines(snap: Snapshot) -> list[str]:
     """The lines above the table: sweep, counts, elapsed and ETA; the best run so far."""
     counts = snap.counts()
     order = (R.COMPLETED, R.RUNNING, R.PENDING, R.FAILED, R.CORRUPT, R.MISSING)
-    parts = [f"{len(snap.jobs)} jobs: " + ", ".join(f"{counts[s]} {s}" for s in order if counts.get(s))]
+    parts: list[str] = []
     elapsed = _elapsed(snap.sweep, snap.taken)
     if elapsed is not None:
         parts.append(f"elapsed {duration(elapsed)}")
@@ -176,7 +176,10 @@ def summary_lines(snap: Snapshot) -> list[str]:
     if etas:
         more = " (running jobs)" if counts.get(R.PENDING) else ""
         parts.append(f"ETA {duration(max(etas))}{more}")
-    lines = [f"{snap.sweep.path} ({snap.sweep.scheduler})", "  ".join(parts)]
+    lines = [f"{snap.sweep.path} ({snap.sweep.scheduler})",
+             f"{len(snap.jobs)} jobs: " + ", ".join(f"{counts[s]} {s}" for s in order if counts.get(s))]
+    if parts:
+        lines.append("  ".join(parts))
     best = snap.best_job()
     if best is not None:
         lines.append(f"best {snap.metric} {number(best.best)}: job {best.label}"
@@ -212,17 +215,18 @@ def table(snap: Snapshot, width: int) -> Any:
         "step": max([4, *(len(s) for _, s in rows)]),
         "samples/s": 9, "ETA": 7, "last": 6, "best": 6,
     }
-    used = sum(fixed.values()) + 2 * len(cols)  # two spaces of padding per column
-    configs = [j.config for j in snap.jobs]
-    config_w = max([0, *(len(c) for c in configs)])
-    spare = width - used - 8
-    show_config = config_w > 0 and spare - 12 >= min(config_w, 20) + 2
+    gap = 2  # columns are two spaces apart
+    used = sum(fixed.values()) + gap * len(cols)  # the bar's own gap included
+    config_w = max([0, *(len(j.config) for j in snap.jobs)])
+    min_bar = 10
+    show_config = config_w > 0 and width - used - min_bar - gap >= min(config_w, 16)
     if show_config:
-        config_w = min(config_w, spare - 12 - 2)
+        config_w = min(config_w, width - used - min_bar - gap)
         cols.append(("config", "left"))
-        used += config_w + 2
-    bar_w = max(4, min(30, width - used - 1))
-    t = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=False)
+        used += config_w + gap
+    bar_w = max(4, min(30, width - used))
+    t = Table(box=None, padding=(0, 1), pad_edge=False, collapse_padding=False, expand=False,
+              header_style="bold")
     for name, justify in cols:
         w = bar_w if name == "progress" else config_w if name == "config" else fixed[name]
         t.add_column(name, justify=justify, no_wrap=True, overflow="ellipsis", min_width=w, max_width=w)
@@ -369,11 +373,11 @@ def watch(path: Path, metric: str = "val_macro_f1", interval: float | None = Non
         view.close()
 
 
-def step_and_eta(st: S.JobStatus, now: float | None = None) -> tuple[str, str]:
+def step_and_eta(st: S.JobStatus) -> tuple[str, str]:
     """``pipeline status``'s step cell (``120/400``) and ETA cell (``0:01:18``) for one job."""
     prog = {} if st.state != R.RUNNING else P.read(st.run.run_dir)
     step = prog.get("step", st.step)
     total = prog.get("total_steps") or (st.step if st.state == R.COMPLETED else None)
     text = "" if step is None else (f"{int(step)}/{int(total)}" if total else f"{int(step)}")
-    eta = P.eta_now(prog, now) if prog else None
+    eta = P.eta_now(prog) if prog else None
     return text, duration(eta)
