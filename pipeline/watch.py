@@ -99,13 +99,15 @@ def _val_values(run: R.Run, key: str) -> list[float]:
             if ln.get("split") == "val" and isinstance(ln.get(key), (int, float))]
 
 
-def job_view(st: S.JobStatus, metric: str, keys: list[str], waiting: bool, asked: bool, now: float) -> JobView:
+def job_view(st: S.JobStatus, metric: str, keys: list[str], waiting: bool, gone_if_missing: bool) -> JobView:
+    """One row. ``waiting``: the local launcher is alive and will start jobs it lists without a job id;
+    ``gone_if_missing``: a job with no run directory has ended (the scheduler no longer lists it, or the
+    local launcher has exited)."""
     run = st.run
     state = st.state
     if state == R.MISSING and not run.job_id and waiting:
         state = R.PENDING  # listed by the local launcher, not started yet
-    # a job the scheduler answered about (or a local sweep whose launcher is gone) that has no run dir
-    ended = state in ENDED or (state == R.MISSING and (asked or not waiting))
+    ended = state in ENDED or (state == R.MISSING and gone_if_missing)
     view = JobView(label=run.label, state=state, ended=ended, best=st.best, note=st.note,
                    runtime_s=st.runtime_s,
                    config=" ".join(f"{k.rsplit('.', 1)[-1]}={run.params[k]}" for k in keys if k in run.params))
@@ -115,7 +117,7 @@ def job_view(st: S.JobStatus, metric: str, keys: list[str], waiting: bool, asked
         steps = run.metrics.get("steps")
         view.step = view.total = int(steps) if steps is not None else None
         view.samples_per_s = run.metrics.get("train_samples_per_s")
-        view.latest = run.metrics.get(metric, view.latest)
+        view.latest = view.latest if view.latest is not None else run.metrics.get(metric)
         view.eta_s = 0.0
         return view
     prog = P.read(run.run_dir)
@@ -136,9 +138,11 @@ def snapshot(path: Path, metric: str, ask_scheduler: bool = True) -> Snapshot:
     statuses = S.sweep_status(sweep, answer, metric)
     keys = R.varying_params(sweep.runs)
     waiting = _launcher_waiting(sweep)
-    asked = answer.answered and answer.complete and sweep.scheduler != "local"
-    now = time.time()
-    jobs = [job_view(st, metric, keys, waiting, asked, now) for st in statuses]
+    if sweep.scheduler == "local":
+        gone = not waiting
+    else:
+        gone = answer.answered and answer.complete
+    jobs = [job_view(st, metric, keys, waiting, gone) for st in statuses]
     return Snapshot(sweep=sweep, metric=metric, jobs=jobs, warning=answer.warning)
 
 
@@ -201,7 +205,6 @@ STATE_STYLE = {"completed": "green", "running": "cyan", "pending": "yellow", "fa
 
 def table(snap: Snapshot, width: int) -> Any:
     """The job table for a terminal ``width`` columns wide; no cell ever wraps."""
-    from rich import box
     from rich.table import Table
     from rich.text import Text
 
