@@ -46,7 +46,7 @@ def to_script(blocks: list[tuple[str, str]], scratch: Path) -> tuple[str, list[s
             if cmd == "make demo":
                 cmd = f".venv/bin/python run.py -m experiment=demo {FAST}"  # what make demo runs
             elif cmd == "make test":
-                cmd = ": make test skipped (this is the test suite)"
+                cmd = "echo make test skipped: it is this suite"
             elif cmd.startswith("python run.py"):
                 cmd = f"{cmd} {FAST}"
             lines += [f"echo '+++ {commands[-1]}'", cmd]

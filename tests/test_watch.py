@@ -127,24 +127,47 @@ def test_plain_lines_only_on_change(tmp_path):
     assert len(again) == 1 and "val_macro_f1=0.8500 best=0.8500" in again[0]
 
 
-def test_progress_eta_counts_evaluations_since_the_restart(tmp_path, monkeypatch):
-    """The ETA is the mean wall time per step since this attempt started (evaluation pauses included), not
-    the last step's time: run.log once said 11 s when ~78 s remained."""
+def test_evals_left():
+    # called right after step N is counted, before that step's evaluation
+    assert P.evals_left(0, 40, 20) == 2 and P.evals_left(20, 40, 20) == 2 and P.evals_left(21, 40, 20) == 1
+    assert P.evals_left(40, 40, 20) == 1 and P.evals_left(41, 40, 20) == 0
+    assert P.evals_left(0, 45, 20) == 3  # at 20, 40 and the last step
+    assert P.evals_left(44, 45, 20) == 1
+
+
+def test_progress_eta_counts_steps_and_evaluations_since_the_restart(tmp_path, monkeypatch):
+    """The ETA is steps left x training time per step + evaluations left x time per evaluation (+ the test
+    split), measured since this attempt started: run.log once said 11 s when ~78 s remained, because it
+    multiplied the last step's time by the steps left and forgot every evaluation."""
     clock = [1000.0]
     monkeypatch.setattr(P.time, "time", lambda: clock[0])
-    pf = P.ProgressFile(tmp_path, total_steps=100, epochs=2, start_step=40, attempt=2)  # resumed at step 40
+    # resumed at step 40 of 100; validation every 20 steps (60, 80, 100); 100 val and 50 test examples
+    pf = P.ProgressFile(tmp_path, total_steps=100, epochs=5, start_step=40, attempt=2, eval_every=20,
+                        val_size=100, test_size=50)
     assert P.read(tmp_path)["step"] == 40 and P.read(tmp_path)["eta_s"] is None
-    clock[0] += 30.0  # 10 steps of 1 s each plus a 20 s evaluation
-    pf.update(50, 1, 12.0)
+    clock[0] += 10.0  # 10 steps of 1 s at 30 samples/s, no evaluation yet: one is estimated from throughput
+    pf.update(50, 2, 30.0)
     got = P.read(tmp_path)
-    assert got["seconds_per_step"] == pytest.approx(3.0) and got["eta_s"] == pytest.approx(150.0)
+    per_eval = 100 / 30.0 / 3
+    assert got["seconds_per_step"] == pytest.approx(1.0)
+    assert got["eta_s"] == pytest.approx(50 * 1.0 + 3 * per_eval + 0.5 * per_eval, abs=0.1)
+    clock[0] += 10.0
+    pf.update(60, 3, 30.0)
+    clock[0] += 8.0
+    pf.evaluated(8.0)  # the evaluation at step 60 took 8 s: measured from now on
+    clock[0] += 10.0
+    pf.update(70, 3, 30.0)
+    got = P.read(tmp_path)
+    assert got["seconds_per_step"] == pytest.approx(1.0) and got["seconds_per_eval"] == pytest.approx(8.0)
+    assert got["eta_s"] == pytest.approx(30 * 1.0 + 2 * 8.0 + 4.0)
     assert got["total_steps"] == 100 and got["attempt"] == 2 and got["start_step"] == 40
     clock[0] += 0.5
-    pf.update(51, 1, 12.0)  # throttled: written at most about once a second
-    assert P.read(tmp_path)["step"] == 50
+    pf.update(71, 3, 30.0)  # throttled: written at most about once a second
+    assert P.read(tmp_path)["step"] == 70
     clock[0] += 0.5
-    pf.update(100, 1, 12.0)  # the last step is always written
-    assert P.read(tmp_path)["step"] == 100 and P.read(tmp_path)["eta_s"] == 0
+    pf.update(100, 5, 30.0)  # the last step is always written
+    got = P.read(tmp_path)  # the last validation and the test split are still to come
+    assert got["step"] == 100 and got["eta_s"] == pytest.approx(8.0 + 4.0)
 
 
 def pipeline_cli(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
