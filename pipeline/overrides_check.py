@@ -30,16 +30,21 @@ def group_options(config_dir: Path, group: str) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
 
 
-def _near(word: str, candidates: list[str]) -> str | None:
-    """The candidate the user most likely meant: one that starts with (or contains) the word, else the
-    closest spelling."""
+def _near(word: str, candidates: list[str]) -> list[str]:
+    """The candidates the user most likely meant: the one that starts with (or contains) the word, else the
+    closest spellings (all of those that are equally close: dtu_gpu100 -> dtu_gpua100 or dtu_gpuv100)."""
     low = word.lower()
     for test in (lambda c: c.lower().startswith(low), lambda c: low in c.lower()):
         hits = [c for c in candidates if len(low) >= 2 and test(c)]
         if len(hits) == 1:
-            return hits[0]
-    hits = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
-    return hits[0] if hits else None
+            return hits
+    scored = [(difflib.SequenceMatcher(None, word, c).ratio(), c) for c in candidates]
+    best = max((r for r, _ in scored), default=0.0)
+    return [c for r, c in scored if r >= 0.6 and r == best]
+
+
+def _did_you_mean(prefix: str, hits: list[str]) -> str:
+    return f"did you mean {' or '.join(prefix + h for h in hits)}? " if hits else ""
 
 
 def _fields(schema: Any) -> dict[str, Any]:
@@ -87,8 +92,7 @@ def _check_key(key: str, add: bool, values: list[str], groups: list[str]) -> Non
             where = ".".join(walked)
             full = f"{where}.{part}" if where else part
             candidates = list(fields) + ([] if walked else groups)
-            near = _near(part, candidates)
-            hint = f"did you mean {where + '.' if where else ''}{near}? " if near else ""
+            hint = _did_you_mean(f"{where}." if where else "", _near(part, candidates))
             listed = f"{where or 'top-level'} keys: {', '.join(fields)}"
             if add:
                 raise OverrideError(
@@ -131,8 +135,7 @@ def check(args: list[str], config_dir: Path) -> None:
             options = group_options(config_dir, key)
             for v in values:
                 if v not in options and v != "null":
-                    near = _near(v, options)
-                    hint = f"did you mean {key}={near}? " if near else ""
+                    hint = _did_you_mean(f"{key}=", _near(v, options))
                     raise OverrideError(f"{key}={v}: no such option; {hint}(options: {', '.join(options)})")
             continue
         _check_key(key, o.is_add(), values, groups)
