@@ -203,24 +203,33 @@ STATE_STYLE = {"completed": "green", "running": "cyan", "pending": "yellow", "fa
                "corrupt": "bold magenta", "missing": "dim"}
 
 
-def table(snap: Snapshot, width: int) -> Any:
-    """The job table for a terminal ``width`` columns wide; no cell ever wraps."""
+def shown_jobs(jobs: list[JobView], max_rows: int | None) -> list[JobView]:
+    """At most ``max_rows`` rows, in job order: running jobs first, then failed, pending, the rest."""
+    if max_rows is None or len(jobs) <= max_rows:
+        return jobs
+    rank = {R.RUNNING: 0, R.FAILED: 1, R.CORRUPT: 1, R.PENDING: 2}
+    keep = {id(j) for j in sorted(jobs, key=lambda j: rank.get(j.state, 3))[:max(1, max_rows)]}
+    return [j for j in jobs if id(j) in keep]
+
+
+def table(snap: Snapshot, width: int, max_rows: int | None = None) -> Any:
+    """The job table for a terminal ``width`` columns wide (at most ``max_rows`` jobs); no cell wraps."""
     from rich.table import Table
     from rich.text import Text
 
     rows = [(j, f"{j.step}/{j.total}" if j.step is not None and j.total else
-             ("" if j.step is None else str(j.step))) for j in snap.jobs]
+             ("" if j.step is None else str(j.step))) for j in shown_jobs(snap.jobs, max_rows)]
     cols = [("job", "right"), ("state", "left"), ("step", "right"), ("progress", "left"),
             ("samples/s", "right"), ("ETA", "right"), ("last", "right"), ("best", "right")]
     fixed = {
-        "job": max([3, *(len(j.label) for j in snap.jobs)]),
-        "state": max([5, *(len(j.state) for j in snap.jobs)]),
+        "job": max([3, *(len(j.label) for j, _ in rows)]),
+        "state": max([5, *(len(j.state) for j, _ in rows)]),
         "step": max([4, *(len(s) for _, s in rows)]),
-        "samples/s": 9, "ETA": 7, "last": 6, "best": 6,
+        "samples/s": 9, "ETA": 8, "last": 6, "best": 6,
     }
     gap = 2  # columns are two spaces apart
     used = sum(fixed.values()) + gap * len(cols)  # the bar's own gap included
-    config_w = max([0, *(len(j.config) for j in snap.jobs)])
+    config_w = max([0, *(len(j.config) for j, _ in rows)])
     min_bar = 10
     show_config = config_w > 0 and width - used - min_bar - gap >= min(config_w, 16)
     if show_config:
@@ -244,13 +253,19 @@ def table(snap: Snapshot, width: int) -> Any:
     return t
 
 
-def render(snap: Snapshot, width: int) -> Any:
+def render(snap: Snapshot, width: int, height: int | None = None) -> Any:
+    """The whole view; on a terminal ``height`` lines high, a big sweep shows the jobs that matter most."""
     from rich.console import Group
     from rich.text import Text
 
     parts: list[Any] = [Text(line) for line in summary_lines(snap)]
     parts.append(Text(f"last, best: {snap.metric}", style="dim"))
-    parts.append(table(snap, width))
+    bad = sum(j.state in (R.FAILED, R.CORRUPT) and bool(j.note) for j in snap.jobs)
+    max_rows = None if height is None else max(3, height - len(parts) - 3 - min(bad, 5))
+    parts.append(table(snap, width, max_rows))
+    hidden = len(snap.jobs) - len(shown_jobs(snap.jobs, max_rows))
+    if hidden:
+        parts.append(Text(f"... {hidden} more jobs not shown (pipeline status lists them all)", style="dim"))
     for j in snap.jobs:
         if j.state in (R.FAILED, R.CORRUPT) and j.note:
             parts.append(Text(f"job {j.label} {j.state.upper()}: {j.note}", style="red"))
@@ -341,7 +356,7 @@ class SweepView:
     def _show_live(self, snap: Snapshot) -> None:
         from rich.live import Live
 
-        view = render(snap, self.console.width)
+        view = render(snap, self.console.width, self.console.height)
         if self._live is None:
             self._live = Live(view, console=self.console, refresh_per_second=2, transient=False,
                               redirect_stdout=False, redirect_stderr=False)

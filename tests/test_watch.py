@@ -112,6 +112,14 @@ def test_watch_view_has_totals_best_and_failure_note(tmp_path, width):
     assert not snap.done  # a running and a pending job remain
 
 
+def test_a_big_sweep_shows_the_jobs_that_matter_on_a_short_terminal(tmp_path):
+    snap = _snap(make_sweep(tmp_path))
+    lines = _render(W.render(snap, 80, height=8), 80)
+    rows = [ln.split()[0] for ln in lines if ln.strip() and ln.split()[0].isdigit() and ln.split()[1] != "jobs:"]
+    assert rows == ["1", "2", "3"]  # running, failed, pending; the completed job gave way
+    assert "... 1 more jobs not shown" in "\n".join(lines)
+
+
 def test_plain_lines_only_on_change(tmp_path):
     sweep = make_sweep(tmp_path)
     seen: dict = {}
