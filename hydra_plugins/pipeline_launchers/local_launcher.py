@@ -77,7 +77,7 @@ class LocalProcessesLauncher(BaseSubmititLauncher):
 
         save()
         log.info(f"Local sweep in {sweep_dir}: {len(job_overrides)} jobs, {n_parallel} at a time; follow it with "
-                 f"`pipeline status {sweep_dir}` or `pipeline logs {sweep_dir} {initial_job_idx} -f`")
+                 f"`pipeline watch {sweep_dir}` or `pipeline logs {sweep_dir} {initial_job_idx} -f`")
         view = _progress_view(sweep_dir, self.config)
         jobs: list[Any] = [None] * len(job_overrides)
         running: dict[int, int] = {}  # job index -> slot
