@@ -1,6 +1,7 @@
 """The ``pipeline`` command: watch a sweep, read its logs, compare and aggregate runs, use the best model.
 
     pipeline status  SWEEP                     one line per job, one scheduler query for the whole sweep
+    pipeline watch   SWEEP                     live view until every job has ended, then the results table
     pipeline logs    SWEEP [JOB] [-f] [--err]  a job's log (bpeek while LSF still buffers); no JOB: failures
     pipeline rerun   SWEEP --failed [OVERRIDES] resubmit the failed jobs into their run dirs (one batch)
     pipeline results SWEEP [SWEEP ...]         compare table (--by-seed, --metric, --format md|csv|json|latex)
@@ -35,6 +36,25 @@ app = typer.Typer(
 )
 
 FORMATS = ("table", "md", "csv", "json", "latex")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"pipeline {version('bert-hpc-pipeline')}")
+        except PackageNotFoundError:
+            print("pipeline (not installed: run `make install`)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Watch, compare and use the runs of BERT fine-tuning sweeps (LSF, Slurm or local)."""
 METRIC_HELP = "Metric to rank by: val_macro_f1, val_accuracy, val_loss, test_macro_f1, wall_time_s, gpu_hours, ..."
 
 
@@ -89,11 +109,12 @@ def status(
     metric: str = typer.Option("val_macro_f1", "--metric", "-m", help="Validation metric shown as 'best'."),
     no_scheduler: bool = typer.Option(False, "--no-scheduler", help="Do not ask the scheduler; run dirs only."),
     columns: str | None = typer.Option(None, "--columns", "-c", help="Columns to show, comma-separated: job, "
-                                       "job_id, state, scheduler, runtime, epoch, step, best, note."),
+                                       "job_id, state, scheduler, runtime, epoch, step, eta, best, note."),
 ) -> None:
-    """Each job's state, runtime, progress and best metric so far.
+    """Each job's state, progress, ETA and best metric.
 
-    One line per job: scheduler id, state, runtime, epoch/step reached, best validation metric so far.
+    One line per job: scheduler id, state, runtime, epoch, step/total, ETA, best val metric so far.
+    ETAs come from the job's progress.json: the mean step time since its last (re)start.
 
     Asks the scheduler once for the whole sweep (bjobs / sacct / pid check). Exit code 1 if any job
     failed or has a corrupt metrics.json.
@@ -124,6 +145,35 @@ def status(
     if agg:
         out.print(f"aggregate job {sw.meta.get('aggregate_job_id')}: {agg}")
     if S.has_failures(rows):
+        raise typer.Exit(1)
+
+
+@app.command()
+def watch(
+    sweep: Path = typer.Argument(..., help="Sweep (multirun) directory."),
+    metric: str = typer.Option("val_macro_f1", "--metric", "-m", help="Validation metric shown (last, best)."),
+    interval: float | None = typer.Option(None, "--interval", "-i",
+                                          help="Seconds between refreshes (one scheduler query each). "
+                                               "Default: 1 for local sweeps, 10 on a cluster."),
+) -> None:
+    """Follow a sweep live until every job has ended.
+
+    Then prints the results table (exit 1 if any job failed). One row per job: state, step/total with a
+    bar, samples/s, ETA, latest and best validation metric; the sweep's totals and best run at the top.
+    Not on a terminal: one plain line per change.
+    """
+    from pipeline import results as R
+    from pipeline import views
+    from pipeline import watch as W
+
+    (sw,) = _load_sweeps([sweep])
+    _check_metric(metric, sw.runs)
+    try:
+        snap = W.watch(sweep, metric, interval)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    views.print_results(_console(), R.run_table(snap.sweep.runs, metric), str(sw.path))
+    if any(j.state in R.BAD_STATES for j in snap.jobs):
         raise typer.Exit(1)
 
 
@@ -615,7 +665,10 @@ def prefetch(
 def doctor(
     require_gpu: bool = typer.Option(False, "--require-gpu", help="Exit 1 unless a usable GPU is found."),
 ) -> None:
-    """Torch's CUDA build, the driver, the GPUs and their architectures, bf16, a tiny CUDA matmul."""
+    """Check that this node's torch can use its GPUs.
+
+    Prints torch's CUDA build, the driver, the GPUs and their architectures, bf16 support and the result of
+    a tiny CUDA matmul; one line per problem with its fix."""
     from pipeline.doctor import doctor as run_doctor
 
     lines, code = run_doctor(require_gpu)

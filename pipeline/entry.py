@@ -32,6 +32,33 @@ def quiet_submitit_copy() -> None:
         sub.propagate = False
 
 
+#: Hydra flags that bring in other config folders or names: their groups and keys are not ours to check
+_OTHER_CONFIGS = ("--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn")
+
+
+def check_command_line(argv: list[str] | None = None) -> None:
+    """``--help`` prints the pipeline's own help; an override naming an unknown key or group option is
+    one line on stderr and exit 2, before Hydra composes (see pipeline.overrides_check)."""
+    from pathlib import Path
+
+    argv = sys.argv[1:] if argv is None else argv
+    config_dir = Path(__file__).resolve().parent.parent / "configs"
+    if "--help" in argv or "-h" in argv:
+        from pipeline.run_help import help_text
+
+        print(help_text(config_dir))
+        sys.exit(0)
+    if any(a.split("=", 1)[0] in _OTHER_CONFIGS for a in argv):
+        return
+    from pipeline.overrides_check import OverrideError, check
+
+    try:
+        check(argv, config_dir)
+    except OverrideError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
 def run_job(cfg: Any) -> float:
     """Run ``fit``; a PipelineError becomes one logged line (and exit 2 for a single run); a job that cannot
     use the GPUs it was given exits 1, in a sweep too."""

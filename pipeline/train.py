@@ -33,6 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline import atomic
 from pipeline import config as config_lib
 from pipeline.errors import PipelineError, TrainingDiverged
+from pipeline.progress import ProgressFile
 
 log = logging.getLogger(__name__)
 
@@ -350,6 +351,7 @@ def _train(cfg: DictConfig, run_dir: Path, stopper: _GracefulStop) -> float:
 
     def run_eval() -> bool:
         """Evaluate on val, log, keep the best; True if early stopping says stop."""
+        t_eval = time.time()
         metrics, _, _ = evaluate(model, val_set, t.eval_batch_size, device, precision, pad_id)
         row = {"split": "val", "epoch": state["epoch"], "step": state["step"], **metrics, "time": time.time()}
         atomic.append_jsonl(run_dir / "metrics.jsonl", row)
@@ -363,6 +365,7 @@ def _train(cfg: DictConfig, run_dir: Path, stopper: _GracefulStop) -> float:
                                                             "val": metrics, "max_length": t.max_length})
         else:
             state["bad_evals"] += 1
+        progress_file.evaluated(time.time() - t_eval)
         return 0 < t.early_stopping_patience <= state["bad_evals"]
 
     # 4. the loop
@@ -372,7 +375,10 @@ def _train(cfg: DictConfig, run_dir: Path, stopper: _GracefulStop) -> float:
     log.info("start-up %.1f s to the first step (%.1f s imports/config/preflight, %.1f s data, %.1f s model); "
              "%s, %d threads", startup, before_fit or 0.0, data_ready - started, time.time() - data_ready,
              precision, torch.get_num_threads())
-    progress = _Progress(total_steps, state["step"], t.log_every_steps, epochs)
+    progress_file = ProgressFile(run_dir, total_steps, epochs, state["step"], state["attempt"],
+                                 t.eval_every_steps if t.eval_every_steps > 0 else steps_per_epoch,
+                                 len(val_set), len(test_set))
+    progress = _Progress(total_steps, state["step"], t.log_every_steps, progress_file.eta, epochs)
     stop = state["step"] >= total_steps
     evaluated_at = state["step"] if saved is not None else -1
     while not stop and state["epoch"] < epochs:
@@ -408,6 +414,7 @@ def _train(cfg: DictConfig, run_dir: Path, stopper: _GracefulStop) -> float:
             if state["step"] > progress.start + 2:  # throughput after warm-up
                 state["train_samples"] += n_samples
                 state["train_time"] += time.time() - t_step
+            progress_file.update(state["step"], state["epoch"], progress.rate)
             progress.update(state, step_loss, scheduler.get_last_lr()[0], n_samples, time.time() - t_step)
             if state["step"] % t.log_every_steps == 0:
                 row = {"split": "train", "epoch": state["epoch"], "step": state["step"], "loss": step_loss,
@@ -535,8 +542,9 @@ def epoch_label(state: dict[str, Any], epochs: int) -> str:
 class _Progress:
     """A rich progress bar on a terminal; plain log lines every ``log_every`` steps in job logs."""
 
-    def __init__(self, total: int, start: int, log_every: int, epochs: int = 0) -> None:
+    def __init__(self, total: int, start: int, log_every: int, eta: Any = None, epochs: int = 0) -> None:
         self.total, self.start, self.log_every, self.epochs = total, start, max(1, log_every), epochs
+        self.eta = eta  # () -> seconds left (pipeline.progress: steps and evaluations since the (re)start)
         self.rate = 0.0
         self._bar = None
         if sys.stderr.isatty():
@@ -561,8 +569,7 @@ class _Progress:
         if self._bar is not None:
             self._bar.update(self._task, completed=state["step"], info=info)
         elif state["step"] % self.log_every == 0 or state["step"] == self.total:
-            done = state["step"] - self.start
-            eta = (self.total - state["step"]) * seconds if done else 0
+            eta = (self.eta() if self.eta else None) or 0
             log.info("step %d/%d epoch %s %s eta %.0fs", state["step"], self.total, epoch_label(state, self.epochs),
                      info, eta)
 

@@ -94,11 +94,14 @@ def status_grid(statuses: Sequence[Any], metric: str, title: str | None = None) 
         Column("runtime", right=True, priority=4),
         Column("epoch", right=True, priority=3),
         Column("step", right=True, priority=5),
+        Column("eta", "ETA", right=True, priority=5),
         Column("best", f"best {metric_header(metric)}", right=True, priority=7, aliases=(f"best {metric}",)),
         Column("note", text=True, priority=6, min_width=20),
     ]
+    from pipeline.watch import step_and_eta
+
     rows = [[st.run.label, st.run.job_id or "", st.state.upper(), st.sched, _duration(st.runtime_s),
-             _num(st.epoch, 0), _num(st.step, 0), _num(st.best), st.note or ""] for st in statuses]
+             _num(st.epoch, 0), *step_and_eta(st), _num(st.best), st.note or ""] for st in statuses]
     return Grid(columns=columns, rows=rows, title=title, cell_styles={"state": _state_styles()})
 
 

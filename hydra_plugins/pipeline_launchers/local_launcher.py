@@ -2,7 +2,8 @@
 
 submitit's LocalExecutor starts every job at once; this launcher keeps a window of running jobs (by
 default cores // cpus_per_task, and one at a time for GPU jobs unless ``visible_gpus`` lists GPUs to
-share out), writes ``sweep.json`` (scheduler ``local``, job id = the job's process id) and waits.
+share out), writes ``sweep.json`` (scheduler ``local``, job id = the job's process id, ``launcher_pid``) and
+waits, showing the sweep's progress meanwhile (:class:`pipeline.watch.SweepView`).
 """
 
 from __future__ import annotations
@@ -83,12 +84,13 @@ class LocalProcessesLauncher(BaseSubmititLauncher):
 
         def save() -> None:
             data = _sweep.manifest(scheduler="local", submitit_folder=executor.folder, arrays=[], jobs=entries,
-                                   gpus_per_job=base["gpus_per_node"])
+                                   gpus_per_job=base["gpus_per_node"], launcher_pid=os.getpid())
             _sweep.write(sweep_dir, data, initial_job_idx)
 
         save()
         log.info(f"Local sweep in {sweep_dir}: {len(job_overrides)} jobs, {n_parallel} at a time; follow it with "
-                 f"`pipeline status {sweep_dir}` or `pipeline logs {sweep_dir} {initial_job_idx} -f`")
+                 f"`pipeline watch {sweep_dir}` or `pipeline logs {sweep_dir} {initial_job_idx} -f`")
+        view = _progress_view(sweep_dir, self.config)
         jobs: list[Any] = [None] * len(job_overrides)
         running: dict[int, int] = {}  # job index -> slot
         free = list(range(n_parallel))
@@ -110,7 +112,19 @@ class LocalProcessesLauncher(BaseSubmititLauncher):
                 save()
             for k in [k for k in running if jobs[k].done()]:
                 free.append(running.pop(k))
+            view.refresh()
             if running:
                 time.sleep(POLL_S)
+        view.refresh(force=True)
+        view.close()
         drop_unexpanded_folder(executor.folder)
         return [job.results()[0] for job in jobs]
+
+
+def _progress_view(sweep_dir: Path, config: Any) -> Any:
+    """What the sweep shows while it blocks: ``pipeline watch``'s live table on a terminal, else one line
+    per change ("job 3 finished: COMPLETED ..."). The results table follows from the AggregateAtEnd callback."""
+    from pipeline.watch import SweepView
+
+    metric = "val_" + str(config.get("trainer", {}).get("monitor", "macro_f1"))
+    return SweepView(sweep_dir, metric, interval=1.0)

@@ -178,6 +178,6 @@ class LsfLauncher(BaseSubmititLauncher):
         if dry_run:
             lines.append(f"[lsf] scripts: {executor.folder}/*_submission.sh")
         elif not wait:
-            lines += [f"  pipeline status  {sweep}", f"  pipeline logs    {sweep} 0",
+            lines += [f"  pipeline watch   {sweep}", f"  pipeline status  {sweep}", f"  pipeline logs    {sweep} 0",
                       f"  pipeline results {sweep}"]
         print("\n".join(lines), file=sys.stdout, flush=True)

@@ -101,7 +101,7 @@ def test_status_fit(sweep, width):
     rows = [[st.run.label, st.state.upper(), *([hms(st.runtime_s)] if st.state == "completed" else []),
              *([f"{st.best:.4f}"] if st.best is not None else [])] for st in statuses]
     assert_fits(text, width, rows)
-    assert "same in all rows: epoch=3, step=30; empty: job id, scheduler" in text  # every job got to the end
+    assert "same in all rows: epoch=3; empty: job id, scheduler, ETA" in text  # every job got to the end
     assert "0:03:06" in text  # job 0's wall time, 186.5 s
     assert "RuntimeError: CUDA" in text
 
