@@ -625,7 +625,11 @@ def serve(
     batch_size: int = typer.Option(32, "--batch-size", min=1),
     device: str = typer.Option("auto", "--device", help="auto (CUDA if available), cpu, cuda, cuda:1, ..."),
 ) -> None:
-    """Serve the model over HTTP: POST /predict, GET /health, GET /model, a web page at /, docs at /docs."""
+    """Serve the best model over HTTP: a JSON API and a web page.
+
+    The model is loaded once, then: POST /predict (one text or a list), GET /health, GET /model, a page at
+    / to paste a text into, and the API docs at /docs. See docs/serve.md.
+    """
     from pipeline import predict as P
 
     try:
