@@ -221,7 +221,7 @@ th[aria-sort=descending]::after { content:" ▼"; font-size:10px; }
 .plots { display:flex; flex-wrap:wrap; gap:16px; }
 .plots figure { margin:0; display:table; }  /* the caption wraps at the image's width */
 .plots figcaption { display:table-caption; caption-side:bottom; }
-.plots img { height:250px; width:auto; max-width:100%; border:1px solid var(--line); border-radius:6px;
+.plots img { height:300px; width:auto; max-width:100%; border:1px solid var(--line); border-radius:6px;
              cursor:zoom-in; }
 .plots img.big { height:auto; cursor:zoom-out; }
 figcaption { color:var(--muted); font-size:13px; }
