@@ -101,7 +101,9 @@ class Classifier:
     run_dir: Path | None
 
     @classmethod
-    def load(cls, path: str | os.PathLike, max_length: int | None = None) -> Classifier:
+    def load(cls, path: str | os.PathLike, max_length: int | None = None, device: str | None = None) -> Classifier:
+        """Load once, predict many times. ``device``: a torch device ("cpu", "cuda", "cuda:1"), "auto"
+        (CUDA when available) or None (CPU)."""
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -112,6 +114,7 @@ class Classifier:
         ckpt, run_dir = resolve_checkpoint(path)
         tokenizer = AutoTokenizer.from_pretrained(ckpt)
         model = AutoModelForSequenceClassification.from_pretrained(ckpt)
+        model.to(pick_device(device))
         model.eval()
         id2label = model.config.id2label or {}
         labels = [str(id2label.get(i, id2label.get(str(i), i))) for i in range(model.config.num_labels)]
@@ -122,6 +125,10 @@ class Classifier:
             max_length = min(max_length, limit)
         return cls(tokenizer, model, labels, max_length, ckpt, run_dir)
 
+    @property
+    def device(self) -> Any:
+        return next(self.model.parameters()).device
+
     def probabilities(self, texts: list[str], batch_size: int = 32) -> list[list[float]]:
         import torch
 
@@ -130,7 +137,7 @@ class Classifier:
             for i in range(0, len(texts), batch_size):
                 chunk = [normalise(t) for t in texts[i : i + batch_size]]
                 batch = self.tokenizer(chunk, truncation=True, max_length=self.max_length,
-                                       padding=True, return_tensors="pt")
+                                       padding=True, return_tensors="pt").to(self.device)
                 logits = self.model(**batch).logits.float()
                 out += torch.softmax(logits, dim=-1).tolist()
         return out
@@ -143,6 +150,17 @@ class Classifier:
             rows.append({"text": text, "label": self.labels[top],
                          "probs": dict(zip(self.labels, probs, strict=True))})
         return rows
+
+
+def pick_device(device: str | None) -> str:
+    """``"auto"``: CUDA when torch sees a GPU, else CPU; None: CPU; anything else as given."""
+    if device in (None, ""):
+        return "cpu"
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
 
 
 def normalise(text: str) -> str:

@@ -53,8 +53,8 @@ RERUN_STATES = (R.FAILED, R.CORRUPT, R.MISSING)
 SCHEDULERS = ("lsf", "slurm", "local")
 ARCHIVE = rundir.RERUN_ARCHIVE
 #: what a fresh start moves out of the way (the resume state and the outputs of the old config)
-FRESH_FILES = (rundir.CHECKPOINTS_DIR, rundir.METRICS_JSONL, rundir.RUN_INFO_JSON, rundir.TEST_PREDICTIONS_CSV,
-               rundir.WANDB_ID_TXT)
+FRESH_FILES = (rundir.CHECKPOINTS_DIR, rundir.METRICS_JSONL, "progress.json", rundir.RUN_INFO_JSON,
+               rundir.TEST_PREDICTIONS_CSV, rundir.WANDB_ID_TXT)
 LAUNCHER_PREFIX = "hydra.launcher."
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

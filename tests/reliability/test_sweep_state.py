@@ -54,13 +54,17 @@ esac
     return bindir
 
 
+STATE_WORDS = ("COMPLETED", "RUNNING", "REQUEUED", "PENDING", "FAILED", "CORRUPT", "MISSING")
+
+
 def status_rows(stdout: str) -> dict[str, str]:
-    """job number -> the state column of `pipeline status`."""
+    """job number -> its state word, from `pipeline status` output (any table layout)."""
     out = {}
     for line in stdout.splitlines():
-        cells = [c.strip() for c in re.split(r"[│|]", line) if c.strip()]
-        if len(cells) >= 3 and cells[0].isdigit():
-            out[cells[0]] = cells[2]
+        tokens = [t for t in re.split(r"[\s│|]+", line) if t]
+        state = next((t for t in tokens[1:] if t in STATE_WORDS), None)
+        if tokens and tokens[0].isdigit() and state:
+            out[tokens[0]] = state
     return out
 
 
@@ -247,7 +251,7 @@ def test_no_sbatch_is_one_line_exit_2_and_no_results(tmp_path):
 
 def _no_jobs_everywhere(sweep: Path) -> None:
     """Every pipeline command on a folder with no submitted jobs: one line saying so, exit 2."""
-    for args in (["status"], ["logs"], ["results"], ["aggregate"], ["best"], ["rerun", "--failed"]):
+    for args in (["status"], ["watch"], ["logs"], ["results"], ["aggregate"], ["best"], ["rerun", "--failed"]):
         r = _pipeline(args[0], str(sweep), *args[1:])
         assert r.returncode == 2, (args, r.stdout, r.stderr)
         assert "no jobs were submitted" in r.stderr and len(r.stderr.strip().splitlines()) == 1, (args, r.stderr)
