@@ -10,7 +10,8 @@ thus loses at most one heartbeat of its time, not everything after its last chec
 
 ``status`` is ``running`` while the attempt runs (and stays so when it was SIGKILLed), then one of
 ``completed``, ``failed``, ``killed``, ``requeued``, ``gave_up``. ``pipeline results`` sums ``wall_s``
-over the records for a run's GPU-hours (requested GPUs x time).
+over the records for a run's GPU-hours (requested GPUs x time). ``pipeline rerun`` leaves the file in place
+even when it starts a run over: the cluster charged those attempts too.
 """
 
 from __future__ import annotations
