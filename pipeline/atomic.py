@@ -1,29 +1,38 @@
 """Atomic file writes: a temp file in the same folder, fsync, then ``os.replace``.
 
-A kill at any moment leaves either the old file or the new one, never half of one.
+A kill at any moment leaves either the old file or the new one, never half of one. Several processes may
+write the same path at once (the array elements of a sweep share the token cache): each writes its own
+temp file, named ``.<name>.<host>.<pid>.<random>.tmp``, and the last ``os.replace`` wins. A writer deletes
+only temp files that are provably dead: left by a process of this host that no longer exists, or untouched
+for ``STALE_AFTER_S`` (a writer on another node of a shared file system that was killed).
 """
 
 from __future__ import annotations
 
+import errno
 import glob
 import json
 import os
 import shutil
+import socket
 import tempfile
+import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pipeline import faults
 
+#: a temp file or folder untouched this long is dead whoever wrote it (no write stalls for a day)
+STALE_AFTER_S = 24 * 3600
+
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):  # left by a writer that was killed
-        if stale.is_file():
-            stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    remove_dead_temps(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             if faults.planned(f"write_{path.name}"):  # tests: die with the temp file half written
@@ -68,26 +77,93 @@ def write_dir(path: str | os.PathLike, fill: Callable[[Path], None]) -> None:
 
     The old directory is renamed aside first and deleted only after the new one is in place, so at
     every instant either ``path`` or ``path.old`` holds a complete copy (``resolve_dir`` finds it).
+    Concurrent writers of one path each put a complete copy in place; the last one wins.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a writer that was killed
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    remove_dead_temps(path)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".tmp"))
     old = path.with_name(path.name + ".old")
     try:
         fill(tmp)
         _fsync_tree(tmp)
         _apply_umask(tmp)
-        if path.exists():
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(path, old)
-        os.replace(tmp, path)
+        _swap_in(tmp, path, old)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    shutil.rmtree(old, ignore_errors=True)
+    _discard(old)
+
+
+def _swap_in(tmp: Path, path: Path, old: Path, tries: int = 1000) -> None:
+    """``os.replace(tmp, path)``; a ``path`` already there goes to ``old`` first (whose previous copy is
+    discarded). Each step is one rename; one that another writer beat us to is simply tried again."""
+    for _ in range(tries):
+        try:
+            os.replace(tmp, path)  # works when path is absent (or an empty folder)
+            return
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+        if old.exists() and path.exists():
+            _discard(old)
+        try:
+            os.replace(path, old)
+        except FileNotFoundError:
+            pass  # another writer moved it aside already
+        except OSError as e:
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+    raise OSError(errno.EBUSY, f"could not put {path} in place: other writers kept replacing it", str(path))
+
+
+def _discard(folder: Path) -> None:
+    """Delete a folder after renaming it to a temp name of ours (a rename is atomic, a delete is not)."""
+    trash = folder.with_name(f"{_temp_prefix(folder)}{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        os.replace(folder, trash)
+    except OSError:
+        return  # gone already, or another writer is using the name now
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}.{HOST}.{os.getpid()}."
+
+
+#: this host's short name, part of every temp name (a pid means something only on its own host)
+HOST = socket.gethostname().split(".")[0].replace(".", "_") or "host"
+
+
+def remove_dead_temps(path: str | os.PathLike) -> None:
+    """Delete the temp files/folders of ``path`` whose writer is provably gone (see the module docstring).
+    A live writer's temp file is never touched: deleting it would make that writer fail."""
+    path = Path(path)
+    now = time.time()
+    for temp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        parts = temp.name[len(path.name) + 2:].split(".")
+        mine = len(parts) == 4 and parts[0] == HOST and parts[1].isdigit()
+        try:
+            idle = now - temp.lstat().st_mtime
+        except OSError:
+            continue
+        if (mine and not _pid_alive(int(parts[1]))) or idle > STALE_AFTER_S:
+            if temp.is_dir():
+                shutil.rmtree(temp, ignore_errors=True)
+            else:
+                temp.unlink(missing_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def resolve_dir(path: str | os.PathLike) -> Path | None:

@@ -13,7 +13,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 
 
-def _fail(message: str) -> None:
+def fail(message: str) -> None:
+    """A bad-input error: one line on stderr, exit 2."""
     print(f"error: {message}", file=sys.stderr, flush=True)
     sys.exit(2)
 
@@ -28,7 +29,7 @@ class Preflight(Callback):
         except PipelineError as e:
             if os.environ.get("HYDRA_FULL_ERROR") == "1":
                 raise
-            _fail(str(e))
+            fail(str(e))
 
     def on_run_start(self, config: Any, **kwargs: Any) -> None:
         self._check(config, runs_here=True)

@@ -1,8 +1,9 @@
 """Checks that run before anything is trained or submitted: no torch import, about a second.
 
 Each failure is a ``PipelineError`` whose message names the problem and the fix. The Hydra callback in
-``pipeline.callbacks`` runs them at the start of every run and sweep; launchers run them per job before
-they submit anything.
+``pipeline.callbacks`` runs them at the start of every run and sweep (on the sweep's base config), and the
+``fast_basic`` sweeper (the default) runs them for every distinct combination of swept values that a check
+reads, before the launcher submits anything (``pipeline.sweep_preflight``). Launchers run none.
 """
 
 from __future__ import annotations
@@ -38,23 +39,39 @@ def check_device(cfg: Any) -> None:
         pick_precision(t.precision, pick_device(t.device))
 
 
-def check(cfg: Any, runs_here: bool = True) -> None:
-    """Everything that can be known wrong before a job starts."""
+def check_settings(cfg: Any, runs_here: bool = True) -> None:
+    """The cheap checks: config values, device (where the job runs here), tracking."""
     from pipeline import config as config_lib
-    from pipeline.data import load_splits
-    from pipeline.model import offline_minilm_path, resolve_model_path
     from pipeline.tracking import check_tracking
 
     try:
         config_lib.check(cfg)
     except ValueError as e:
         raise PipelineError(str(e)) from None
-    check_output_root(cfg.paths.output_root)
-    load_splits(cfg)  # reads, cleans and splits: every data problem surfaces here, before any job
+    if runs_here:
+        check_device(cfg)
+    check_tracking(cfg)
+
+
+def check_data(cfg: Any) -> None:
+    """Reads, cleans and splits ``cfg.data``: every data problem surfaces here, before any job."""
+    from pipeline.data import load_splits
+
+    load_splits(cfg)
+
+
+def check_model(cfg: Any) -> None:
+    from pipeline.model import offline_minilm_path, resolve_model_path
+
     if cfg.model.pretrained or cfg.model.path:
         resolve_model_path(cfg.model)
     else:
         offline_minilm_path()  # the tiny model borrows the MiniLM vocabulary
-    if runs_here:
-        check_device(cfg)
-    check_tracking(cfg)
+
+
+def check(cfg: Any, runs_here: bool = True) -> None:
+    """Everything that can be known wrong before a job starts."""
+    check_settings(cfg, runs_here)
+    check_output_root(cfg.paths.output_root)
+    check_data(cfg)
+    check_model(cfg)

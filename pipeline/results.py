@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline import attempts
 from pipeline import rundir as RD
 from pipeline.rundir import (  # noqa: F401 - the state names are part of this module's API
     BAD_STATES,
@@ -328,8 +329,11 @@ def read_run(run: Run, gpus_per_job: int | None = None) -> Run:
         if gpus is None:
             gpus = run.info.get("gpus") if _is_number(run.info.get("gpus")) else 0
         run.gpus = int(gpus)
-    if "wall_time_s" in run.metrics:
-        run.metrics["gpu_hours"] = run.metrics["wall_time_s"] * run.gpus / 3600.0
+    charged = attempts.total_wall_s(d)  # every attempt, failed and killed ones too
+    if charged is None and "wall_time_s" in run.metrics:  # a run from before attempts.json
+        charged = run.metrics["wall_time_s"]
+    if charged is not None:
+        run.metrics["gpu_hours"] = charged * run.gpus / 3600.0
     return run
 
 
@@ -735,6 +739,10 @@ def total_line(table: Table) -> str:
     return f"total: {table.total_gpu_hours:.3f} GPU hours over {runs} runs ({counts or 'none'})"
 
 
+#: the table footer's second line: what gpu_hours counts
+GPU_HOURS_NOTE = "GPU hours include all attempts (requeued, killed and failed ones too)"
+
+
 def best_line(table: Table) -> str:
     if table.best is None:
         return f"best: none (no completed run reports {table.metric})"
@@ -759,7 +767,7 @@ def to_markdown(table: Table) -> str:
     lines = ["| " + " | ".join(esc(c) for c in cols) + " |",
              "|" + "|".join("---:" if c in right else "---" for c in cols) + "|"]
     lines += ["| " + " | ".join(esc(v) for v in r) + " |" for r in rows]
-    lines += ["", total_line(table), "", best_line(table)]
+    lines += ["", total_line(table), GPU_HOURS_NOTE, "", best_line(table)]
     return "\n".join(lines) + "\n"
 
 
@@ -786,6 +794,7 @@ def to_latex(table: Table) -> str:
         out.append(" & ".join(cells) + r" \\")
     out += [r"\hline",
             f"\\multicolumn{{{len(cols_l)}}}{{l}}{{{latex_escape(total_line(table))}}} \\\\",
+            f"\\multicolumn{{{len(cols_l)}}}{{l}}{{{latex_escape(GPU_HOURS_NOTE)}}} \\\\",
             r"\hline", r"\end{tabular}"]
     return "\n".join(out) + "\n"
 

@@ -9,9 +9,13 @@ length-grouped, dynamically padded batches -> evaluate (each epoch or every N st
 (``last`` for resume, ``best`` for use) -> test the best checkpoint -> ``metrics.json``. It returns the
 best validation metric, which is what Hydra sweepers optimise.
 
-A SIGUSR2 or SIGTERM (the scheduler's run-limit warning, or preemption) makes the loop save
-``checkpoints/last`` at the next step boundary and then hands the signal on to whoever handled it before
-(submitit requeues the job; a plain process exits), so a requeued job loses no finished step.
+A SIGUSR2 (the scheduler's run-limit warning), SIGTERM or SIGINT (a kill: LSF's ``bkill`` sends INT, then
+TERM, then KILL; Slurm's ``scancel`` TERM; Ctrl-C INT) makes the loop save ``checkpoints/last`` at the next
+step boundary, so a resumed job loses no finished step. Then USR2 goes on to whoever handled it before
+(submitit requeues the job); where nobody requeues, or after a kill signal, ``metrics.json`` says the run
+was stopped (status ``killed``, or ``gave_up`` when submitit refuses another requeue after
+``max_num_timeout``), by what, at which step, and how to resume; the process exits non-zero.
+``attempts.json`` (``pipeline.attempts``) keeps the wall time of every attempt.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
@@ -30,7 +35,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline import atomic, rundir
+from pipeline import atomic, attempts, rundir
 from pipeline import config as config_lib
 from pipeline.errors import PipelineError, TrainingDiverged
 from pipeline.progress import ProgressFile
@@ -42,6 +47,13 @@ log = logging.getLogger(__name__)
 
 _stop_signals: list[int] = []
 
+#: ``metrics.json`` status of a run stopped by a kill signal (or the run limit, where nothing requeues it)
+KILLED = "killed"
+#: ``metrics.json`` status of a run whose requeue was refused (submitit: timed out too many times)
+GAVE_UP = "gave_up"
+#: ``attempts.json`` status of an attempt that handed over to a requeue
+REQUEUED = "requeued"
+
 
 def request_checkpoint(signum: int = signal.SIGUSR2, frame: Any = None) -> None:
     """Ask the loop to save ``checkpoints/last`` at the next step boundary, then stop (signal-safe)."""
@@ -49,9 +61,9 @@ def request_checkpoint(signum: int = signal.SIGUSR2, frame: Any = None) -> None:
 
 
 class _GracefulStop:
-    """Routes SIGUSR2/SIGTERM to ``request_checkpoint`` while training; remembers the old handlers."""
+    """Routes SIGUSR2/SIGTERM/SIGINT to ``request_checkpoint`` while training; remembers the old handlers."""
 
-    SIGNALS = (signal.SIGUSR2, signal.SIGTERM)
+    SIGNALS = (signal.SIGUSR2, signal.SIGTERM, signal.SIGINT)
 
     def __enter__(self) -> _GracefulStop:
         _stop_signals.clear()
@@ -65,14 +77,25 @@ class _GracefulStop:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
 
-    def hand_on(self) -> None:
-        """After the checkpoint: let the previous handler act (submitit requeues), else die by the signal."""
-        sig = _stop_signals[0]
+    def hand_on(self, record: Callable[[str, str | None], None]) -> None:
+        """After the checkpoint: USR2 goes to the previous handler (submitit requeues the job); a kill
+        signal, or USR2 with nobody to requeue, ends the run. ``record(status, error)`` writes what
+        happened (``metrics.json`` unless requeued, and the attempt's record) before the process exits."""
+        # a USR2 wins over a kill signal that came with it (Slurm preempts with TERM, then USR2)
+        sig = signal.SIGUSR2 if signal.SIGUSR2 in _stop_signals else _stop_signals[0]
+        name = signal.Signals(sig).name
         prev = self.previous.get(sig, signal.SIG_DFL)
+        log.warning("stopping on %s after checkpointing; the next start resumes", name)
+        if sig == signal.SIGUSR2 and callable(prev):
+            record(REQUEUED, None)
+            self.__exit__()
+            try:
+                prev(sig, None)  # submitit: requeue, then exit
+            except Exception as e:  # noqa: BLE001 - the requeue was refused: the run ends here
+                record(GAVE_UP, str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+            raise SystemExit(128 + sig)
+        record(KILLED, name)
         self.__exit__()
-        log.warning("stopping on %s after checkpointing; the next start resumes", signal.Signals(sig).name)
-        if callable(prev):
-            prev(sig, None)
         if sig == signal.SIGUSR2 or prev == signal.SIG_DFL:
             signal.signal(sig, signal.SIG_DFL)
             os.kill(os.getpid(), sig)
@@ -246,10 +269,14 @@ def fit(cfg: DictConfig, run_dir: str | Path | None = None) -> float:
     if done.get("status") == "completed":
         log.info("run %s already completed; nothing to do", run_dir)
         return float(done["val"][cfg.trainer.monitor])
+    age = process_age()
+    attempt = attempts.Attempt(run_dir, started=time.time() - age if age is not None else None)
     try:
         with _GracefulStop() as stopper:
             try:
-                return _train(cfg, run_dir, stopper)
+                result = _train(cfg, run_dir, stopper, attempt)
+                attempt.end("completed")
+                return result
             except OSError as e:
                 if e.errno not in (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM):
                     raise
@@ -262,10 +289,11 @@ def fit(cfg: DictConfig, run_dir: str | Path | None = None) -> float:
         if not isinstance(e, PipelineError):
             message = f"{type(e).__name__}: {message}"
         _write_final(run_dir, {"status": "failed", "error": message})
+        attempt.end("failed")
         raise
 
 
-def _train(cfg: DictConfig, run_dir: Path, stopper: _GracefulStop) -> float:
+def _train(cfg: DictConfig, run_dir: Path, stopper: _GracefulStop, attempt: attempts.Attempt) -> float:
     import numpy as np
     import torch
     from transformers import get_linear_schedule_with_warmup
@@ -342,6 +370,7 @@ def _train(cfg: DictConfig, run_dir: Path, stopper: _GracefulStop) -> float:
     tracker = tracking.start(cfg, run_dir)
 
     def save_last() -> None:
+        attempt.beat(state["step"], force=True)
         checkpoint.save_last(run_dir, {
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": checkpoint.rng_state(),
@@ -436,9 +465,10 @@ def _train(cfg: DictConfig, run_dir: Path, stopper: _GracefulStop) -> float:
             ckpt_due = eval_due or (t.checkpoint_every_steps > 0 and state["step"] % t.checkpoint_every_steps == 0)
             if ckpt_due or _stop_signals:
                 save_last()
+            attempt.beat(state["step"])
             if _stop_signals:
                 progress.close()
-                stopper.hand_on()
+                stopper.hand_on(lambda status, why: _record_stop(run_dir, state, started, attempt, status, why))
     progress.close()
     if evaluated_at != state["step"] or state["best"] is None:
         run_eval()
@@ -505,6 +535,31 @@ def _write_final(run_dir: Path, result: dict[str, Any]) -> None:
         atomic.write_json(run_dir / rundir.METRICS_JSON, {**result, "end_time": now})
     except OSError as e:
         log.error("could not write %s: %s", run_dir / rundir.METRICS_JSON, e)
+
+
+def _record_stop(run_dir: Path, state: dict[str, Any], started: float, attempt: attempts.Attempt, status: str,
+                 why: str | None) -> None:
+    """A run stopped after saving ``checkpoints/last``: the attempt's record, and ``metrics.json`` saying
+    what stopped it and how to resume (not when it is being requeued: the next attempt carries on)."""
+    step = state["step"]
+    attempt.end(status, step)
+    if status == REQUEUED:
+        return
+    resume = (f"`pipeline rerun {run_dir.parent} --failed`" if (run_dir.parent / "sweep.json").is_file()
+              else f"`python run.py hydra.run.dir={run_dir}`")
+    kept = f"checkpoints/last at step {step} is kept: {resume} resumes from it"
+    if status == GAVE_UP:
+        error = (f"{why.rstrip('.')} at step {step} (attempt {state['attempt']}); {kept}, or rerun it with a "
+                 "larger hydra.launcher.timeout_min or hydra.launcher.max_num_timeout")
+    else:
+        error = f"killed by {why} at step {step} (attempt {state['attempt']}); {kept}"
+    _write_final(run_dir, {
+        "status": status, "error": error, "signal": why if status == KILLED else "SIGUSR2",
+        "steps": step, "epochs": state["epoch"], "attempts": state["attempt"],
+        "checkpoint": "checkpoints/last", "checkpoint_step": step,
+        "wall_time_s": round(state["elapsed"] + time.time() - started, 3),
+    })
+    log.error("%s", error)
 
 
 def _truncate_metrics(path: Path, step: int) -> None:

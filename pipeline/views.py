@@ -65,7 +65,7 @@ def print_results(console: Any, table: Any, title: str | None = None, pick: Sequ
     """The compare table, then the totals line and the best line."""
     from pipeline import results as R
 
-    show(console, results_grid(table, title), pick, footer=(R.total_line(table), R.best_line(table)))
+    show(console, results_grid(table, title), pick, footer=(R.total_line(table), R.GPU_HOURS_NOTE, R.best_line(table)))
 
 
 # ----------------------------------------------------------------------------------------------- status

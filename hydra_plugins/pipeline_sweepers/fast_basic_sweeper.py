@@ -7,6 +7,10 @@ applying each distinct one to a config composed once, which raises the very erro
 key, wrong type). Only jobs whose config-group choices differ (``model=tiny`` vs ``model=minilm``) need a
 composition of their own, once per distinct combination. The jobs then run exactly as with ``basic``.
 
+Before the first batch is launched, the preflight checks run for the swept values of every job
+(``pipeline.sweep_preflight``: once per distinct combination of the keys the checks read), so a value
+that would fail a job on a node fails the launch instead: one line, exit 2, nothing submitted.
+
 When jobs of a blocking sweep fail, the basic sweeper re-raises the first failure and nothing else is shown;
 this one still aggregates the sweep and prints the compare table (failed runs with their first error line),
 then ends with one line that says how to see and retry the failures, and exit code 1.
@@ -41,6 +45,7 @@ ConfigStore.instance().store(group="hydra/sweeper", name="fast_basic", node=Fast
 
 class FastBasicSweeper(BasicSweeper):
     def sweep(self, arguments: list) -> Any:
+        self._preflight(arguments)
         try:
             return super().sweep(arguments)
         except Exception as e:
@@ -79,7 +84,7 @@ class FastBasicSweeper(BasicSweeper):
                     key.append(o.input_line)
             structural.setdefault(tuple(key), set()).update(values)
         for key, values in structural.items():
-            base = loader.load_sweep_config(self.config, list(key))
+            base = self._compose(list(key))
             for line in sorted(values):
                 cfg = copy.deepcopy(base)
                 OmegaConf.set_readonly(cfg, False)
@@ -87,3 +92,43 @@ class FastBasicSweeper(BasicSweeper):
         self._validated = True
         log.debug("validated %d jobs with %d compositions in %.2f s", len(batch), len(structural),
                   time.perf_counter() - tic)
+
+    def _compose(self, structural: list[str]) -> Any:
+        """The sweep config with these config-group choices (and other structural overrides), cached."""
+        cache = self.__dict__.setdefault("_bases", {})
+        if tuple(structural) not in cache:
+            cache[tuple(structural)] = self.hydra_context.config_loader.load_sweep_config(self.config, structural)
+        return cache[tuple(structural)]
+
+    def _config_of(self, overrides: tuple[str, ...]) -> Any:
+        """One job's config: the composition for its structural overrides, then its plain values."""
+        repo = self.hydra_context.config_loader.repository
+        parser = OverridesParser.create()
+        structural, values = [], []
+        for o in parser.parse_overrides(list(overrides)):
+            plain = not (o.is_add() or o.is_delete() or o.is_force_add()) and o.package is None
+            (values if plain and not repo.group_exists(o.key_or_group.replace(".", "/")) else structural).append(
+                o.input_line)
+        cfg = copy.deepcopy(self._compose(structural))
+        OmegaConf.set_readonly(cfg, False)
+        ConfigLoaderImpl._apply_overrides_to_config(parser.parse_overrides(values), cfg)
+        return cfg
+
+    def _preflight(self, arguments: list) -> None:
+        """The preflight checks for the swept values of every job of the sweep (all batches), before the
+        sweep folder is made."""
+        from pipeline.callbacks import fail
+        from pipeline.errors import PipelineError
+        from pipeline.sweep_preflight import check_sweep
+
+        if getattr(self.hydra_context.config_loader, "repository", None) is None:
+            return  # not Hydra's own loader: no cheap per-job composition
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        parsed = parser.parse_overrides([*self._parse_config(), *arguments])
+        jobs = [job for batch in self.split_arguments(parsed, None) for job in batch]
+        try:
+            check_sweep(jobs, self._config_of, lambda cfg: cfg.get("cluster_name", "local") == "local")
+        except PipelineError as e:
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            fail(str(e))

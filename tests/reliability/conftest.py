@@ -196,10 +196,13 @@ def fake_lsf_cluster(directory: Path) -> Iterator:
 
 
 def status_rows(stdout: str) -> dict[str, str]:
-    """``pipeline status`` table rows by job number."""
+    """``pipeline status`` table rows by job number; a column the same in every row is said once above the
+    table ("same in all rows: state=FAILED, ..."), so that line is added to every row here."""
     from tests.table_fit import table_rows
 
-    return table_rows(stdout)
+    same = next((ln.split(":", 1)[1].split(";")[0] for ln in stdout.splitlines()
+                 if ln.startswith("same in all rows:")), "")
+    return {k: f"{row}  [{same.strip()}]" if same else row for k, row in table_rows(stdout).items()}
 
 
 def sweep_json(sweep: Path) -> dict:

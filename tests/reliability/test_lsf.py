@@ -188,8 +188,22 @@ def test_run_limit_requeues_resumes_then_gives_up_and_rerun_finishes(fake_lsf, r
     run_dir = sweep / "0"
     m = read_json(run_dir / "metrics.json")
     assert res.returncode != 0  # the job was given up: the waiting sweep says so
-    assert m["status"] == "failed" and "timed-out too many times" in m["error"], m
+    assert m["status"] == "gave_up" and "timed-out too many times" in m["error"], m
     assert len(lsf.calls("brequeue")) == 1  # max_num_timeout=1: one requeue, then no more
+    # given up: the job exits non-zero (EXIT, not DONE); metrics.json keeps steps and attempts, and the error
+    # names the kept checkpoint and both ways on
+    (element,) = lsf.job(int(sweep_json(sweep)["jobs"][0]["job_id"].split("[")[0]))["elements"].values()
+    assert element["stat"] == "EXIT" and element["exit_code"] not in (None, 0), element
+    from pipeline.checkpoint import load_last
+
+    step = load_last(run_dir)["counters"]["step"]
+    assert 0 < step < 80 and m["steps"] == m["checkpoint_step"] == step and m["attempts"] == 2, m
+    assert f"checkpoints/last at step {step} is kept: `pipeline rerun {sweep} --failed` resumes from it" in m["error"]
+    assert "hydra.launcher.timeout_min" in m["error"] and "hydra.launcher.max_num_timeout" in m["error"]
+    import json
+
+    records = json.loads((run_dir / "attempts.json").read_text())
+    assert [r["status"] for r in records] == ["requeued", "gave_up"]
     assert waited < 200  # two 15 s attempts; failing bjobs and a forgotten job did not make it hang
     bjobs = lsf.calls("bjobs")
     assert bjobs and all("-json" not in c["argv"] for c in bjobs)
@@ -204,6 +218,8 @@ def test_run_limit_requeues_resumes_then_gives_up_and_rerun_finishes(fake_lsf, r
     assert len(lsf.calls("brequeue")) == 1
     m = read_json(run_dir / "metrics.json")
     assert m["status"] == "completed" and m["steps"] == 80 and m["attempts"] >= 2
+    assert [r["status"] for r in json.loads((run_dir / "attempts.json").read_text())] == \
+        ["requeued", "gave_up", "completed"]
     record = sweep_json(sweep)["reruns"][0]
     assert record["overrides"] == ["hydra.launcher.timeout_min=20"] and record["fresh"] == []
     assert_same_as_reference(run_dir, reference)  # two warnings, a requeue, a rerun: the same run
