@@ -7,11 +7,15 @@ they submit anything.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from pipeline import data_report
 from pipeline.errors import PipelineError
+
+log = logging.getLogger(__name__)
 
 
 def check_output_root(root: str) -> None:
@@ -55,6 +59,7 @@ def check(cfg: Any, runs_here: bool = True) -> None:
         resolve_model_path(cfg.model)
     else:
         offline_minilm_path()  # the tiny model borrows the MiniLM vocabulary
+    log.info(data_report.summary(data_report.for_config(cfg)))
     if runs_here:
         check_device(cfg)
     check_tracking(cfg)

@@ -830,7 +830,8 @@ def aggregate(
     mode: str | None = None,
     out_dir: str | os.PathLike | None = None,
 ) -> dict[str, Path]:
-    """Write ``results/{runs.csv, summary.csv, summary.md, results.json, curves.png, final.png}``.
+    """Write ``results/{runs.csv, summary.csv, summary.md, results.json, curves.png, final.png}`` and
+    ``confusion.png`` (the best run's test confusion matrix).
 
     ``sweep_path``: a sweep directory, or a :class:`Sweep` already loaded.
 
@@ -868,4 +869,11 @@ def aggregate(
         finals.append((label, [r.metrics[metric] for r in group if r.state == COMPLETED and metric in r.metrics]))
     atomic.write_bytes(paths["curves.png"], plots.curves_png(curves, f"val {key}", sweep.name))
     atomic.write_bytes(paths["final.png"], plots.final_png(finals, metric, sweep.name))
+    best = best_run(runs, metric, mode) if any(metric in r.metrics for r in runs) else None
+    classes = (best.final or {}).get("test_classes") if best is not None else None
+    if classes:  # runs from before per-class metrics have none
+        paths["confusion.png"] = out / "confusion.png"
+        title = f"{sweep.name}\ntest confusion matrix, best run by {metric} (job {best.label})"
+        atomic.write_bytes(paths["confusion.png"], plots.confusion_png(classes["labels"],
+                                                                       classes["confusion_matrix"], title))
     return paths
