@@ -110,3 +110,15 @@ def test_pipeline_data_names_a_wrong_column_key(tmp_path, shared_data):
     assert r.returncode == 2
     assert r.stderr.strip() .startswith("error:") and "no column 'topic' (data.label_column)" in r.stderr
     assert "data.text_columns" not in r.stderr
+
+
+def test_a_run_warns_about_drops_in_one_line_and_records_the_report(tmp_path, shared_data):
+    file = messy_fake_news(shared_data, tmp_path, 150)
+    run_dir = tmp_path / "run"
+    r = run_py(tmp_path, "model=tiny", "data=fake_news", f"data.file={file}", "trainer.max_steps=2",
+               "trainer.max_length=32", "trainer.batch_size=8", f"hydra.run.dir={run_dir}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    said = [x for x in (r.stdout + r.stderr).splitlines() if "dropped 150 of 980 rows" in x]
+    assert len(said) == 1 and "WARNING" in said[0] and "data.drop_warn_fraction=0.1" in said[0]
+    report = json.loads((run_dir / "run_info.json").read_text())["data_report"]
+    assert report["dropped"] == {"empty text": 150} and report["rows_used"] == 830

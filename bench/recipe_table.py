@@ -1,0 +1,53 @@
+"""Tabulate the runs of ``bench/recipe.sh``: test accuracy per (dataset, lr, epochs), mean ± std over seeds.
+
+    python -m bench.recipe_table OUT_DIR [--baseline baseline.json]
+
+Run directories are named ``<dataset>_lr<lr>_e<epochs>_s<seed>``; the baseline file holds
+``pipeline.baseline.fit_baseline`` results per dataset (``{"fake_news": {"test": {...}}, ...}``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+from pathlib import Path
+
+NAME = re.compile(r"(?P<data>[a-z]+)_lr(?P<lr>[0-9.e-]+)_e(?P<epochs>\d+)_s(?P<seed>\d+)$")
+
+
+def collect(out: Path) -> dict[tuple[str, str, int], list[tuple[int, float, float]]]:
+    groups: dict[tuple[str, str, int], list[tuple[int, float, float]]] = {}
+    for d in sorted(out.iterdir()):
+        m = NAME.match(d.name)
+        if not m or not (d / "metrics.json").is_file():
+            continue
+        final = json.loads((d / "metrics.json").read_text())
+        if final.get("status") != "completed":
+            continue
+        key = (m["data"], m["lr"], int(m["epochs"]))
+        groups.setdefault(key, []).append((int(m["seed"]), final["test"]["accuracy"], final["wall_time_s"]))
+    return groups
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--baseline", type=Path)
+    a = ap.parse_args()
+    base = json.loads(a.baseline.read_text()) if a.baseline else {}
+    print("| dataset | lr | epochs | seeds | test accuracy | per seed | TF-IDF baseline (test) | wall time / run |")
+    print("|---|---|---|---|---|---|---|---|")
+    for (data, lr, epochs), rows in sorted(collect(a.out).items()):
+        accs = [acc for _, acc, _ in sorted(rows)]
+        mean = statistics.fmean(accs)
+        std = statistics.stdev(accs) if len(accs) > 1 else float("nan")
+        b = base.get({"fake": "fake_news", "bbc": "bbc_news"}.get(data, data), {}).get("test", {}).get("accuracy")
+        print(f"| {data} | {lr} | {epochs} | {','.join(str(s) for s, _, _ in sorted(rows))} | "
+              f"{mean:.3f} ± {std:.3f} | {', '.join(f'{x:.3f}' for x in accs)} | "
+              f"{'' if b is None else f'{b:.3f}'} | {statistics.fmean(w for _, _, w in rows) / 60:.0f} min |")
+
+
+if __name__ == "__main__":
+    main()
