@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
 
 
 @dataclass
@@ -132,6 +133,9 @@ def check(cfg: Any) -> None:
     if not (t.lr > 0):
         raise ValueError(f"trainer.lr={t.lr} must be > 0")
     d = cfg.data
+    if OmegaConf.is_config(d) and OmegaConf.is_missing(d, "file"):
+        raise ValueError("data.file is not set: give the labelled file, e.g. data=csv data.file=/path/to/news.csv "
+                         "data.text_columns=[text] data.label_column=label (docs/data.md)")
     if not (0 < d.val_fraction < 1 and 0 < d.test_fraction < 1 and d.val_fraction + d.test_fraction < 1):
         raise ValueError(
             f"data.val_fraction={d.val_fraction} and data.test_fraction={d.test_fraction} must each lie "

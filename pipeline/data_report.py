@@ -58,8 +58,8 @@ def check_drops(stats: dict[str, Any], d: Any, source: str) -> str | None:
             f"format (`pipeline data {source}` shows the report), or set data.drop_error_fraction=1 to train "
             f"on what is left")
     if share > warn_at:
-        return (f"cleaning '{Path(source).name}' dropped {_drops_text(rows_read, drops)} "
-                f"(above data.drop_warn_fraction={warn_at:g})")
+        return (f"cleaning '{Path(source).name}' dropped {_drops_text(rows_read, drops)}, above "
+                f"data.drop_warn_fraction={warn_at:g}: check the file and its column settings")
     return None
 
 
