@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 @dataclass
 class DataConf:
     name: str = "bbc_news"
-    file: str = "bbc_news.csv.gz"  # absolute, relative to the cwd, or a name in paths.data_dir
+    file: str | None = "bbc_news.csv.gz"  # absolute, relative to the cwd, or a name in paths.data_dir
     format: str = "auto"  # auto (from the suffix) | csv | tsv | jsonl | parquet
     text_columns: list[str] = field(default_factory=lambda: ["title", "text"])  # joined with a newline
     label_column: str = "label"  # a column name, or its position (0 = first, -1 = last) if no column has that name
@@ -133,7 +133,7 @@ def check(cfg: Any) -> None:
     if not (t.lr > 0):
         raise ValueError(f"trainer.lr={t.lr} must be > 0")
     d = cfg.data
-    if OmegaConf.is_config(d) and OmegaConf.is_missing(d, "file"):
+    if (OmegaConf.is_config(d) and OmegaConf.is_missing(d, "file")) or d.file is None:
         raise ValueError("data.file is not set: give the labelled file, e.g. data=csv data.file=/path/to/news.csv "
                          "data.text_columns=[text] data.label_column=label (docs/data.md)")
     if not (0 < d.val_fraction < 1 and 0 < d.test_fraction < 1 and d.val_fraction + d.test_fraction < 1):

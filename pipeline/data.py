@@ -257,6 +257,8 @@ def prepared_matches(cfg: Any, folder: Path) -> bool:
         return False
     meta = json.loads((folder / "labels.json").read_text())
     want, have = split_params(cfg.data), meta.get("params") or {}
+    if have.get("file") != want["file"]:  # another file given on top of this dataset's config: not ours
+        return False
     why = ", ".join(f"{k}={have.get(k)!r} (job: {v!r})" for k, v in want.items() if have.get(k) != v)
     if not why:
         try:  # the raw file itself when it is here, else the checksum the data config records
