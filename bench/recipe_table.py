@@ -42,10 +42,10 @@ def main() -> None:
     for (data, lr, epochs), rows in sorted(collect(a.out).items()):
         accs = [acc for _, acc, _ in sorted(rows)]
         mean = statistics.fmean(accs)
-        std = statistics.stdev(accs) if len(accs) > 1 else float("nan")
+        spread = f" ± {statistics.stdev(accs):.3f}" if len(accs) > 1 else " (one seed)"
         b = base.get({"fake": "fake_news", "bbc": "bbc_news"}.get(data, data), {}).get("test", {}).get("accuracy")
         print(f"| {data} | {lr} | {epochs} | {','.join(str(s) for s, _, _ in sorted(rows))} | "
-              f"{mean:.3f} ± {std:.3f} | {', '.join(f'{x:.3f}' for x in accs)} | "
+              f"{mean:.3f}{spread} | {', '.join(f'{x:.3f}' for x in accs)} | "
               f"{'' if b is None else f'{b:.3f}'} | {statistics.fmean(w for _, _, w in rows) / 60:.0f} min |")
 
 

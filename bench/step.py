@@ -6,7 +6,7 @@
 Variants, each a fresh subprocess (so one cannot warm the allocator for another), alternating per repetition:
 
 * ``stock``     transformers' SDPA attention and ``nn.Dropout`` (what the HF Trainer runs),
-* ``attention`` our :func:`pipeline.model.cpu_attention` with ``nn.Dropout``,
+* ``attention`` our :func:`pipeline.cpu_kernels.cpu_attention` with ``nn.Dropout``,
 * ``ours``      our attention and ``FastDropout`` (what ``run.py`` runs on CPU).
 
 Every step is forward + backward + gradient clipping + fused AdamW on a full batch of one length (no padding),
@@ -27,27 +27,23 @@ from pathlib import Path
 from bench.train import MALLOC_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
-VARIANTS = {
-    "stock": {"PIPELINE_CPU_ATTENTION": "sdpa", "PIPELINE_CPU_DROPOUT": "torch"},
-    "attention": {"PIPELINE_CPU_ATTENTION": "fast", "PIPELINE_CPU_DROPOUT": "torch"},
-    "ours": {"PIPELINE_CPU_ATTENTION": "fast", "PIPELINE_CPU_DROPOUT": "fast"},
-}
+VARIANTS = {"stock": "none", "attention": "attention", "ours": "all"}  # -> trainer.cpu_kernels
 
 
-def one(length: int, batch: int, steps: int) -> dict:
-    """Time ``steps`` training steps (after 2 untimed ones) in this process; the variant comes from the env."""
+def one(variant: str, length: int, batch: int, steps: int) -> dict:
+    """Time ``steps`` training steps (after 2 untimed ones) in this process, with ``variant``'s kernels."""
     import time
     from types import SimpleNamespace
 
     import torch
 
+    from pipeline import cpu_kernels
     from pipeline import model as model_lib
     from pipeline.train import autocast, pick_precision
 
     precision = pick_precision("auto", "cpu")
     model = model_lib.build_model(SimpleNamespace(pretrained=True, path=None), ["a", "b", "c", "d", "e"], 0, 0)
-    attention = model_lib.use_cpu_attention(model)
-    dropout = model_lib.use_fast_dropout(model) > 0
+    kernels = cpu_kernels.apply(model, VARIANTS[variant], "cpu")
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=5e-5, fused=True)
     g = torch.Generator().manual_seed(0)
@@ -68,12 +64,12 @@ def one(length: int, batch: int, steps: int) -> dict:
     for _ in range(steps):
         step()
     return {"s_per_step": (time.perf_counter() - start) / steps, "precision": precision,
-            "fast_attention": attention, "fast_dropout": dropout, "threads": torch.get_num_threads()}
+            "fast_attention": kernels.attention, "fast_dropout": kernels.dropout, "threads": torch.get_num_threads()}
 
 
 def spawn(variant: str, length: int, batch: int, steps: int) -> dict:
-    env = {**os.environ, **VARIANTS[variant], **MALLOC_ENV, "HF_HUB_OFFLINE": "1"}
-    out = subprocess.run([sys.executable, "-m", "bench.step", "--child", str(length), str(batch), str(steps)],
+    env = {**os.environ, **MALLOC_ENV, "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-m", "bench.step", "--child", variant, str(length), str(batch), str(steps)],
                          cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -84,13 +80,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--steps", type=int, default=3, help="timed steps per run (after 2 warm-up steps)")
     p.add_argument("--reps", type=int, default=2)
-    p.add_argument("--child", nargs=3, type=int, help=argparse.SUPPRESS)
+    p.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
         from pipeline.model import quiet_transformers
 
         quiet_transformers()
-        print(json.dumps(one(*args.child)))
+        variant, *sizes = args.child
+        print(json.dumps(one(variant, *map(int, sizes))))
         return
     lengths = [int(x) for x in args.lengths.split(",")]
     times: dict[tuple[int, str], list[float]] = {}

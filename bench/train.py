@@ -15,8 +15,9 @@ to A. Results are read from what each run writes (``metrics.json`` of the run di
 never from logs.
 
 Variants: A, A-fp32 (trainer.precision=fp32), A-static (no dynamic padding, no length grouping), A-nomalloc,
-A-sdpa (PIPELINE_CPU_ATTENTION=sdpa: transformers' SDPA instead of ``pipeline.model.cpu_attention``),
-A-torchdropout (PIPELINE_CPU_DROPOUT=torch: ``nn.Dropout`` instead of ``FastDropout``), A-stock (both),
+A-sdpa (trainer.cpu_kernels=dropout: transformers' SDPA instead of ``pipeline.cpu_kernels.cpu_attention``),
+A-torchdropout (trainer.cpu_kernels=attention: ``nn.Dropout`` instead of ``FastDropout``), A-stock
+(trainer.cpu_kernels=none),
 A-threads1 / A-threads4 (OMP_NUM_THREADS=1/4; 4 oversubscribes a 2-core machine, as torch's default does on
 a shared cluster node), A-evalbs16 (trainer.eval_batch_size=16), A-warm (token cache warm), B, C, C-fp32
 (C without bf16), C-compile (C with torch_compile).
@@ -48,9 +49,9 @@ A_ABLATIONS: dict[str, dict] = {  # name -> extra overrides / env of an A run
     "A-threads1": {"env": {"OMP_NUM_THREADS": "1"}},
     "A-threads4": {"env": {"OMP_NUM_THREADS": "4"}},
     "A-evalbs16": {"overrides": ["trainer.eval_batch_size=16"]},
-    "A-sdpa": {"env": {"PIPELINE_CPU_ATTENTION": "sdpa"}},
-    "A-torchdropout": {"env": {"PIPELINE_CPU_DROPOUT": "torch"}},
-    "A-stock": {"env": {"PIPELINE_CPU_ATTENTION": "sdpa", "PIPELINE_CPU_DROPOUT": "torch"}},
+    "A-sdpa": {"overrides": ["trainer.cpu_kernels=dropout"]},
+    "A-torchdropout": {"overrides": ["trainer.cpu_kernels=attention"]},
+    "A-stock": {"overrides": ["trainer.cpu_kernels=none"]},
     "A-warm": {"warm": True},
 }
 HF_VARIANTS: dict[str, list[str]] = {

@@ -52,13 +52,12 @@ class AggregateAtEnd(Callback):
             return
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
-            from pipeline import results
-            from pipeline.cli import _render_table
+            from pipeline import results, tables, views
 
             sweep = results.load_sweep(sweep_dir)
             metric = "val_" + config.trainer.get("monitor", "macro_f1")
             results.aggregate(sweep, metric)
-            _render_table(results.run_table(sweep.runs, metric), str(sweep_dir))
+            views.print_results(tables.console(), results.run_table(sweep.runs, metric), str(sweep_dir))
             print(f"results: {sweep_dir / 'results'}   compare: pipeline results {sweep_dir} --by-seed",
                   flush=True)
         except Exception as e:  # the sweep itself succeeded; a table problem must not fail it

@@ -1,6 +1,7 @@
 """The ``pipeline`` command: watch a sweep, read its logs, compare and aggregate runs, use the best model.
 
     pipeline status  SWEEP                     one line per job, one scheduler query for the whole sweep
+    pipeline watch   SWEEP                     live view until every job has ended, then the results table
     pipeline logs    SWEEP [JOB] [-f] [--err]  a job's log (bpeek while LSF still buffers); no JOB: failures
     pipeline rerun   SWEEP --failed [OVERRIDES] resubmit the failed jobs into their run dirs (one batch)
     pipeline results SWEEP [SWEEP ...]         compare table (--by-seed, --metric, --format md|csv|json|latex)
@@ -11,6 +12,7 @@
     pipeline data    FILE [OVERRIDES]          what cleaning keeps and drops, classes, token lengths
     pipeline clean   SWEEP [--yes]             remove all but the best runs' checkpoints (dry run first)
     pipeline prefetch MODEL_ID                 download a hub model once so that jobs run offline
+    pipeline doctor [--require-gpu]            can torch train on this node's GPUs? one line per problem
 
 Only typer is imported at start-up; everything else (rich, the results reader, torch, transformers,
 matplotlib, scikit-learn, pandas) is imported inside the command that needs it, so ``pipeline --help``
@@ -31,9 +33,29 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # click's help: paragraphs reflowed to the terminal, flags without a <bool> type
 )
 
 FORMATS = ("table", "md", "csv", "json", "latex")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"pipeline {version('bert-hpc-pipeline')}")
+        except PackageNotFoundError:
+            print("pipeline (not installed: run `make install`)")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Watch, compare and use the runs of BERT fine-tuning sweeps (LSF, Slurm or local)."""
 METRIC_HELP = "Metric to rank by: val_macro_f1, val_accuracy, val_loss, test_macro_f1, wall_time_s, gpu_hours, ..."
 
 
@@ -41,13 +63,9 @@ METRIC_HELP = "Metric to rank by: val_macro_f1, val_accuracy, val_loss, test_mac
 
 
 def _console(stderr: bool = False):
-    from rich.console import Console
+    from pipeline.tables import console
 
-    # markup off: job ids (1234[5]), overrides ([a,b]) and error messages are shown as they are
-    console = Console(stderr=stderr, highlight=False, markup=False)
-    if not console.is_terminal:
-        console.width = max(console.width, 240)  # piped / captured output: do not wrap the tables
-    return console
+    return console(stderr)
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -83,27 +101,10 @@ def _check_metric(metric: str, runs) -> None:
         _fail(str(e))
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    s = int(round(seconds))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
-
 def _disk_line(runs) -> str:
     from pipeline.retention import disk_line
 
     return disk_line(runs)
-
-
-def _num(v: float | None, digits: int = 4) -> str:
-    if v is None:
-        return ""
-    return f"{v:.0f}" if float(v).is_integer() and digits == 0 else f"{v:.{digits}f}"
-
-
-STATE_STYLE = {"completed": "green", "running": "cyan", "pending": "yellow", "failed": "bold red",
-               "corrupt": "bold magenta", "missing": "dim", "baseline": "blue"}
 
 
 # ----------------------------------------------------------------------------------------------- status
@@ -114,16 +115,20 @@ def status(
     sweep: Path = typer.Argument(..., help="Sweep (multirun) directory or a single run directory."),
     metric: str = typer.Option("val_macro_f1", "--metric", "-m", help="Validation metric shown as 'best'."),
     no_scheduler: bool = typer.Option(False, "--no-scheduler", help="Do not ask the scheduler; run dirs only."),
+    columns: str | None = typer.Option(None, "--columns", "-c", help="Columns to show, comma-separated: job, "
+                                       "job_id, state, scheduler, runtime, epoch, step, eta, best, note."),
 ) -> None:
-    """One line per job: scheduler id, state, runtime, epoch/step reached, best val metric so far.
+    """Each job's state, progress, ETA and best metric.
+
+    One line per job: scheduler id, state, runtime, epoch, step/total, ETA, best val metric so far.
+    ETAs come from the job's progress.json: the mean step time since its last (re)start.
 
     Asks the scheduler once for the whole sweep (bjobs / sacct / pid check). Exit code 1 if any job
     failed or has a corrupt metrics.json.
     """
-    from rich.table import Table
-    from rich.text import Text
-
     from pipeline import sweep_status as S
+    from pipeline import views
+    from pipeline.tables import UnknownColumnError, show
 
     (sw,) = _load_sweeps([sweep])
     _check_metric(metric, sw.runs)
@@ -132,19 +137,12 @@ def status(
         _warn(answer.warning)
     rows = S.sweep_status(sw, answer, metric)
 
-    table = Table(title=Text(f"{sw.path}  ({sw.scheduler})"), title_justify="left")
-    for col, justify in (("job", "right"), ("job id", "left"), ("state", "left"), ("scheduler", "left"),
-                         ("runtime", "right"), ("epoch", "right"), ("step", "right"),
-                         (f"best {metric}", "right"), ("note", "left")):
-        table.add_column(col, justify=justify, overflow="fold")
-    for st in rows:
-        table.add_row(
-            st.run.label, st.run.job_id or "", Text(st.state.upper(), style=STATE_STYLE.get(st.state, "")),
-            st.sched, _duration(st.runtime_s), _num(st.epoch, 0), _num(st.step, 0), _num(st.best),
-            st.note or "",
-        )
     out = _console()
-    out.print(table)
+    pick = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
+    try:
+        show(out, views.status_grid(rows, metric, f"{sw.path}  ({sw.scheduler})"), pick)
+    except UnknownColumnError as e:
+        _fail(str(e))
     counts: dict[str, int] = {}
     for st in rows:
         counts[st.state] = counts.get(st.state, 0) + 1
@@ -155,6 +153,35 @@ def status(
     if agg:
         out.print(f"aggregate job {sw.meta.get('aggregate_job_id')}: {agg}")
     if S.has_failures(rows):
+        raise typer.Exit(1)
+
+
+@app.command()
+def watch(
+    sweep: Path = typer.Argument(..., help="Sweep (multirun) directory."),
+    metric: str = typer.Option("val_macro_f1", "--metric", "-m", help="Validation metric shown (last, best)."),
+    interval: float | None = typer.Option(None, "--interval", "-i",
+                                          help="Seconds between refreshes (one scheduler query each). "
+                                               "Default: 1 for local sweeps, 10 on a cluster."),
+) -> None:
+    """Follow a sweep live until every job has ended.
+
+    Then prints the results table (exit 1 if any job failed). One row per job: state, step/total with a
+    bar, samples/s, ETA, latest and best validation metric; the sweep's totals and best run at the top.
+    Not on a terminal: one plain line per change.
+    """
+    from pipeline import results as R
+    from pipeline import views
+    from pipeline import watch as W
+
+    (sw,) = _load_sweeps([sweep])
+    _check_metric(metric, sw.runs)
+    try:
+        snap = W.watch(sweep, metric, interval)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    views.print_results(_console(), R.run_table(snap.sweep.runs, metric), str(sw.path))
+    if any(j.state in R.BAD_STATES for j in snap.jobs):
         raise typer.Exit(1)
 
 
@@ -283,7 +310,9 @@ def logs(
     err: bool = typer.Option(False, "--err", help="The scheduler's stderr file instead of stdout."),
     lines: int | None = typer.Option(None, "--lines", "-n", help="Last N lines (0: all). Default 100; 20 per failure."),
 ) -> None:
-    """Print or follow a job's log: the scheduler's stdout/stderr from sweep.json, else <run>/run.log.
+    """Print or follow a job's log (no JOB: the failed jobs' logs).
+
+    The scheduler's stdout/stderr from sweep.json, else <run>/run.log.
 
     For LSF, while the -o file does not exist yet (LSF writes it at job end), `bpeek` shows the output.
     """
@@ -341,7 +370,9 @@ def rerun(
     job: list[int] | None = typer.Option(None, "--job", "-j", help="Only this job number (repeatable)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print what would be resubmitted; change nothing."),
 ) -> None:
-    """Resubmit the failed jobs of a sweep in one batch (LSF array, Slurm array or local processes).
+    """Resubmit a sweep's failed jobs in one batch.
+
+    One LSF array, Slurm array or set of local processes.
 
     Never a completed, pending or running job (one scheduler query decides, as in `status`). Each job lands
     in its own run directory and resumes from checkpoints/last; with overrides that change its config it
@@ -360,29 +391,6 @@ def rerun(
 
 
 # ---------------------------------------------------------------------------------------------- results
-
-
-def _render_table(table, title: str) -> None:
-    from rich.table import Table
-    from rich.text import Text
-
-    from pipeline import results as R
-
-    cols, rows = R.human_rows(table)
-    t = Table(title=Text(title), title_justify="left")
-    right = set(table.display) | {"gpu_hours", "n", "job"}
-    for c in cols:
-        t.add_column(c, justify="right" if c in right else "left", overflow="fold",
-                     max_width=60 if c == "error" else None)
-    for i, (row, cells) in enumerate(zip(table.rows, rows, strict=True)):
-        state = str(row.get("state", ""))
-        style = "bold green" if i == table.best else ("red" if state in R.BAD_STATES else
-                                                       "dim" if state in ("missing", "running") else "")
-        t.add_row(*(Text(c) for c in cells), style=style)
-    out = _console()
-    out.print(t)
-    out.print(R.total_line(table))
-    out.print(R.best_line(table))
 
 
 def _baselines(sweeps) -> list[dict]:
@@ -409,6 +417,25 @@ def _baselines(sweeps) -> list[dict]:
     return out
 
 
+def _metric_columns(cols: list[str] | None, runs, any_column: bool) -> list[str] | None:
+    """The metrics among ``--columns`` (short headers like val_f1 too); the table format takes any column."""
+    from pipeline import results as R
+    from pipeline.views import SHORT_METRIC
+
+    if not cols:
+        return None
+    full = {short: name for name, short in SHORT_METRIC.items()}
+    present = set(R.metrics_present(runs)) | R.STANDARD_METRICS
+    out = []
+    for col in cols:
+        name = full.get(col, col)
+        if name in present:
+            out.append(name)
+        elif not any_column:
+            _check_metric(col, runs)
+    return out or None
+
+
 @app.command()
 def results(
     sweeps: list[Path] = typer.Argument(..., help="One or more sweep (or run) directories, side by side."),
@@ -417,11 +444,19 @@ def results(
     mode: str | None = typer.Option(None, "--mode", help="max or min (default: min for losses and times)."),
     all_params: bool = typer.Option(False, "--all-params", help="Show every override, not only those that vary."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, md, csv, json or latex."),
-    columns: str | None = typer.Option(None, "--columns", "-c", help="Metric columns to show, comma-separated."),
+    columns: str | None = typer.Option(
+        None, "--columns", "-c", help="Columns to show, in this order, comma-separated: metrics (val_macro_f1 or "
+        "its header val_f1, ...), override names, job, state, error, ... (md/csv/json/latex: metrics only)."),
     baseline: bool = typer.Option(False, "--baseline", help="Add a TF-IDF + logistic-regression row per dataset."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
 ) -> None:
-    """The compare table: one row per run (or per configuration with --by-seed), best row marked."""
+    """Compare runs: one row each, or one per configuration.
+
+    --by-seed: one row per configuration, mean ± std over its seeds.
+
+    The best row is marked; columns that are empty or the same in every row are named above the table
+    instead of shown, and columns that do not fit the terminal are named too (--columns picks them).
+    """
     from pipeline import results as R
 
     _check_mode(mode)
@@ -431,14 +466,18 @@ def results(
     runs = [r for sw in sws for r in sw.runs]
     _check_metric(metric, runs)
     cols = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
-    for col in cols or []:
-        _check_metric(col, runs)
+    metric_cols = _metric_columns(cols, runs, fmt == "table" and output is None)
     base = _baselines(sws) if baseline else None
     build = R.seed_table if by_seed else R.run_table
-    table = build(runs, metric, mode, all_params, cols, base)
+    table = build(runs, metric, mode, all_params, metric_cols, base)
     if fmt == "table" and output is None:
-        title = ", ".join(str(sw.path) for sw in sws)
-        _render_table(table, title)
+        from pipeline import views
+        from pipeline.tables import UnknownColumnError
+
+        try:
+            views.print_results(_console(), table, ", ".join(str(sw.path) for sw in sws), cols)
+        except UnknownColumnError as e:
+            _fail(str(e))
         _console().print(_disk_line(runs))
         return
     text = R.FORMATTERS[fmt](table) if fmt != "table" else R.to_markdown(table)
@@ -458,7 +497,10 @@ def aggregate(
     mode: str | None = typer.Option(None, "--mode", help="max or min."),
     out: Path | None = typer.Option(None, "--out", help="Output folder (default SWEEP/results)."),
 ) -> None:
-    """Write SWEEP/results/{runs.csv, summary.csv, summary.md, results.json, curves.png, final.png}."""
+    """Write the sweep's results folder: tables and plots.
+
+    SWEEP/results/{runs.csv, summary.csv, summary.md, results.json, curves.png, final.png}.
+    """
     from pipeline import results as R
 
     _check_mode(mode)
@@ -475,7 +517,10 @@ def best(
     metric: str = typer.Option("val_macro_f1", "--metric", "-m", help=METRIC_HELP),
     mode: str | None = typer.Option(None, "--mode", help="max or min."),
 ) -> None:
-    """Print the path of the best completed run's checkpoints/best."""
+    """Print the best run's checkpoint folder.
+
+    The checkpoints/best folder of the best completed run, by --metric.
+    """
     from pipeline import results as R
     from pipeline.atomic import resolve_dir
 
@@ -505,7 +550,11 @@ def predict(
     max_length: int | None = typer.Option(None, "--max-length",
                                           help="Default: the run's trainer.max_length, else 512."),
 ) -> None:
-    """Label and class probabilities from a fine-tuned checkpoint (offline)."""
+    """Label texts with a fine-tuned checkpoint (offline).
+
+    One line per text: the label, its probability and the start of the text (the other classes'
+    probabilities too when the terminal is wide enough; --format json has them all).
+    """
     if fmt not in ("table", "json"):
         _fail(f"--format must be table or json, not {fmt!r}")
     items = list(texts or [])
@@ -531,17 +580,10 @@ def predict(
 
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
-    from rich.table import Table
-    from rich.text import Text
+    from pipeline import views
+    from pipeline.tables import show
 
-    t = Table(title=Text(str(clf.checkpoint)), title_justify="left")
-    t.add_column("text", overflow="ellipsis", max_width=60, no_wrap=True)
-    t.add_column("label")
-    for label in clf.labels:
-        t.add_column(label, justify="right")
-    for row in rows:
-        t.add_row(Text(row["text"]), Text(row["label"]), *(f"{row['probs'][lab]:.3f}" for lab in clf.labels))
-    _console().print(t)
+    show(_console(), views.predict_grid(rows, clf.labels, str(clf.checkpoint)))
 
 
 @app.command()
@@ -554,7 +596,10 @@ def evaluate(
     limit: int | None = typer.Option(None, "--limit", help="Only the first N rows."),
     fmt: str = typer.Option("table", "--format", "-f", help="table or json."),
 ) -> None:
-    """Accuracy and macro-F1 of the best checkpoint on a labelled file."""
+    """Accuracy and macro-F1 on a labelled file.
+
+    Of the checkpoint given: a checkpoint folder, a run (its checkpoints/best) or a sweep (its best run).
+    """
     if fmt not in ("table", "json"):
         _fail(f"--format must be table or json, not {fmt!r}")
     if not data.is_file():
@@ -665,7 +710,10 @@ def prefetch(
     model: str = typer.Argument(..., help="Hugging Face hub id, e.g. bert-base-uncased."),
     cache_dir: Path | None = typer.Option(None, "--cache-dir", help="Default: $HF_HOME/hub."),
 ) -> None:
-    """Download a hub model + tokenizer once (login node), so jobs load it with HF_HUB_OFFLINE=1."""
+    """Download a hub model once, so that jobs run offline.
+
+    Model and tokenizer, on a login node; jobs then load it with HF_HUB_OFFLINE=1.
+    """
     from pipeline.errors import PipelineError
     from pipeline.prefetch import prefetch as fetch
 
@@ -674,6 +722,22 @@ def prefetch(
     except PipelineError as e:
         _fail(str(e), 1)
     print(folder)
+
+
+@app.command()
+def doctor(
+    require_gpu: bool = typer.Option(False, "--require-gpu", help="Exit 1 unless a usable GPU is found."),
+) -> None:
+    """Check that this node's torch can use its GPUs.
+
+    Prints torch's CUDA build, the driver, the GPUs and their architectures, bf16 support and the result of
+    a tiny CUDA matmul; one line per problem with its fix."""
+    from pipeline.doctor import doctor as run_doctor
+
+    lines, code = run_doctor(require_gpu)
+    print("\n".join(lines), flush=True)
+    if code:
+        raise typer.Exit(code)
 
 
 if __name__ == "__main__":

@@ -73,9 +73,9 @@ class TrainerConf:
     checkpoint_every_steps: int = 0  # 0 = at every evaluation
     early_stopping_patience: int = 0  # 0 = off
     monitor: str = "macro_f1"  # accuracy | macro_f1 | loss (val metric that picks the best checkpoint)
-    num_workers: int = 0
     log_every_steps: int = 20
     device: str = "auto"  # auto | cpu | cuda
+    cpu_kernels: str = "auto"  # auto | all | attention | dropout | none (pipeline/cpu_kernels.py)
     keep_last_checkpoint: bool = False  # keep checkpoints/last (resume state) after the run completes
 
 
@@ -103,7 +103,6 @@ class Config:
     paths: PathsConf = field(default_factory=PathsConf)
     tracking: TrackingConf = field(default_factory=TrackingConf)
     seed: int = 0
-    task_name: str = "train"
     cluster_name: str = "local"
     experiment_name: str | None = None
 
@@ -114,6 +113,7 @@ def register() -> None:
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 MONITORS = ("accuracy", "macro_f1", "loss")
+CPU_KERNELS = ("auto", "all", "attention", "dropout", "none")  # = pipeline.cpu_kernels.CHOICES
 
 
 def check(cfg: Any) -> None:
@@ -123,6 +123,8 @@ def check(cfg: Any) -> None:
         raise ValueError(f"trainer.precision={t.precision!r} is not one of {', '.join(PRECISIONS)}")
     if t.monitor not in MONITORS:
         raise ValueError(f"trainer.monitor={t.monitor!r} is not one of {', '.join(MONITORS)}")
+    if t.cpu_kernels not in CPU_KERNELS:
+        raise ValueError(f"trainer.cpu_kernels={t.cpu_kernels!r} is not one of {', '.join(CPU_KERNELS)}")
     if t.device not in ("auto", "cpu", "cuda"):
         raise ValueError(f"trainer.device={t.device!r} is not one of auto, cpu, cuda")
     for key in ("batch_size", "eval_batch_size", "grad_accum", "max_length"):

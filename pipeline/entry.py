@@ -24,16 +24,60 @@ def reexec_with_malloc_settings() -> None:
     os.execve(sys.executable, [sys.executable, *sys.argv], env)
 
 
+def quiet_submitit_copy() -> None:
+    """In a submitit job, print submitit's lines once: its logger has its own stdout handler, and Hydra's
+    root handler (configured for the job) would print every one of them a second time."""
+    sub = logging.getLogger("submitit")
+    if sub.handlers:
+        sub.propagate = False
+
+
+#: Hydra flags that bring in other config folders or names: their groups and keys are not ours to check
+_OTHER_CONFIGS = ("--config-dir", "-cd", "--config-path", "-cp", "--config-name", "-cn")
+
+
+def check_command_line(argv: list[str] | None = None) -> None:
+    """``--help`` prints the pipeline's own help; an override naming an unknown key or group option is
+    one line on stderr and exit 2, before Hydra composes (see pipeline.overrides_check)."""
+    from pathlib import Path
+
+    argv = sys.argv[1:] if argv is None else argv
+    config_dir = Path(__file__).resolve().parent.parent / "configs"
+    if "--help" in argv or "-h" in argv:
+        from pipeline.run_help import help_text
+
+        print(help_text(config_dir))
+        sys.exit(0)
+    if any(a.split("=", 1)[0] in _OTHER_CONFIGS for a in argv):
+        return
+    from pipeline.overrides_check import OverrideError, check
+
+    try:
+        check(argv, config_dir)
+    except OverrideError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(2)
+
+
 def run_job(cfg: Any) -> float:
-    """Run ``fit``; a PipelineError becomes one logged line (and exit 2 for a single run)."""
+    """Run ``fit``; a PipelineError becomes one logged line (and exit 2 for a single run); a job that cannot
+    use the GPUs it was given exits 1, in a sweep too."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
+    from pipeline.doctor import GpuUnusable
     from pipeline.errors import PipelineError
     from pipeline.train import fit
 
+    quiet_submitit_copy()
     try:
         return fit(cfg)
+    except GpuUnusable as e:
+        # the node, not the config, is wrong: the job must end failed (exit 1) for the scheduler too, not as a
+        # sweep job that "completed" with a failed result (metrics.json holds the line for pipeline status)
+        log.error("%s", e)
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
     except PipelineError as e:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise

@@ -1,25 +1,29 @@
-"""Sweep plots as PNG bytes: learning curves and final metric per configuration.
+"""Sweep plots: learning curves (validation metric and training loss) and the per-configuration summary.
 
-Headless by construction: a bare ``matplotlib.figure.Figure`` rendered by the Agg canvas, no pyplot
-(no global figure state, no GUI backend, nothing to close). matplotlib is imported inside the
-functions so that importing this module costs nothing.
+Each plot is built by a ``*_figure`` function that returns a bare ``matplotlib.figure.Figure`` (tests read
+its titles, labels and legends), and a ``*_png`` function renders that figure to PNG bytes. Headless by
+construction: the Agg canvas, no pyplot (no global figure state, no GUI backend, nothing to close).
+matplotlib is imported inside the functions so that importing this module costs nothing.
+
+Every figure uses matplotlib's constrained layout, so titles, axis labels, rotated tick labels and
+legends stay inside the canvas whatever the labels' lengths.
 """
 
 from __future__ import annotations
 
 import io
+from typing import Any
 
 Curve = list[tuple[float, float]]  # (step, value)
 
 MAX_LEGEND = 20
 
 
-def _figure(width: float, height: float):
+def _figure(width: float, height: float, layout: str | None = "constrained"):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    # fixed margins rather than constrained/tight layout: those draw the figure twice
-    fig = Figure(figsize=(width, height), dpi=100)
+    fig = Figure(figsize=(width, height), dpi=100, layout=layout)
     FigureCanvasAgg(fig)
     return fig
 
@@ -28,6 +32,11 @@ def _png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
+
+
+def render_png(fig: Any) -> bytes:
+    """PNG bytes of a figure made by one of the ``*_figure`` functions."""
+    return _png(fig)
 
 
 def _colors(n: int) -> list:
@@ -56,46 +65,71 @@ def band(curves: list[Curve]) -> tuple[list[float], list[float], list[float], li
     return steps, mean, lo, hi
 
 
-def curves_png(groups: list[tuple[str, list[Curve]]], ylabel: str, title: str = "") -> bytes:
-    """One line per configuration: the mean over seeds, with the min–max band of the seeds.
-
-    Configurations without curves keep their colour (the same as in :func:`final_png`) but draw nothing.
-    """
-    fig = _figure(8, 5)
-    ax = fig.add_subplot()
-    fig.subplots_adjust(left=0.1, right=0.97, bottom=0.11, top=0.93)
-    if not any(curves for _, curves in groups):
-        _no_data(ax, "validation curves")
-    colors = _colors(len(groups))
+def _mean_lines(ax, groups: list[tuple[str, list[Curve]]], colors: list, marker: str | None, legend: bool) -> None:
+    """One line per configuration: the mean over seeds, with the min–max band of the seeds."""
     for i, (label, curves) in enumerate(groups):
         if not curves:
             continue
         steps, mean, lo, hi = band(curves)
-        shown = label if i < MAX_LEGEND else None
-        n = len(curves)
-        ax.plot(steps, mean, marker="o", markersize=3, color=colors[i], label=f"{shown} (n={n})" if shown else None)
-        if n > 1:
+        shown = f"{label} (n={len(curves)})" if legend and i < MAX_LEGEND else None
+        ax.plot(steps, mean, marker=marker, markersize=3, color=colors[i], label=shown)
+        if len(curves) > 1:
             ax.fill_between(steps, lo, hi, color=colors[i], alpha=0.2, linewidth=0)
-    if any(curves for _, curves in groups):
+
+
+def curves_figure(groups: list[tuple[str, list[Curve]]], ylabel: str, title: str = "",
+                  train: list[list[Curve]] | None = None):
+    """Validation curves (left) and training loss (right) per configuration, mean over seeds with a band.
+
+    ``groups``: (configuration label, its runs' validation curves); ``train``: the same runs' training-loss
+    curves, in the same order (None or empty: no training panel). A configuration without curves keeps
+    its colour (the same as in :func:`final_figure`) but draws nothing.
+    """
+    with_train = bool(train) and any(any(cs) for cs in train)
+    fig = _figure(12 if with_train else 8, 5)
+    axes = fig.subplots(1, 2) if with_train else [fig.add_subplot()]
+    colors = _colors(len(groups))
+    ax = axes[0]
+    if not any(curves for _, curves in groups):
+        _no_data(ax, "validation curves")
+    else:
+        _mean_lines(ax, groups, colors, "o", legend=True)
         ax.set_xlabel("step")
         ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)
         # a fixed corner: loc="best" searches every data point for the emptiest spot (slow for big sweeps)
-        ax.legend(loc="lower right", fontsize="small", title=None if len(groups) <= MAX_LEGEND
-                  else f"first {MAX_LEGEND} of {len(groups)}")
-    ax.set_title(title)
-    return _png(fig)
+        ax.legend(loc="lower right", fontsize="small", title="configuration (seeds)" if len(groups) <= MAX_LEGEND
+                  else f"first {MAX_LEGEND} of {len(groups)} configurations")
+    ax.set_title(f"{ylabel} on the validation split" + (" (band: min–max over seeds)" if any(
+        len(cs) > 1 for _, cs in groups) else ""), fontsize="medium")
+    if with_train:
+        tax = axes[1]
+        _mean_lines(tax, [(label, cs) for (label, _), cs in zip(groups, train, strict=True)], colors, None,
+                    legend=False)
+        tax.set_xlabel("step")
+        tax.set_ylabel("training loss")
+        tax.grid(True, alpha=0.3)
+        tax.set_title("training loss (mean over seeds; colours as on the left)", fontsize="medium")
+    fig.suptitle(f"Learning curves: {title}" if title else "Learning curves")
+    return fig
 
 
-def final_png(groups: list[tuple[str, list[float]]], ylabel: str, title: str = "") -> bytes:
-    """Final metric per configuration: every seed as a point, the mean as a bar (empty: no finished run)."""
-    width = min(4 + 0.5 * len(groups), 24)
+def curves_png(groups: list[tuple[str, list[Curve]]], ylabel: str, title: str = "",
+               train: list[list[Curve]] | None = None) -> bytes:
+    """:func:`curves_figure` as PNG bytes."""
+    return _png(curves_figure(groups, ylabel, title, train))
+
+
+def final_figure(groups: list[tuple[str, list[float]]], ylabel: str, title: str = ""):
+    """Per-configuration summary: every seed's final metric as a point, the mean over seeds as a bar."""
+    from matplotlib.lines import Line2D
+
+    width = min(5 + 0.5 * len(groups), 24)
     fig = _figure(width, 5)
     ax = fig.add_subplot()
     if not any(values for _, values in groups):
         _no_data(ax, "finished runs")
         groups = []
-    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.25 if len(groups) > 3 else 0.1, top=0.93)
     colors = _colors(len(groups))
     xs, ys, cs, means = [], [], [], []
     for i, (_label, values) in enumerate(groups):
@@ -107,21 +141,30 @@ def final_png(groups: list[tuple[str, list[float]]], ylabel: str, title: str = "
         cs += [colors[i]] * n
         means.append((i, sum(values) / n))
     if xs:  # one scatter and one hlines call for all configurations: fast for big sweeps
-        ax.scatter(xs, ys, s=18, c=cs, zorder=3)
+        ax.scatter(xs, ys, s=18, c=cs, zorder=5)  # above the mean bar: a seed at the mean stays visible
         ax.hlines([m for _, m in means], [i - 0.3 for i, _ in means], [i + 0.3 for i, _ in means],
                   color="black", linewidth=1.5, zorder=4)
+        ax.legend(handles=[Line2D([], [], marker="o", linestyle="", color="grey", label="one seed"),
+                           Line2D([], [], color="black", linewidth=1.5, label="mean over seeds")],
+                  loc="best" if len(groups) <= MAX_LEGEND else "lower right", fontsize="small")
     if groups:
         ax.set_xticks(range(len(groups)))
         ax.set_xticklabels([label for label, _ in groups], rotation=30 if len(groups) > 3 else 0,
                            ha="right" if len(groups) > 3 else "center", fontsize="small")
         ax.set_xlim(-0.6, len(groups) - 0.4)
+        ax.set_xlabel("configuration")
         ax.set_ylabel(ylabel)
         ax.grid(True, axis="y", alpha=0.3)
-    ax.set_title(title)
-    return _png(fig)
+    ax.set_title(f"{ylabel} per configuration" + (f": {title}" if title else ""), fontsize="medium")
+    return fig
 
 
-def confusion_png(labels: list[str], matrix: list[list[int]], title: str = "") -> bytes:
+def final_png(groups: list[tuple[str, list[float]]], ylabel: str, title: str = "") -> bytes:
+    """:func:`final_figure` as PNG bytes."""
+    return _png(final_figure(groups, ylabel, title))
+
+
+def confusion_figure(labels: list[str], matrix: list[list[int]], title: str = ""):
     """Confusion matrix as a heat map: rows true class, columns predicted, each cell its count and its share
     of the row (the class's recall on the diagonal)."""
     n = len(labels)
@@ -129,12 +172,10 @@ def confusion_png(labels: list[str], matrix: list[list[int]], title: str = "") -
     fig = _figure(side + 1.2, side)
     ax = fig.add_subplot()
     longest = max((len(x) for x in labels), default=1)
-    margin = min(0.12 + 0.012 * longest, 0.4)  # room for the tick labels inside the canvas
-    fig.subplots_adjust(left=margin, right=0.95, bottom=margin, top=0.9)
     if not n:
         _no_data(ax, "test predictions")
         ax.set_title(title)
-        return _png(fig)
+        return fig
     rows = [sum(r) or 1 for r in matrix]
     share = [[v / rows[i] for v in r] for i, r in enumerate(matrix)]
     image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
@@ -153,4 +194,9 @@ def confusion_png(labels: list[str], matrix: list[list[int]], title: str = "") -
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ax.set_title(title, fontsize="medium")
-    return _png(fig)
+    return fig
+
+
+def confusion_png(labels: list[str], matrix: list[list[int]], title: str = "") -> bytes:
+    """:func:`confusion_figure` as PNG bytes."""
+    return _png(confusion_figure(labels, matrix, title))

@@ -51,7 +51,7 @@ RERUN_STATES = (R.FAILED, R.CORRUPT, R.MISSING)
 SCHEDULERS = ("lsf", "slurm", "local")
 ARCHIVE = ".rerun"
 #: what a fresh start moves out of the way (the resume state and the outputs of the old config)
-FRESH_FILES = ("checkpoints", "metrics.jsonl", "run_info.json", "test_predictions.csv", "wandb_id.txt")
+FRESH_FILES = ("checkpoints", "metrics.jsonl", "progress.json", "run_info.json", "test_predictions.csv", "wandb_id.txt")
 LAUNCHER_PREFIX = "hydra.launcher."
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -97,11 +97,11 @@ class Run:
             return []
         return read_jsonl(self.run_dir / "metrics.jsonl")
 
-    def curve(self, key: str) -> list[tuple[float, float]]:
-        """``(step, value)`` of the validation lines of ``metrics.jsonl`` for ``key`` (e.g. macro_f1)."""
+    def curve(self, key: str, split: str = "val") -> list[tuple[float, float]]:
+        """``(step, value)`` of the ``split`` lines of ``metrics.jsonl`` for ``key`` (e.g. macro_f1, loss)."""
         if self.run_dir is None:
             return []
-        return read_val_curve(self.run_dir / "metrics.jsonl", key)
+        return read_val_curve(self.run_dir / "metrics.jsonl", key, split)
 
 
 @dataclass
@@ -146,8 +146,9 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-def read_val_curve(path: Path, key: str) -> list[tuple[float, float]]:
-    """Fast path for curves: parse only the lines that mention ``"val"``."""
+def read_val_curve(path: Path, key: str, split: str = "val") -> list[tuple[float, float]]:
+    """Fast path for curves: parse only the lines that mention ``"val"`` (or the ``split`` asked for)."""
+    tag = json.dumps(split).encode()
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -155,13 +156,13 @@ def read_val_curve(path: Path, key: str) -> list[tuple[float, float]]:
         return []
     out = []
     for line in data.splitlines():
-        if b'"val"' not in line:
+        if tag not in line:
             continue
         try:
             obj = json.loads(line)
         except ValueError:
             continue
-        if not isinstance(obj, dict) or obj.get("split") != "val":
+        if not isinstance(obj, dict) or obj.get("split") != split:
             continue
         value, step = obj.get(key), obj.get("step")
         if _is_number(value) and _is_number(step):
@@ -721,7 +722,7 @@ def best_line(table: Table) -> str:
         return f"best: none (no completed run reports {table.metric})"
     row = table.rows[table.best]
     if table.by_seed:
-        config = " ".join(f"{p}={row.get(p)}" for p in table.params) or "the configuration"
+        config = " ".join(f"{p}={row[p]}" for p in table.params if row.get(p) is not None) or "the configuration"
         where = f"{config} (jobs {row.get('jobs')})"
     else:
         where = f"job {row.get('job')}"
@@ -782,8 +783,17 @@ def to_csv(table: Table) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(cols)
     for row in rows:
-        w.writerow(["" if row[c] is None else row[c] for c in cols])
+        w.writerow([_csv_value(row[c]) for c in cols])
     return buf.getvalue()
+
+
+def _csv_value(v: Any) -> Any:
+    """Counts stay integers (``210``, not ``210.0``: metrics.json's numbers are all read as floats)."""
+    if v is None:
+        return ""
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    return v
 
 
 def _json_safe(v: Any) -> Any:
@@ -858,22 +868,35 @@ def aggregate(
         "runs": table_dict(per_run), "summary": table_dict(summary),
     }, indent=2) + "\n")
 
+    for name, fig in sweep_figures(sweep, metric).items():
+        paths.setdefault(name, out / name)  # confusion.png: only when the best run has per-class metrics
+        atomic.write_bytes(paths[name], plots.render_png(fig))
+    return paths
+
+
+def sweep_figures(sweep: Sweep, metric: str = "val_macro_f1") -> dict[str, Any]:
+    """``{"curves.png": Figure, "final.png": Figure[, "confusion.png": Figure]}``: the learning curves
+    (validation ``metric`` and training loss), the per-configuration summary (seeds as points, their mean as
+    a bar) and the best run's test confusion matrix."""
+    from pipeline import plots
+
+    runs = sweep.runs
     keys = varying_params(runs)
     key = curve_key(metric)
     curves: list[tuple[str, list[list[tuple[float, float]]]]] = []
+    train: list[list[list[tuple[float, float]]]] = []
     finals: list[tuple[str, list[float]]] = []
     for (_, _), group in seed_groups(runs):
         label = config_label(group[0], keys)
         cs = [c for c in (r.curve(key) for r in group if r.run_dir is not None) if c]
         curves.append((label, cs))  # empty ones too: a configuration keeps its colour in both plots
+        train.append([c for c in (r.curve("loss", "train") for r in group if r.run_dir is not None) if c])
         finals.append((label, [r.metrics[metric] for r in group if r.state == COMPLETED and metric in r.metrics]))
-    atomic.write_bytes(paths["curves.png"], plots.curves_png(curves, f"val {key}", sweep.name))
-    atomic.write_bytes(paths["final.png"], plots.final_png(finals, metric, sweep.name))
-    best = best_run(runs, metric, mode) if any(metric in r.metrics for r in runs) else None
+    figures = {"curves.png": plots.curves_figure(curves, key, sweep.name, train),
+               "final.png": plots.final_figure(finals, metric, sweep.name)}
+    best = best_run(runs, metric) if any(metric in r.metrics for r in runs) else None
     classes = (best.final or {}).get("test_classes") if best is not None else None
     if classes:  # runs from before per-class metrics have none
-        paths["confusion.png"] = out / "confusion.png"
         title = f"{sweep.name}\ntest confusion matrix, best run by {metric} (job {best.label})"
-        atomic.write_bytes(paths["confusion.png"], plots.confusion_png(classes["labels"],
-                                                                       classes["confusion_matrix"], title))
-    return paths
+        figures["confusion.png"] = plots.confusion_figure(classes["labels"], classes["confusion_matrix"], title)
+    return figures

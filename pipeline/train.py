@@ -33,6 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline import atomic
 from pipeline import config as config_lib
 from pipeline.errors import PipelineError, TrainingDiverged
+from pipeline.progress import ProgressFile
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ def pick_precision(name: str, device: str) -> str:
 
     if name == "auto":
         if device == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"  # V100: fp16
+            return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"  # V100: fp16
         # CPU: bf16 autocast where the cores do bf16 dot products in hardware (AVX512-BF16, AMX); measured
         # 1.4-1.8x faster per step than fp32 with the same test accuracy (docs/performance.md). Else fp32.
         return "bf16" if cpu_has_bf16() else "fp32"
@@ -190,7 +191,7 @@ def evaluate(model: Any, data: Any, batch_size: int, device: str, precision: str
 #: config keys that may change between attempts of one run: they do not change the weights' trajectory
 #: (evaluation runs under inference_mode and draws no random numbers)
 RESUME_FREE = {"data.file", "data.format", "data.encoding", "data.url", "trainer.eval_batch_size",
-               "trainer.num_workers", "trainer.log_every_steps", "trainer.device", "trainer.precision",
+               "trainer.log_every_steps", "trainer.device", "trainer.precision",
                "trainer.checkpoint_every_steps", "trainer.eval_every_steps", "trainer.keep_last_checkpoint",
                "data.drop_warn_fraction", "data.drop_error_fraction"}
 
@@ -270,13 +271,15 @@ def _train(cfg: DictConfig, run_dir: Path, stopper: _GracefulStop) -> float:
     import torch
     from transformers import get_linear_schedule_with_warmup
 
-    from pipeline import checkpoint, class_metrics, data, data_report, retention, run_info, tracking
+    from pipeline import checkpoint, class_metrics, cpu_kernels, data, data_report, retention, run_info, tracking
     from pipeline import model as model_lib
     from pipeline.batching import collate, epoch_batches
 
     started = time.time()
     before_fit = process_age()  # imports, config, preflight
     t = cfg.trainer
+    from pipeline.doctor import require_gpu_if_requested
+    require_gpu_if_requested(t.device)  # a job given GPUs stops here, in one line, rather than train on CPU
     device = pick_device(t.device)
     precision = pick_precision(t.precision, device)
     threads = cpu_threads()
@@ -296,8 +299,7 @@ def _train(cfg: DictConfig, run_dir: Path, stopper: _GracefulStop) -> float:
 
     # 2. model, optimizer, schedule
     model = model_lib.build_model(cfg.model, splits.labels, len(tokenizer), cfg.seed).to(device)
-    fast_attention = device == "cpu" and model_lib.use_cpu_attention(model)  # fewer passes over L x L
-    fast_dropout = device == "cpu" and model_lib.use_fast_dropout(model) > 0  # masks drawn in parallel
+    kernels = cpu_kernels.apply(model, t.cpu_kernels, device)  # CPU: fewer passes over L x L, parallel masks
     no_decay = ("bias", "LayerNorm.weight", "LayerNorm.bias")
     groups = [
         {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
@@ -327,16 +329,16 @@ def _train(cfg: DictConfig, run_dir: Path, stopper: _GracefulStop) -> float:
         state.update(saved["counters"])
         state["attempt"] += 1
         _truncate_metrics(run_dir / "metrics.jsonl", state["step"])
-        log.info("resumed from checkpoints/last at step %d (epoch %d, batch %d), attempt %d",
-                 state["step"], state["epoch"], state["batch"], state["attempt"])
+        log.info("resumed from checkpoints/last at step %d (epoch %s, batch %d), attempt %d",
+                 state["step"], epoch_label(state, epochs), state["batch"], state["attempt"])
     else:
         torch.manual_seed(cfg.seed)
         (run_dir / "metrics.jsonl").unlink(missing_ok=True)
     info = run_info.collect(splits.data_sha256, device, torch.cuda.device_count() if device == "cuda" else 0)
     info.update({"precision": precision, "attempt": state["attempt"], "resumed_from_step": state["step"],
                  "threads": torch.get_num_threads() if device == "cpu" else None,
-                 "attention": model_lib.CPU_ATTENTION if fast_attention else model.config._attn_implementation,
-                 "dropout": "fast" if fast_dropout else "torch", "data_report": data_report.for_config(cfg)})
+                 "attention": cpu_kernels.CPU_ATTENTION if kernels.attention else model.config._attn_implementation,
+                 "dropout": "fast" if kernels.dropout else "torch", "data_report": data_report.for_config(cfg)})
     atomic.write_json(run_dir / "run_info.json", info)
     tracker = tracking.start(cfg, run_dir)
 
@@ -350,11 +352,12 @@ def _train(cfg: DictConfig, run_dir: Path, stopper: _GracefulStop) -> float:
 
     def run_eval() -> bool:
         """Evaluate on val, log, keep the best; True if early stopping says stop."""
+        t_eval = time.time()
         metrics, _, _ = evaluate(model, val_set, t.eval_batch_size, device, precision, pad_id)
         row = {"split": "val", "epoch": state["epoch"], "step": state["step"], **metrics, "time": time.time()}
         atomic.append_jsonl(run_dir / "metrics.jsonl", row)
         tracker.log({f"val/{k}": v for k, v in metrics.items()}, state["step"])
-        log.info("eval step %d epoch %d: %s", state["step"], state["epoch"],
+        log.info("eval step %d epoch %s: %s", state["step"], epoch_label(state, epochs),
                  " ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
         if improved(t.monitor, metrics, state.get("best_val")):
             state.update(best=metrics[t.monitor], best_step=state["step"], best_epoch=state["epoch"],
@@ -363,6 +366,7 @@ def _train(cfg: DictConfig, run_dir: Path, stopper: _GracefulStop) -> float:
                                                             "val": metrics, "max_length": t.max_length})
         else:
             state["bad_evals"] += 1
+        progress_file.evaluated(time.time() - t_eval)
         return 0 < t.early_stopping_patience <= state["bad_evals"]
 
     # 4. the loop
@@ -372,7 +376,10 @@ def _train(cfg: DictConfig, run_dir: Path, stopper: _GracefulStop) -> float:
     log.info("start-up %.1f s to the first step (%.1f s imports/config/preflight, %.1f s data, %.1f s model); "
              "%s, %d threads", startup, before_fit or 0.0, data_ready - started, time.time() - data_ready,
              precision, torch.get_num_threads())
-    progress = _Progress(total_steps, state["step"], t.log_every_steps)
+    progress_file = ProgressFile(run_dir, total_steps, epochs, state["step"], state["attempt"],
+                                 t.eval_every_steps if t.eval_every_steps > 0 else steps_per_epoch,
+                                 len(val_set), len(test_set))
+    progress = _Progress(total_steps, state["step"], t.log_every_steps, progress_file.eta, epochs)
     stop = state["step"] >= total_steps
     evaluated_at = state["step"] if saved is not None else -1
     while not stop and state["epoch"] < epochs:
@@ -408,6 +415,7 @@ def _train(cfg: DictConfig, run_dir: Path, stopper: _GracefulStop) -> float:
             if state["step"] > progress.start + 2:  # throughput after warm-up
                 state["train_samples"] += n_samples
                 state["train_time"] += time.time() - t_step
+            progress_file.update(state["step"], state["epoch"], progress.rate)
             progress.update(state, step_loss, scheduler.get_last_lr()[0], n_samples, time.time() - t_step)
             if state["step"] % t.log_every_steps == 0:
                 row = {"split": "train", "epoch": state["epoch"], "step": state["step"], "loss": step_loss,
@@ -527,11 +535,19 @@ def _write_predictions(run_dir: Path, test: Any, preds: Any, probs: Any, labels:
     atomic.write_text(run_dir / "test_predictions.csv", frame.to_csv(index=False))
 
 
+def epoch_label(state: dict[str, Any], epochs: int) -> str:
+    """The epoch the latest step belongs to, 1-based, over the total: ``1/2`` for every step of the first
+    epoch and for the evaluation at its end (``state["epoch"]`` counts finished epochs)."""
+    current = state["epoch"] + (1 if state["batch"] else 0)
+    return f"{max(current, 1)}/{epochs}" if epochs else str(max(current, 1))
+
+
 class _Progress:
     """A rich progress bar on a terminal; plain log lines every ``log_every`` steps in job logs."""
 
-    def __init__(self, total: int, start: int, log_every: int) -> None:
-        self.total, self.start, self.log_every = total, start, max(1, log_every)
+    def __init__(self, total: int, start: int, log_every: int, eta: Any = None, epochs: int = 0) -> None:
+        self.total, self.start, self.log_every, self.epochs = total, start, max(1, log_every), epochs
+        self.eta = eta  # () -> seconds left (pipeline.progress: steps and evaluations since the (re)start)
         self.rate = 0.0
         self._bar = None
         if sys.stderr.isatty():
@@ -556,9 +572,9 @@ class _Progress:
         if self._bar is not None:
             self._bar.update(self._task, completed=state["step"], info=info)
         elif state["step"] % self.log_every == 0 or state["step"] == self.total:
-            done = state["step"] - self.start
-            eta = (self.total - state["step"]) * seconds if done else 0
-            log.info("step %d/%d epoch %d %s eta %.0fs", state["step"], self.total, state["epoch"], info, eta)
+            eta = (self.eta() if self.eta else None) or 0
+            log.info("step %d/%d epoch %s %s eta %.0fs", state["step"], self.total, epoch_label(state, self.epochs),
+                     info, eta)
 
     def close(self) -> None:
         if self._bar is not None:

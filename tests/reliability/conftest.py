@@ -197,7 +197,9 @@ def fake_lsf_cluster(directory: Path) -> Iterator:
 
 def status_rows(stdout: str) -> dict[str, str]:
     """``pipeline status`` table rows by job number."""
-    return {ln.split("│")[1].strip(): ln for ln in stdout.splitlines() if ln.count("│") > 5}
+    from tests.table_fit import table_rows
+
+    return table_rows(stdout)
 
 
 def sweep_json(sweep: Path) -> dict:

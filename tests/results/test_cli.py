@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from tests.results.make_runs import grid_sweep, lsf_job, write_run, write_sweep_json
+from tests.table_fit import table_rows
 
 runner = CliRunner()
 
@@ -97,7 +98,7 @@ def test_status_lsf_one_bjobs_call(lsf_sweep, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{__import__('os').environ['PATH']}")
     result = runner.invoke(app, ["status", str(lsf_sweep)])
     assert calls_of(calls) == ["-a -o jobid stat job_name exit_code -json 1234 1240"]
-    lines = {ln.split("│")[1].strip(): ln for ln in result.stdout.splitlines() if ln.count("│") > 5}
+    lines = table_rows(result.stdout)
     assert "COMPLETED" in lines["0"]
     assert "FAILED" in lines["1"] and "EXIT" in lines["1"] and "exit code 1" in lines["1"]
     assert "TERM_MEMLIMIT" in lines["1"]  # the reason, from the job's log
@@ -261,7 +262,7 @@ def test_results_formats_via_cli(tmp_path):
     assert "\\begin{tabular}" in tex
     table = runner.invoke(app, ["results", str(tmp_path / "s")])
     assert table.exit_code == 0 and "FAILED" in table.stdout and "RuntimeError: CUDA out of memory" in table.stdout
-    assert "gpu_hours" in table.stdout and "total: 4.000 GPU hours over 5 runs" in table.stdout
+    assert "gpu_h" in table.stdout and "total: 4.000 GPU hours over 5 runs" in table.stdout
     out = tmp_path / "table.md"
     assert runner.invoke(app, ["results", str(tmp_path / "s"), "-f", "md", "-o", str(out)]).exit_code == 0
     assert out.read_text() == md

@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli import app
 from tests.results.make_runs import write_run, write_sweep_json
+from tests.table_fit import table_rows
 
 pytest.importorskip("tests.fake_lsf.fixture")
 pytestmark = pytest.mark.lsf
@@ -39,7 +40,7 @@ def lsf_sweep(fake_lsf, root):
 
 
 def rows(stdout: str) -> dict[str, str]:
-    return {ln.split("│")[1].strip(): ln for ln in stdout.splitlines() if ln.count("│") > 5}
+    return table_rows(stdout)
 
 
 @pytest.mark.parametrize("dialect, bjobs_calls", [("lsf10", 1), ("openlava", 2)])

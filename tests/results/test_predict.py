@@ -75,6 +75,22 @@ def test_predict_checkpoint_folder_file_and_table(tiny_run, tmp_path):
     assert table.exit_code == 0 and "business" in table.stdout and "sport" in table.stdout
 
 
+@pytest.mark.parametrize("width", [80, 120])
+def test_predict_one_line_per_text(tiny_run, width):
+    """Label, its probability and the start of the text on one line each, at 80 and 120 columns."""
+    from tests.table_fit import assert_fits
+
+    run, model, tok = tiny_run
+    out = CliRunner().invoke(app, ["predict", str(run), *TEXTS], env={"COLUMNS": str(width)})
+    assert out.exit_code == 0, out.output
+    labels, probs = direct_labels(model, tok, TEXTS, 128)
+    expected = [[lab, f"{max(p):.3f}", " ".join(text.split())[:20]]
+                for lab, p, text in zip(labels, probs, TEXTS, strict=True)]
+    assert_fits(out.stdout, width, expected)
+    body = [ln for ln in out.stdout.splitlines() if any(ln.startswith(lab) for lab in LABELS)]
+    assert len(body) == len(TEXTS)  # one line per text, even the long one
+
+
 def test_predict_from_sweep_uses_best_run(tiny_run):
     run, _, _ = tiny_run
     out = CliRunner().invoke(app, ["predict", str(run.parent), TEXTS[0], "-f", "json"])

@@ -201,3 +201,11 @@ def test_formats_parse(grid):
 
 def test_latex_escapes():
     assert R.latex_escape("a_b & 50% #1 ± x") == r"a\_b \& 50\% \#1 $\pm$ x"
+
+
+def test_csv_writes_counts_as_integers(grid):
+    path, _ = grid
+    rows = list(csv.DictReader(io.StringIO(R.to_csv(R.run_table(R.load_sweep(path).runs)))))
+    assert rows[0]["steps"] == "30" and rows[0]["epochs"] == "3" and rows[0]["best_step"] == "30"
+    assert rows[0]["wall_time_s"].isdigit() and rows[0]["train_samples_per_s"] == "45.6"
+    assert rows[0]["val_macro_f1"] != "" and "." in rows[0]["val_macro_f1"]

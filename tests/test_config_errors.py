@@ -1,0 +1,81 @@
+"""Config typos on run.py's command line: one line on stderr, exit 2, a "did you mean", nothing written;
+``python run.py --help`` lists the groups, their options and the trainer fields."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from pipeline import config as C
+from pipeline.overrides_check import OverrideError, check
+from pipeline.run_help import TRAINER_HELP
+from tests.conftest import ROOT, run_py
+
+CONFIGS = ROOT / "configs"
+
+
+def _one_line_error(res, tmp_path: Path) -> str:
+    assert res.returncode == 2, (res.returncode, res.stderr[-2000:])
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
+    assert not (tmp_path / "outputs").exists()  # nothing ran, nothing was written
+    return lines[0]
+
+
+def test_unknown_key_is_one_line_exit_2_with_did_you_mean(tmp_path):
+    line = _one_line_error(run_py(tmp_path, "trainer.lrr=1e-4", timeout=120), tmp_path)
+    assert "unknown config key trainer.lrr" in line and "did you mean trainer.lr?" in line
+
+
+def test_unknown_option_is_one_line_exit_2_with_did_you_mean(tmp_path):
+    line = _one_line_error(run_py(tmp_path, "-m", "data=bbc", "seed=0,1", timeout=120), tmp_path)
+    assert "data=bbc: no such option" in line and "did you mean data=bbc_news?" in line
+    assert "bbc_news, fake_news" in line
+
+
+def test_plus_on_a_schema_group_is_refused(tmp_path):
+    """Hydra's own hint (+trainer.lrr=...) would add a key training never reads and start a default run."""
+    line = _one_line_error(run_py(tmp_path, "+trainer.lrr=1e-4", timeout=120), tmp_path)
+    assert "+trainer.lrr" in line and "no key 'lrr'" in line and "did you mean trainer.lr?" in line
+
+
+@pytest.mark.parametrize("args, message", [
+    (["model=tin"], "did you mean model=tiny?"),
+    (["data=bbc_news,fakenews"], "data=fakenews: no such option; did you mean data=fake_news?"),
+    (["model.tiny.hiden_size=8"], "did you mean model.tiny.hidden_size?"),
+    (["trainer.epochs=abc"], "trainer.epochs takes an integer"),
+    (["trainer.dynamic_padding=maybe"], "takes true or false"),
+    (["sed=1"], "did you mean seed?"),
+])
+def test_near_misses(args, message):
+    with pytest.raises(OverrideError, match=message.replace("?", r"\?").replace("+", r"\+")):
+        check(args, CONFIGS)
+
+
+@pytest.mark.parametrize("args", [
+    ["trainer.lr=1e-4,5e-5", "seed=0,1", "model=tiny", "+experiment=demo", "data=fake_news"],
+    ["hydra.launcher.max_parallel=2", "+hydra.launcher.additional_parameters.W=10", "~seed"],
+    ["data.text_columns=[title,text]", "model.path=bert-base-uncased", "trainer.max_steps=-1", "seed=range(0,3)"],
+    ["cluster=dtu_gpua100", "trainer.lr=${trainer.weight_decay}", "data.max_rows=null"],
+])
+def test_valid_overrides_pass(args):
+    check(args, CONFIGS)
+
+
+def test_run_py_help_lists_groups_options_and_trainer_fields(tmp_path):
+    res = run_py(tmp_path, "--help", timeout=120)
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert "Config groups" in out and "Trainer fields" in out
+    for line in ("data        bbc_news*, fake_news", "model       bert_base, minilm*, tiny"):
+        assert line in out, out
+    assert "dtu_gpua100" in out and "local*" in out
+    for f in dataclasses.fields(C.TrainerConf):
+        line = next((ln for ln in out.splitlines() if ln.split()[:1] == [f.name]), None)
+        assert line is not None and TRAINER_HELP[f.name] in line, f.name
+
+
+def test_every_trainer_field_has_a_description():
+    assert set(TRAINER_HELP) == {f.name for f in dataclasses.fields(C.TrainerConf)}
