@@ -596,7 +596,7 @@ def evaluate(
     limit: int | None = typer.Option(None, "--limit", help="Only the first N rows."),
     fmt: str = typer.Option("table", "--format", "-f", help="table or json."),
 ) -> None:
-    """Accuracy and macro-F1 on a labelled file.
+    """Accuracy, macro-F1 and per-class scores on a labelled file.
 
     Of the checkpoint given: a checkpoint folder, a run (its checkpoints/best) or a sweep (its best run).
     """
@@ -640,8 +640,10 @@ def data_cmd(
         None, help="Hydra overrides as for run.py: data=csv data.text_columns=[title,body] data.label_column=2"),
     fmt: str = typer.Option("table", "--format", "-f", help="table or json."),
 ) -> None:
-    """Report what training would see, without training: rows read, dropped per reason, duplicates, class
-    counts, token lengths (p50/p90/p99) and the share truncated at trainer.max_length."""
+    """What training would see in a data file.
+
+    Without training: rows read, dropped per reason, duplicates, class counts, token lengths
+    (p50/p90/p99) and the share truncated at trainer.max_length. Overrides as for run.py."""
     if fmt not in ("table", "json"):
         _fail(f"--format must be table or json, not {fmt!r}")
     from pipeline.data_report import report_for_file
@@ -673,9 +675,11 @@ def clean(
     mode: str | None = typer.Option(None, "--mode", help="max or min."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Remove (without it: only list what would go)."),
 ) -> None:
-    """Remove the checkpoints of every completed run except the best --keep ones (their resume state too).
+    """Remove all but the best runs' checkpoints.
 
-    Runs that are not completed keep everything (a failed run resumes from checkpoints/last)."""
+    Every completed run except the best --keep ones loses checkpoints/ (the kept ones their resume state).
+    Runs that are not completed keep everything (a failed run resumes from checkpoints/last). Lists what it
+    would remove unless --yes."""
     from pipeline import retention
 
     _check_mode(mode)
