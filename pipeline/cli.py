@@ -8,7 +8,9 @@
     pipeline aggregate SWEEP                   SWEEP/results/{runs.csv,summary.*,results.json,*.png,report.html}
     pipeline best    SWEEP                     path of the best run's checkpoints/best
     pipeline predict RUN "text"                label + probabilities from a fine-tuned checkpoint
-    pipeline evaluate RUN --data FILE          accuracy / macro-F1 on a labelled file
+    pipeline evaluate RUN --data FILE          accuracy / macro-F1 / per class on a labelled file
+    pipeline data    FILE [OVERRIDES]          what cleaning keeps and drops, classes, token lengths
+    pipeline clean   SWEEP [--yes]             remove all but the best runs' checkpoints (dry run first)
     pipeline serve   RUN [--port 8000]         HTTP API + web page for the best model (pipeline/serve/)
     pipeline prefetch MODEL_ID                 download a hub model once so that jobs run offline
     pipeline doctor [--require-gpu]            can torch train on this node's GPUs? one line per problem
@@ -102,6 +104,12 @@ def _check_metric(metric: str, runs) -> None:
         _fail(str(e))
 
 
+def _disk_line(runs) -> str:
+    from pipeline.retention import disk_line
+
+    return disk_line(runs)
+
+
 # ----------------------------------------------------------------------------------------------- status
 
 
@@ -143,6 +151,7 @@ def status(
         counts[st.state] = counts.get(st.state, 0) + 1
     order = ("completed", "running", "requeued", "pending", "failed", "corrupt", "missing")
     out.print(f"{len(rows)} jobs: " + ", ".join(f"{counts[s]} {s}" for s in order if counts.get(s)))
+    out.print(_disk_line(sw.runs))
     agg = S.aggregate_state(sw, answer)
     if agg:
         out.print(f"aggregate job {sw.meta.get('aggregate_job_id')}: {agg}")
@@ -472,6 +481,7 @@ def results(
             views.print_results(_console(), table, ", ".join(str(sw.path) for sw in sws), cols)
         except UnknownColumnError as e:
             _fail(str(e))
+        _console().print(_disk_line(runs))
         return
     text = R.FORMATTERS[fmt](table) if fmt != "table" else R.to_markdown(table)
     if output is not None:
@@ -589,7 +599,7 @@ def evaluate(
     limit: int | None = typer.Option(None, "--limit", help="Only the first N rows."),
     fmt: str = typer.Option("table", "--format", "-f", help="table or json."),
 ) -> None:
-    """Accuracy and macro-F1 on a labelled file.
+    """Accuracy, macro-F1 and per-class scores on a labelled file.
 
     Of the checkpoint given: a checkpoint folder, a run (its checkpoints/best) or a sweep (its best run).
     """
@@ -612,6 +622,91 @@ def evaluate(
         return
     print(f"{result['checkpoint']} on {result['data']} (n={result['n']}): "
           f"accuracy={result['accuracy']:.4f} macro_f1={result['macro_f1']:.4f}")
+    from pipeline import class_metrics
+
+    print("\n".join(class_metrics.lines(result["classes"])))
+    seen = result["overlap"]
+    if seen.get("checked") and seen["in_train"]:
+        _warn(f"{seen['in_train']} of {result['n']} texts ({seen['share']:.1%}) in {data.name} are in the run's "
+              "training split: these scores overstate how the model does on new text")
+    elif not seen.get("checked"):
+        _warn(f"could not check {data.name} against the run's training split: {seen.get('note')}")
+
+
+# ------------------------------------------------------------------------------------- data and disk
+
+
+@app.command("data")
+def data_cmd(
+    file: str = typer.Argument(..., help="Labelled CSV/TSV/JSONL/Parquet file (sets data.file)."),
+    overrides: list[str] | None = typer.Argument(
+        None, help="Hydra overrides as for run.py: data=csv data.text_columns=[title,body] data.label_column=2"),
+    fmt: str = typer.Option("table", "--format", "-f", help="table or json."),
+) -> None:
+    """What training would see in a data file.
+
+    Without training: rows read, dropped per reason, duplicates, class counts, token lengths
+    (p50/p90/p99) and the share truncated at trainer.max_length. Overrides as for run.py."""
+    if fmt not in ("table", "json"):
+        _fail(f"--format must be table or json, not {fmt!r}")
+    from pipeline.data_report import report_for_file
+    from pipeline.errors import PipelineError
+
+    try:
+        report, warning, error = report_for_file(file, overrides or [])
+    except PipelineError as e:
+        _fail(str(e).strip().splitlines()[0])
+    if fmt == "json":
+        import json
+
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    else:
+        from pipeline.data_report import lines
+
+        print("\n".join(lines(report)))
+    if warning:
+        _warn(warning)
+    if error:
+        _fail(f"training would stop here: {error}")
+
+
+@app.command()
+def clean(
+    sweep: Path = typer.Argument(..., help="Sweep (multirun) directory or a single run directory."),
+    keep: int = typer.Option(1, "--keep", "-k", help="How many of the best completed runs keep their model."),
+    metric: str = typer.Option("val_macro_f1", "--metric", "-m", help=METRIC_HELP),
+    mode: str | None = typer.Option(None, "--mode", help="max or min."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Remove (without it: only list what would go)."),
+) -> None:
+    """Remove all but the best runs' checkpoints.
+
+    Every completed run except the best --keep ones loses checkpoints/ (the kept ones their resume state).
+    Runs that are not completed keep everything (a failed run resumes from checkpoints/last). Lists what it
+    would remove unless --yes."""
+    from pipeline import retention
+
+    _check_mode(mode)
+    if keep < 0:
+        _fail(f"--keep must be 0 or more, not {keep}")
+    (sw,) = _load_sweeps([sweep])
+    _check_metric(metric, sw.runs)
+    plan, kept = retention.clean_plan(sw.runs, metric, mode, keep)
+    for run in kept:
+        print(f"keep   job {run.label}: checkpoints/best ({metric}={run.metrics[metric]:.4f})")
+    for item in plan:
+        print(f"{'remove' if yes else 'would remove'} job {item.run_label}: "
+              f"{item.path.relative_to(sw.path) if item.path.is_relative_to(sw.path) else item.path} "
+              f"({retention.human_bytes(item.bytes)}; {item.why})")
+    total = sum(item.bytes for item in plan)
+    if not plan:
+        print("nothing to remove")
+    elif yes:
+        freed = retention.apply(plan)
+        print(f"freed {retention.human_bytes(freed)}")
+    else:
+        print(f"dry run: {retention.human_bytes(total)} would be freed; "
+              f"rerun with --yes to remove: pipeline clean {sweep} --yes")
+    print(_disk_line(sw.runs))
 
 
 # ------------------------------------------------------------------------------------------------ serve

@@ -11,18 +11,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
 
 
 @dataclass
 class DataConf:
     name: str = "bbc_news"
-    file: str = "bbc_news.csv.gz"  # absolute, relative to the cwd, or a name in paths.data_dir
+    file: str | None = "bbc_news.csv.gz"  # absolute, relative to the cwd, or a name in paths.data_dir
     format: str = "auto"  # auto (from the suffix) | csv | tsv | jsonl | parquet
     text_columns: list[str] = field(default_factory=lambda: ["title", "text"])  # joined with a newline
-    label_column: str = "label"
+    label_column: str = "label"  # a column name, or its position (0 = first, -1 = last) if no column has that name
+    label_names: Any = None  # integer labels -> names: a list (label i = names[i]) or a map {0: world, ...}
     encoding: str = "utf-8"
     dedup: bool = True  # drop exact duplicate texts before splitting (else the test score leaks)
     dedup_columns: list[str] | None = None  # compare these columns (normalised); null = the joined text
+    # settings that hold only for this dataset's own file (`file` inside): another data.file given on top of
+    # this config never inherits them (pipeline.data_options)
+    file_specific: dict[str, Any] = field(default_factory=dict)
+    drop_warn_fraction: float = 0.1  # warn (one line) when cleaning drops more than this share of the rows
+    drop_error_fraction: float = 0.5  # refuse to train above this share (1.0 = accept any drop)
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     split_seed: int = 42  # fixed apart from `seed`, so every job of a seed sweep sees the same split
@@ -69,6 +76,7 @@ class TrainerConf:
     log_every_steps: int = 20
     device: str = "auto"  # auto | cpu | cuda
     cpu_kernels: str = "auto"  # auto | all | attention | dropout | none (pipeline/cpu_kernels.py)
+    keep_last_checkpoint: bool = False  # keep checkpoints/last (resume state) after the run completes
 
 
 @dataclass
@@ -127,8 +135,14 @@ def check(cfg: Any) -> None:
     if not (t.lr > 0):
         raise ValueError(f"trainer.lr={t.lr} must be > 0")
     d = cfg.data
+    if (OmegaConf.is_config(d) and OmegaConf.is_missing(d, "file")) or d.file is None:
+        raise ValueError("data.file is not set: give the labelled file, e.g. data=csv data.file=/path/to/news.csv "
+                         "data.text_columns=[text] data.label_column=label (docs/data.md)")
     if not (0 < d.val_fraction < 1 and 0 < d.test_fraction < 1 and d.val_fraction + d.test_fraction < 1):
         raise ValueError(
             f"data.val_fraction={d.val_fraction} and data.test_fraction={d.test_fraction} must each lie "
             "in (0, 1) and sum to less than 1"
         )
+    for key in ("drop_warn_fraction", "drop_error_fraction"):
+        if not 0 <= d.get(key, 0) <= 1:
+            raise ValueError(f"data.{key}={d.get(key)} must lie in [0, 1]")

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline import atomic
+from pipeline import atomic, data_options, data_report
 from pipeline.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -136,27 +136,28 @@ def normalise(text: str) -> str:
     return " ".join(text.split())
 
 
-def clean(df: pd.DataFrame, text_columns: list[str], label_column: str, dedup: bool, source: str,
-          dedup_columns: list[str] | None = None) -> tuple[pd.DataFrame, dict[str, int]]:
-    """One ``text`` column (text columns joined), one string ``label``; drop empties, then duplicates."""
-    present = [str(c) for c in df.columns]
-    missing = [c for c in [*text_columns, label_column, *(dedup_columns or [])] if c not in df.columns]
-    if missing:
-        which = "data.label_column" if missing == [label_column] else "data.text_columns/label_column"
-        raise DataError(
-            f"data file '{source}' has no column {', '.join(repr(m) for m in missing)} ({which}); "
-            f"columns present: {', '.join(present)}"
-        )
-    parts = [df[c].fillna("").astype(str).tolist() for c in text_columns]  # plain lists: 5x faster than .agg
+def clean(df: pd.DataFrame, text_columns: list[str], label_column: Any, dedup: bool, source: str,
+          dedup_columns: list[str] | None = None, label_names: dict[str, str] | None = None
+          ) -> tuple[pd.DataFrame, dict[str, int]]:
+    """One ``text`` column (text columns joined), one string ``label``; drop empties, then duplicates.
+
+    Columns are given by name or position (``pipeline.data_options``); a wrong one is an error that names
+    its key. ``label_names`` maps integer labels to names. The counts say how many rows each step dropped.
+    """
+    texts, label_col, key_cols = data_options.resolve_columns(df, text_columns, label_column, dedup_columns,
+                                                              source)
+    parts = [df[c].fillna("").astype(str).tolist() for c in texts]  # plain lists: 5x faster than .agg
     text = parts[0] if len(parts) == 1 else ["\n".join(row) for row in zip(*parts)]
-    out = pd.DataFrame({"text": [normalise(x) for x in text],
-                        "label": df[label_column].fillna("").astype(str).str.strip()}, index=df.index)
+    labels = data_options.label_strings(df[label_col])
+    labels = data_options.apply_label_names(labels, label_names, source, label_column)
+    out = pd.DataFrame({"text": [normalise(x) for x in text], "label": labels}, index=df.index)
     keys = ["text"]
-    for i, c in enumerate(dedup_columns or []):
+    for i, c in enumerate(key_cols):
         out[f"_key{i}"] = [normalise(x) for x in df[c].fillna("").astype(str).tolist()]
         keys = [f"_key{j}" for j in range(i + 1)]
     n_raw = len(out)
-    out = out[(out.text != "") & (out.label != "")]
+    no_text, no_label = out.text == "", out.label == ""
+    out = out[~no_text & ~no_label]
     n_empty = n_raw - len(out)
     n_dup = 0
     if dedup:
@@ -164,7 +165,9 @@ def clean(df: pd.DataFrame, text_columns: list[str], label_column: str, dedup: b
         out = out.drop_duplicates(subset=keys, keep="first")
         n_dup = before - len(out)
     out = out[["text", "label"]].reset_index(drop=True)
-    return out, {"rows_raw": n_raw, "dropped_empty": n_empty, "dropped_duplicates": n_dup, "rows": len(out)}
+    return out, {"rows_raw": n_raw, "dropped_empty": n_empty, "dropped_empty_text": int(no_text.sum()),
+                 "dropped_empty_label": int((no_label & ~no_text).sum()), "dropped_duplicates": n_dup,
+                 "rows": len(out)}
 
 
 # ---------------------------------------------------------------------------------------------- splitting
@@ -241,8 +244,10 @@ def split_params(d: Any) -> dict[str, Any]:
     """The data settings a prepared split was made with (file by name: the fetch stage puts it in data/raw)."""
     out = {"file": Path(str(d.file)).name}
     for key in SPLIT_KEYS:
-        value = d.get(key)
+        value = data_options.effective(d, key)
         out[key] = list(value) if key in ("text_columns", "dedup_columns") and value is not None else value
+    if d.get("label_names") is not None:
+        out["label_names"] = data_options.label_names(d)
     return out
 
 
@@ -252,6 +257,8 @@ def prepared_matches(cfg: Any, folder: Path) -> bool:
         return False
     meta = json.loads((folder / "labels.json").read_text())
     want, have = split_params(cfg.data), meta.get("params") or {}
+    if have.get("file") != want["file"]:  # another file given on top of this dataset's config: not ours
+        return False
     why = ", ".join(f"{k}={have.get(k)!r} (job: {v!r})" for k, v in want.items() if have.get(k) != v)
     if not why:
         try:  # the raw file itself when it is here, else the checksum the data config records
@@ -280,12 +287,16 @@ def load_splits(cfg: Any) -> Splits:
         return _MEMO[memo_key]
     sha = file_sha256(path)
     raw = load_table(path, d.format, d.encoding)
+    names = data_options.label_names(d)
     df, stats = clean(raw, list(d.text_columns), d.label_column, d.dedup, str(path),
-                      list(d.dedup_columns) if d.dedup_columns else None)
+                      data_options.dedup_columns(d), names)
+    warning = data_report.check_drops(stats, d, str(path))  # raises above data.drop_error_fraction
+    if warning:
+        log.warning(warning)
     check_classes(df, str(path), d.label_column)
     df = subsample(df, d.max_rows, d.split_seed)
     train, val, test = stratified_split(df, d.val_fraction, d.test_fraction, d.split_seed)
-    labels = sorted(df.label.unique().tolist())
+    labels = data_options.label_order(df.label.unique().tolist(), names)
     stats.update({s: len(x) for s, x in zip(SPLITS, (train, val, test))})
     _MEMO.clear()
     _MEMO[memo_key] = Splits(train, val, test, labels, sha, stats)
@@ -325,7 +336,8 @@ def cache_key(splits: Splits, tokenizer_id: str, max_length: int, d: Any) -> str
     spec = {
         "data": splits.data_sha256, "tokenizer": tokenizer_id, "max_length": max_length,
         "text_columns": list(d.text_columns), "label_column": d.label_column, "dedup": d.dedup,
-        "dedup_columns": list(d.dedup_columns or []),
+        "dedup_columns": data_options.dedup_columns(d) or [],
+        "label_names": data_options.label_names(d),
         "val": d.val_fraction, "test": d.test_fraction, "split_seed": d.split_seed, "max_rows": d.max_rows,
         "n": [len(splits.train), len(splits.val), len(splits.test)], "v": 1,
     }

@@ -162,3 +162,41 @@ def final_figure(groups: list[tuple[str, list[float]]], ylabel: str, title: str 
 def final_png(groups: list[tuple[str, list[float]]], ylabel: str, title: str = "") -> bytes:
     """:func:`final_figure` as PNG bytes."""
     return _png(final_figure(groups, ylabel, title))
+
+
+def confusion_figure(labels: list[str], matrix: list[list[int]], title: str = ""):
+    """Confusion matrix as a heat map: rows true class, columns predicted, each cell its count and its share
+    of the row (the class's recall on the diagonal)."""
+    n = len(labels)
+    side = min(max(4.5, 1.0 + 0.75 * n), 16)
+    fig = _figure(side + 1.2, side)
+    ax = fig.add_subplot()
+    longest = max((len(x) for x in labels), default=1)
+    if not n:
+        _no_data(ax, "test predictions")
+        ax.set_title(title)
+        return fig
+    rows = [sum(r) or 1 for r in matrix]
+    share = [[v / rows[i] for v in r] for i, r in enumerate(matrix)]
+    image = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
+    small = n > 8
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, f"{matrix[i][j]}" if small else f"{matrix[i][j]}\n{share[i][j]:.0%}", ha="center",
+                    va="center", fontsize="x-small" if small else "small",
+                    color="white" if share[i][j] > 0.5 else "black")
+    ax.set_xticks(range(n))
+    ax.set_yticks(range(n))
+    ax.set_xticklabels(labels, rotation=45 if n > 3 or longest > 8 else 0, ha="right" if n > 3 or longest > 8
+                       else "center", fontsize="small")
+    ax.set_yticklabels(labels, fontsize="small")
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(title, fontsize="medium")
+    return fig
+
+
+def confusion_png(labels: list[str], matrix: list[list[int]], title: str = "") -> bytes:
+    """:func:`confusion_figure` as PNG bytes."""
+    return _png(confusion_figure(labels, matrix, title))

@@ -172,12 +172,13 @@ def normalise(text: str) -> str:
     return data_normalise(str(text))
 
 
-def read_labelled(data_file: Path, text_columns: list[str], label_column: str) -> tuple[list[str], list[str]]:
+def read_labelled(data_file: Path, text_columns: list[str], label_column: str,
+                  label_names: dict[str, str] | None = None) -> tuple[list[str], list[str]]:
     """Texts and string labels of a labelled file, cleaned exactly as training cleans (no dedup)."""
     from pipeline.data import clean, load_table
 
     df = load_table(data_file)
-    df, _ = clean(df, text_columns, label_column, dedup=False, source=str(data_file))
+    df, _ = clean(df, text_columns, label_column, dedup=False, source=str(data_file), label_names=label_names)
     return df.text.tolist(), df.label.tolist()
 
 
@@ -189,13 +190,17 @@ def evaluate(
     batch_size: int = 32,
     limit: int | None = None,
 ) -> dict[str, Any]:
-    """Accuracy and macro-F1 of a checkpoint on a labelled CSV/TSV/JSONL/Parquet file.
+    """Accuracy, macro-F1, per-class scores and the confusion matrix of a checkpoint on a labelled
+    CSV/TSV/JSONL/Parquet file, and how many of its texts the run trained on (``overlap``).
 
     Text and label columns default to the run's ``data.text_columns`` / ``data.label_column``, else
-    ``text`` / ``label``; rows are cleaned as training cleans them (``pipeline.data.clean``). Labels are
-    matched to the model's ``id2label`` by name.
+    ``text`` / ``label``; rows are cleaned as training cleans them (``pipeline.data.clean``), integer labels
+    named by the run's ``data.label_names``. Labels are matched to the model's ``id2label`` by name.
     """
     from sklearn.metrics import accuracy_score, f1_score
+
+    from pipeline import class_metrics, data_options
+    from pipeline.overlap import overlap
 
     clf = Classifier.load(path)
     data_cfg = run_config(clf.run_dir).get("data") or {}
@@ -206,7 +211,7 @@ def evaluate(
     label_column = label_column or data_cfg.get("label_column") or "label"
 
     data_file = Path(data_file)
-    texts, labels = read_labelled(data_file, text_columns, label_column)
+    texts, labels = read_labelled(data_file, text_columns, label_column, data_options.label_names(data_cfg))
     if limit:
         texts, labels = texts[:limit], labels[:limit]
     index = {label: i for i, label in enumerate(clf.labels)}
@@ -223,6 +228,8 @@ def evaluate(
         "n": len(y_true),
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+        "classes": class_metrics.per_class(y_true, y_pred, clf.labels),
+        "overlap": overlap(clf.run_dir, texts),
         "text_columns": text_columns,
         "label_column": label_column,
         "max_length": clf.max_length,

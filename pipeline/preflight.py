@@ -8,11 +8,15 @@ reads, before the launcher submits anything (``pipeline.sweep_preflight``). Laun
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from pipeline import data_report
 from pipeline.errors import PipelineError
+
+log = logging.getLogger(__name__)
 
 
 def check_output_root(root: str) -> None:
@@ -58,6 +62,7 @@ def check_data(cfg: Any) -> None:
     from pipeline.data import load_splits
 
     load_splits(cfg)
+    log.info(data_report.summary(data_report.for_config(cfg)))
 
 
 def check_model(cfg: Any) -> None:

@@ -7,8 +7,8 @@ tail of its log.
 Images are inlined as base64 PNGs and the sorting script is inline, so the file can be copied off the
 cluster and opened anywhere, offline.
 
-The confusion matrix comes from ``metrics.json`` (``confusion_matrix`` at the top level or under
-``test``: a list of rows, or ``{"labels": [...], "matrix": [[...]]}``) and, when that is absent,
+The confusion matrix comes from ``metrics.json`` (``test_classes``, which training writes, or
+``confusion_matrix`` at the top level or under ``test``: a list of rows, or ``{"labels": [...], "matrix": [[...]]}``) and, when that is absent,
 is counted from the run's ``test_predictions.csv`` (columns ``label`` and ``prediction``).
 """
 
@@ -69,7 +69,7 @@ def model_labels(run_dir: Path) -> list[str]:
 
 
 def _matrix_from_metrics(final: dict[str, Any]) -> tuple[list[str] | None, list[list[int]]] | None:
-    for holder in (final, final.get("test")):
+    for holder in (final.get("test_classes"), final, final.get("test")):
         if not isinstance(holder, dict) or "confusion_matrix" not in holder:
             continue
         cm = holder["confusion_matrix"]

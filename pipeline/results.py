@@ -867,7 +867,8 @@ def aggregate(
     mode: str | None = None,
     out_dir: str | os.PathLike | None = None,
 ) -> dict[str, Path]:
-    """Write ``results/{runs.csv, summary.csv, summary.md, results.json, curves.png, final.png, report.html}``.
+    """Write ``results/{runs.csv, summary.csv, summary.md, results.json, curves.png, final.png, report.html}``
+    and ``confusion.png`` (the best run's test confusion matrix).
 
     ``sweep_path``: a sweep directory, or a :class:`Sweep` already loaded.
 
@@ -896,6 +897,7 @@ def aggregate(
 
     images = {name: plots.render_png(fig) for name, fig in sweep_figures(sweep, metric).items()}
     for name, png in images.items():
+        paths.setdefault(name, out / name)  # confusion.png: only when the best run has per-class metrics
         atomic.write_bytes(paths[name], png)
     from pipeline import report
 
@@ -905,8 +907,9 @@ def aggregate(
 
 
 def sweep_figures(sweep: Sweep, metric: str = "val_macro_f1") -> dict[str, Any]:
-    """``{"curves.png": Figure, "final.png": Figure}``: the learning curves (validation ``metric`` and
-    training loss) and the per-configuration summary (seeds as points, their mean as a bar)."""
+    """``{"curves.png": Figure, "final.png": Figure[, "confusion.png": Figure]}``: the learning curves
+    (validation ``metric`` and training loss), the per-configuration summary (seeds as points, their mean as
+    a bar) and the best run's test confusion matrix."""
     from pipeline import plots
 
     runs = sweep.runs
@@ -921,5 +924,11 @@ def sweep_figures(sweep: Sweep, metric: str = "val_macro_f1") -> dict[str, Any]:
         curves.append((label, cs))  # empty ones too: a configuration keeps its colour in both plots
         train.append([c for c in (r.curve("loss", "train") for r in group if r.run_dir is not None) if c])
         finals.append((label, [r.metrics[metric] for r in group if r.state == COMPLETED and metric in r.metrics]))
-    return {"curves.png": plots.curves_figure(curves, key, sweep.name, train),
-            "final.png": plots.final_figure(finals, metric, sweep.name)}
+    figures = {"curves.png": plots.curves_figure(curves, key, sweep.name, train),
+               "final.png": plots.final_figure(finals, metric, sweep.name)}
+    best = best_run(runs, metric) if any(metric in r.metrics for r in runs) else None
+    classes = (best.final or {}).get("test_classes") if best is not None else None
+    if classes:  # runs from before per-class metrics have none
+        title = f"{sweep.name}\ntest confusion matrix, best run by {metric} (job {best.label})"
+        figures["confusion.png"] = plots.confusion_figure(classes["labels"], classes["confusion_matrix"], title)
+    return figures

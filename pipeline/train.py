@@ -215,7 +215,8 @@ def evaluate(model: Any, data: Any, batch_size: int, device: str, precision: str
 #: (evaluation runs under inference_mode and draws no random numbers)
 RESUME_FREE = {"data.file", "data.format", "data.encoding", "data.url", "trainer.eval_batch_size",
                "trainer.log_every_steps", "trainer.device", "trainer.precision",
-               "trainer.checkpoint_every_steps", "trainer.eval_every_steps"}
+               "trainer.checkpoint_every_steps", "trainer.eval_every_steps", "trainer.keep_last_checkpoint",
+               "data.drop_warn_fraction", "data.drop_error_fraction"}
 
 
 def _training_settings(cfg: dict) -> dict[str, Any]:
@@ -298,7 +299,7 @@ def _train(cfg: DictConfig, run_dir: Path, stopper: _GracefulStop, attempt: atte
     import torch
     from transformers import get_linear_schedule_with_warmup
 
-    from pipeline import checkpoint, cpu_kernels, data, run_info, tracking
+    from pipeline import checkpoint, class_metrics, cpu_kernels, data, data_report, retention, run_info, tracking
     from pipeline import model as model_lib
     from pipeline.batching import collate, epoch_batches
 
@@ -365,7 +366,7 @@ def _train(cfg: DictConfig, run_dir: Path, stopper: _GracefulStop, attempt: atte
     info.update({"precision": precision, "attempt": state["attempt"], "resumed_from_step": state["step"],
                  "threads": torch.get_num_threads() if device == "cpu" else None,
                  "attention": cpu_kernels.CPU_ATTENTION if kernels.attention else model.config._attn_implementation,
-                 "dropout": "fast" if kernels.dropout else "torch"})
+                 "dropout": "fast" if kernels.dropout else "torch", "data_report": data_report.for_config(cfg)})
     atomic.write_json(run_dir / rundir.RUN_INFO_JSON, info)
     tracker = tracking.start(cfg, run_dir)
 
@@ -496,8 +497,10 @@ def _train(cfg: DictConfig, run_dir: Path, stopper: _GracefulStop, attempt: atte
         "train_time_s": round(state["step_time"], 3), "startup_s": startup,
         "device": device, "precision": precision, "num_labels": len(splits.labels),
         "train_size": len(train_set), "val_size": len(val_set), "test_size": len(test_set),
+        "test_classes": class_metrics.per_class(test_set.labels, preds, splits.labels),
     }
     _write_final(run_dir, result)
+    retention.after_completion(run_dir, t.keep_last_checkpoint)
     tracker.summary({"val": state["best_val"], "test": test_metrics, "wall_time_s": result["wall_time_s"]})
     tracker.finish()
     log.info("done in %.1f s: best val %s=%.4f at step %s; test accuracy=%.4f macro_f1=%.4f", elapsed,
