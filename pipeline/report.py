@@ -8,8 +8,9 @@ Images are inlined as base64 PNGs and the sorting script is inline, so the file 
 cluster and opened anywhere, offline.
 
 The confusion matrix comes from ``metrics.json`` (``test_classes``, which training writes, or
-``confusion_matrix`` at the top level or under ``test``: a list of rows, or ``{"labels": [...], "matrix": [[...]]}``) and, when that is absent,
-is counted from the run's ``test_predictions.csv`` (columns ``label`` and ``prediction``).
+``confusion_matrix`` at the top level or under ``test``: a list of rows, or
+``{"labels": [...], "matrix": [[...]]}``) and, when that is absent, is counted from the run's
+``test_predictions.csv`` (columns ``label`` and ``prediction``).
 """
 
 from __future__ import annotations
