@@ -238,7 +238,7 @@ def test_watch_follows_a_local_sweep_to_its_end(shared_data, tmp_path):
     for n in (0, 1):
         mine = [ln for ln in lines if ln.startswith(f"job {n} ")]
         assert any(" running" in ln for ln in mine), mine  # seen while it ran
-        assert any("step " in ln and "/" in ln and "samples/s" in ln for ln in mine), mine
+        assert any("step " in ln and "/" in ln for ln in mine), mine  # samples/s only once a step was timed
         assert mine[-1].startswith(f"job {n} finished: COMPLETED val_macro_f1="), mine
         assert sum("finished" in ln for ln in mine) == 1
     assert "best by val_macro_f1" in out  # the results table at the end

@@ -91,10 +91,12 @@ def test_confusion_from_metrics_json_or_from_predictions(tmp_path):
     assert confusion(run) == (["x", "y"], [[3, 1], [2, 4]], "metrics.json")
 
 
-def test_report_of_an_empty_sweep(tmp_path):
+def test_report_of_a_sweep_whose_jobs_have_not_started(tmp_path):
     root = tmp_path / "sweep"
     root.mkdir()
     atomic.write_text(root / "multirun.yaml", "hydra:\n  mode: MULTIRUN\n")
+    atomic.write_json(root / "sweep.json", {"scheduler": "lsf", "jobs": [
+        {"job_num": 0, "job_id": "7[1]", "run_dir": str(root / "0"), "overrides": ["seed=0"]}]})
     paths = R.aggregate(root)
     text = paths["report.html"].read_text()
     assert "No completed run reports val_macro_f1 yet" in text and "No failed jobs." in text
