@@ -20,6 +20,8 @@ from hydra.core.utils import JobReturn, filter_overrides
 from hydra.errors import CompactHydraException
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
 
+from pipeline.errors import SubmissionError
+
 from . import _sweep
 
 log = logging.getLogger(__name__)
@@ -52,7 +54,7 @@ def drop_unexpanded_folder(folder: Path) -> None:
             pass
 
 
-class LocalLaunchError(CompactHydraException, ValueError):
+class LocalLaunchError(CompactHydraException, SubmissionError):
     """A launcher setting that cannot work: Hydra prints the message alone (one line)."""
 
 
