@@ -3,16 +3,14 @@
 - unit: grouping, the time check (one line, exit 2, before submission), narrowing a pickled pack to one
   run, the warm model cache giving exactly the weights of a cold load;
 - a packed sweep (k=3 over 7 points, so the last job is short) completes with every run dir right, on
-  local processes and on the fake LSF; ``pipeline status`` and ``results`` work per run;
-- USR2 to a packed LSF job in its second point: the requeued job skips the completed point, resumes
-  the interrupted one from its checkpoint and runs the rest;
+  local processes (the fake LSF: tests/lsf/test_packed_sweep.py); ``pipeline status`` and ``results``
+  work per run;
 - ``pipeline rerun --failed`` in a packed sweep resubmits only the failed point.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -124,7 +122,7 @@ def test_warm_model_is_exactly_a_cold_one_even_after_training_changed_the_first(
 # ------------------------------------------------------------------------------------------ sweeps
 
 
-def _check_packed_sweep(sweep: Path, scheduler: str) -> dict:
+def check_packed_sweep(sweep: Path, scheduler: str) -> dict:
     manifest = read_json(sweep / "sweep.json")
     assert manifest["scheduler"] == scheduler and manifest["runs_per_job"] == 3
     assert [p["job_nums"] for p in manifest["packs"]] == [[0, 1, 2], [3, 4, 5], [6]]
@@ -154,7 +152,7 @@ def test_packed_local_sweep_k3_over_7_points(shared_data, tmp_path: Path) -> Non
                  env=env, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "7 runs packed 3 per job into 3 scheduler jobs, the last one 1" in res.stdout + res.stderr
-    _check_packed_sweep(sweep, "local")
+    check_packed_sweep(sweep, "local")
     status = cli("status", str(sweep), env=env)
     assert status.returncode == 0, status.stderr
     results = cli("results", str(sweep), "--format", "json", env=env)
@@ -170,54 +168,6 @@ def test_packed_k_too_long_for_the_limit_is_refused_before_anything_runs(tmp_pat
     said = res.stderr.strip().splitlines()
     assert len(said) == 1 and "= 40 min per job (timeout_min 30 min): too long" in said[0], said
     assert not (sweep / "sweep.json").exists()
-
-
-@pytest.mark.lsf
-@pytest.mark.slow
-def test_packed_lsf_sweep_k3_over_7_points(lsf, shared_data, tmp_path: Path) -> None:
-    sweep = tmp_path / "sweep"
-    env = train_env(tmp_path, **lsf.env)
-    res = run_py(tmp_path, "-m", "cluster=lsf", "hydra.launcher.aggregate=false", *SHORT, SEVEN,
-                 "hydra.launcher.runs_per_job=3", "hydra.launcher.expected_run_min=5", f"hydra.sweep.dir={sweep}",
-                 env=env, timeout=120)
-    assert res.returncode == 0, res.stderr[-3000:]
-    assert "runs_per_job=3 x 5.0 min expected per run (hydra.launcher.expected_run_min) = 15 min per job" \
-        in res.stdout
-    assert len(lsf.calls("bsub")) == 1  # one array of 3 elements
-    lsf.wait_all(timeout=600)
-    manifest = _check_packed_sweep(sweep, "lsf")
-    assert manifest["arrays"][0]["size"] == 7  # runs (job_num 0-6), in 3 array elements
-    assert len(list((sweep / ".submitit").glob("*_submitted.pkl"))) == 3
-
-
-@pytest.mark.lsf
-@pytest.mark.slow
-def test_packed_lsf_job_requeued_midway_resumes_its_point_and_skips_finished_ones(lsf, shared_data,
-                                                                                  tmp_path: Path) -> None:
-    sweep = tmp_path / "sweep"
-    env = train_env(tmp_path, **lsf.env, PIPELINE_FAULTS="write_metrics.jsonl:sleep=0.2")
-    res = run_py(tmp_path, "-m", "cluster=lsf", "hydra.launcher.aggregate=false", *SHORT, "seed=0,1,2",
-                 "hydra.launcher.runs_per_job=3", f"hydra.sweep.dir={sweep}", env=env, timeout=120)
-    assert res.returncode == 0, res.stderr[-3000:]
-    manifest = read_json(sweep / "sweep.json")
-    job_id = manifest["packs"][0]["job_id"]
-    log = sweep / "1" / "metrics.jsonl"
-    deadline = time.time() + 300
-    while not (log.is_file() and len(log.read_text().splitlines()) >= 12):  # point 1 past its first checkpoint
-        assert time.time() < deadline, "point 1 did not start"
-        time.sleep(0.2)
-    first = (sweep / "0" / "metrics.json").read_bytes()
-    assert lsf.run("bkill", "-s", "USR2", job_id).returncode == 0
-    lsf.wait_all(timeout=600)
-    assert [c["argv"] for c in lsf.calls("brequeue")] == [[job_id]]
-    assert (sweep / "0" / "metrics.json").read_bytes() == first  # skipped, not run again
-    assert read_json(sweep / "0" / "metrics.json")["attempts"] == 1
-    resumed = read_json(sweep / "1" / "metrics.json")
-    assert resumed["status"] == "completed" and resumed["attempts"] == 2
-    attempts = read_json(sweep / "1" / "attempts.json")
-    assert attempts["attempts"][0]["status"] == "requeued" and attempts["attempts"][1]["start_step"] >= 10
-    assert read_json(sweep / "2" / "metrics.json")["attempts"] == 1
-    assert read_json(sweep / "2" / "metrics.json")["status"] == "completed"
 
 
 @pytest.mark.slow

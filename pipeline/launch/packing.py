@@ -88,21 +88,21 @@ class PackedJob:
 
     def __call__(self) -> list[Any]:
         global point_started
-        import logging
+        import sys
 
-        log = logging.getLogger(__name__)
         results: list[Any] = []
         first_error: BaseException | None = None
         for point, run_dir in zip(self.points, self.run_dirs, strict=True):
             if completed(run_dir):
-                log.info("packed job: run %s already completed; skipped", point.job_num)
+                print(f"packed job: run {point.job_num} already completed; skipped", file=sys.stderr, flush=True)
                 results.append(_skipped(point, run_dir))
                 continue
             point_started = time.time()
             try:
                 results.append(point())
             except Exception as e:  # noqa: BLE001 - one failed point does not stop the others
-                log.error("packed job: run %s failed: %s", point.job_num, e)
+                print(f"packed job: run {point.job_num} failed ({e}); going on with the next run", file=sys.stderr,
+                      flush=True)
                 first_error = first_error or e
                 results.append(None)
             finally:
