@@ -167,7 +167,7 @@ def test_packed_k_too_long_for_the_limit_is_refused_before_anything_runs(tmp_pat
     assert res.returncode == 2, res.stdout + res.stderr
     said = res.stderr.strip().splitlines()
     assert len(said) == 1 and "= 40 min per job (timeout_min 30 min): too long" in said[0], said
-    assert not (sweep / "sweep.json").exists()
+    assert not (sweep / "sweep.json").exists() and not (sweep / ".submitit").exists()
 
 
 @pytest.mark.slow

@@ -65,3 +65,35 @@ def test_packed_lsf_job_requeued_midway_resumes_its_point_and_skips_finished_one
     assert "packed job: run 0 already completed; skipped" in Path(manifest["jobs"][0]["stderr"]).read_text()
     assert read_json(sweep / "2" / "metrics.json")["attempts"] == 1
     assert read_json(sweep / "2" / "metrics.json")["status"] == "completed"
+
+
+def test_dry_run_says_k_times_the_run_time_and_refuses_a_k_over_the_queue_limit(tmp_path: Path, monkeypatch) -> None:
+    import json
+    import os
+
+    from tests.lsf.conftest import run_app
+
+    monkeypatch.setenv("PATH", str(Path(os.__file__).parent))  # no bsub anywhere
+    env = {"PATH": os.environ["PATH"]}
+    common = ["x=range(7)", "hydra.launcher.dry_run=true", "cluster=dtu_gpua100", "hydra.launcher.expected_run_min=400"]
+    res = run_app(tmp_path, *common, "hydra.launcher.runs_per_job=3", env=env)
+    assert res.returncode == 0, res.stderr
+    assert ("[lsf] 7 runs packed 3 per job into 3 scheduler jobs, the last one 1; runs_per_job=3 x 400.0 min "
+            "expected per run (hydra.launcher.expected_run_min) = 1200 min per job (the queue's run limit "
+            "max_timeout_min 1440 min)") in res.stdout
+    data = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    assert data["packs"] == [{"job_id": "DRYRUN1[1]", "job_nums": [0, 1, 2]},
+                             {"job_id": "DRYRUN1[2]", "job_nums": [3, 4, 5]},
+                             {"job_id": "DRYRUN1[3]", "job_nums": [6]}]
+    assert [j["job_id"] for j in data["jobs"]] == ["DRYRUN1[1]"] * 3 + ["DRYRUN1[2]"] * 3 + ["DRYRUN1[3]"]
+    assert '#BSUB -J "my_app[1-3]' in (tmp_path / "sweep" / ".submitit" / "DRYRUN1_submission.sh").read_text()
+
+    again = tmp_path / "again"  # python run.py: the one-line refusal exits 2 (tests/lsf/app exits 1 via Hydra)
+    res = run_py(again, "-m", "model=tiny", "seed=range(7)", "hydra.launcher.dry_run=true", "cluster=dtu_gpua100",
+                 "hydra.launcher.expected_run_min=400", "hydra.launcher.runs_per_job=4",
+                 f"hydra.sweep.dir={again / 'sweep'}", env=train_env(again, PATH=os.environ["PATH"]), timeout=120)
+    assert res.returncode == 2, res.stdout + res.stderr
+    said = res.stderr.strip().splitlines()
+    assert len(said) == 1 and said[0].endswith("= 1600 min per job (the queue's run limit max_timeout_min 1440 "
+                                               "min): too long; use hydra.launcher.runs_per_job=3 or fewer"), said
+    assert not (again / "sweep" / "sweep.json").exists() and not (again / "sweep" / ".submitit").exists()
