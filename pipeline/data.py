@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline import atomic, data_options, data_report
+from pipeline import atomic, data_options, data_report, warm
 from pipeline.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -362,8 +362,8 @@ def tokenize_splits(splits: Splits, tokenizer: Any, tokenizer_id: str, max_lengt
         if cache_dir else None
     if path is not None and path.is_file():
         try:
-            with np.load(path) as z:
-                out = {s: Encoded(z[f"{s}_ids"], z[f"{s}_offsets"], z[f"{s}_labels"]) for s in SPLITS}
+            z = warm.token_arrays(path)  # once per process (a packed job runs several points)
+            out = {s: Encoded(z[f"{s}_ids"], z[f"{s}_offsets"], z[f"{s}_labels"]) for s in SPLITS}
             log.info("tokenised data from cache %s", path)
             return out
         except Exception as e:  # a damaged cache file is rebuilt, never trusted

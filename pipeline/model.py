@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from pipeline import warm
 from pipeline.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -53,13 +54,11 @@ def quiet_transformers() -> None:
 
 def load_tokenizer(model_cfg: Any) -> tuple[Any, str]:
     """The tokenizer and a string that identifies it (for the token cache key)."""
-    from transformers import AutoTokenizer
-
     quiet_transformers()
     source = offline_minilm_path() if not model_cfg.pretrained and not model_cfg.path else \
         resolve_model_path(model_cfg)
     try:
-        tok = AutoTokenizer.from_pretrained(source)
+        tok = warm.tokenizer(source)  # once per process (a packed job runs several points)
     except OSError as e:
         raise _hub_error(source, e) from None
     ident = f"{tok.__class__.__name__}:{source if not Path(source).exists() else Path(source).name}:" \
@@ -69,7 +68,7 @@ def load_tokenizer(model_cfg: Any) -> tuple[Any, str]:
 
 def build_model(model_cfg: Any, labels: list[str], vocab_size: int, seed: int) -> Any:
     import torch
-    from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
+    from transformers import BertConfig, BertForSequenceClassification
 
     id2label = dict(enumerate(labels))
     label2id = {v: k for k, v in id2label.items()}
@@ -84,7 +83,7 @@ def build_model(model_cfg: Any, labels: list[str], vocab_size: int, seed: int) -
     source = resolve_model_path(model_cfg)
     torch.manual_seed(seed)  # the new classification head is initialised from the seed
     try:
-        return AutoModelForSequenceClassification.from_pretrained(
+        return warm.sequence_classifier(  # the weights file is read once per process
             source, num_labels=len(labels), id2label=id2label, label2id=label2id,
             ignore_mismatched_sizes=True)
     except OSError as e:

@@ -219,6 +219,16 @@ def _load_call(path: Path) -> Any:
         raise RerunError(f"cannot load {path}: {type(e).__name__}: {R.first_line(e)}") from None
 
 
+def _unpacked(call: Any, job_num: int | None) -> Any:
+    """The call of one run of a packed job (``hydra.launcher.runs_per_job``); any other call as it is."""
+    from pipeline.launch.packing import unpack_call
+
+    try:
+        return unpack_call(call, int(job_num))  # type: ignore[arg-type]
+    except (ValueError, TypeError) as e:
+        raise RerunError(f"cannot take run {job_num} out of its packed job: {e}") from None
+
+
 def _job_parts(call: Any, scheduler: str, folder: Path) -> tuple[Any, list[str]]:
     """(launcher, the job's overrides) of a pickled job call."""
     if scheduler == "lsf":
@@ -299,7 +309,7 @@ def plan(path: Path, overrides: Sequence[str], jobs: Sequence[int] | None = None
         if pickle is None:
             raise RerunError(f"job {run.label}: no {run.job_id} submission pickle under {folder} (deleted?); "
                              "rerun it by hand with python run.py hydra.run.dir=<its run dir> <its overrides>")
-        call = _load_call(pickle)
+        call = _unpacked(_load_call(pickle), run.job_num)  # a packed job: only this run
         this_launcher, old = _job_parts(call, scheduler, folder)
         launcher = launcher or this_launcher
         run_dir = run.run_dir or _listed_run_dir(meta, run, sweep.path) or sweep.path / run.name

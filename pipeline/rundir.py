@@ -16,7 +16,10 @@ The manifest (``sweep.json``)::
      "aggregate_job_id": null, "aggregate_submitted": <epoch s>, "gpus_per_job": 0}
 
 plus, for LSF, ``"dialect"`` (lsf10 or openlava) and ``"dry_run": true`` when nothing was submitted, and
-``"reruns"`` (one record per ``pipeline rerun``). ``aggregate_submitted`` is the time the current
+``"reruns"`` (one record per ``pipeline rerun``). A packed sweep (``hydra.launcher.runs_per_job=k > 1``,
+:mod:`pipeline.launch.packing`) adds ``"runs_per_job": k`` and ``"packs": [{"job_id": "1234[1]",
+"job_nums": [0, 1, 2]}]`` (the points each scheduler job runs, in order); each of those points' entry
+under ``jobs`` has that job's id and logs. ``aggregate_submitted`` is the time the current
 aggregation job was submitted: ``results/`` older than that belongs to an earlier aggregation.
 
 The requeue marker (``<submitit folder>/<job stem>_requeue_requested.json``) is written by a job just

@@ -98,7 +98,10 @@ def manifest(*, scheduler: str, submitit_folder: str | Path, arrays: list[dict[s
 def write(sweep_dir: Path, data: dict[str, Any], initial_job_idx: int) -> dict[str, Any]:
     """Write ``sweep.json``; a batch after the first (initial_job_idx > 0) is added to what is there."""
     from pipeline import rundir
+    from pipeline.launch import packing
 
+    if initial_job_idx > 0 and "packs" in data:
+        packing.merge_packs(rundir.read_manifest(sweep_dir), data)
     return rundir.write_manifest(sweep_dir, data, initial_job_idx)
 
 

@@ -29,6 +29,11 @@ class LsfQueueConf(BaseQueueConf):
     dry_run: bool = False
     # lsf10 (IBM Spectrum LSF 10) or openlava (no -gpu, -wa/-wt, memory units or bjobs -json)
     dialect: str = "lsf10"
+    # sweep points run one after another in one job (one process: imports and model load paid once per job)
+    runs_per_job: int = 1
+    # minutes one run is expected to take: runs_per_job x this must fit the run limit; null: no check
+    # (or the longest completed run already in the sweep directory)
+    expected_run_min: float | None = None
     # bsub -q; null: the cluster's default queue
     queue: str | None = None
     # bsub -P; null: no project
@@ -95,6 +100,10 @@ class LocalProcessesConf(BaseQueueConf):
     visible_gpus: list[int] = field(default_factory=list)
     # requeues after the time limit for checkpointable jobs
     max_num_timeout: int = 0
+    # sweep points run one after another in one process (imports and model load paid once per job)
+    runs_per_job: int = 1
+    # minutes one run is expected to take: runs_per_job x this must fit timeout_min; null: no check
+    expected_run_min: float | None = None
     # must stay true: local jobs are always waited for
     wait: bool = True
 
@@ -107,6 +116,10 @@ class SlurmManifestConf(SlurmQueueConf):
 
     # false: submit, write sweep.json and return; true: wait for the results (hydra-submitit's behaviour)
     wait: bool = True
+    # sweep points run one after another in one job (imports and model load paid once per job)
+    runs_per_job: int = 1
+    # minutes one run is expected to take: runs_per_job x this must fit timeout_min; null: no check
+    expected_run_min: float | None = None
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="lsf", node=LsfQueueConf(), provider="pipeline")

@@ -17,7 +17,10 @@ from typing import Any
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, filter_overrides
+from hydra.errors import CompactHydraException
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
+
+from pipeline.errors import SubmissionError
 
 from . import _sweep
 
@@ -51,14 +54,27 @@ def drop_unexpanded_folder(folder: Path) -> None:
             pass
 
 
+class LocalLaunchError(CompactHydraException, SubmissionError):
+    """A launcher setting that cannot work: Hydra prints the message alone (one line)."""
+
+
 class LocalProcessesLauncher(BaseSubmititLauncher):
     _EXECUTOR = "local"
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         import submitit
 
+        from pipeline.launch import packing
+
         assert self.config is not None
         p = self.params
+        try:
+            k = packing.runs_per_job(p)
+            sweep_dir = Path(str(self.config.hydra.sweep.dir)).absolute()
+            time_line = packing.check_time(k, *packing.expected_run_min(p, sweep_dir), p.get("timeout_min"),
+                                           "timeout_min") if k > 1 else ""
+        except packing.PackError as e:
+            raise LocalLaunchError(str(e)) from None
         if not p.get("wait", True):
             raise ValueError("hydra.launcher.wait=false: local_processes always waits for its jobs "
                              "(use an LSF or Slurm launcher to submit and return)")
@@ -75,49 +91,68 @@ class LocalProcessesLauncher(BaseSubmititLauncher):
                 "stderr_to_stdout": bool(p.get("stderr_to_stdout", False))}
         executor.update_parameters(**{k: v for k, v in base.items() if v is not None})
 
-        sweep_dir = Path(str(self.config.hydra.sweep.dir)).absolute()
         sweep_dir.mkdir(parents=True, exist_ok=True)
         state = Singleton.get_state()
         dirs = _sweep.run_dirs(self, job_overrides, initial_job_idx)
-        entries = [_sweep.job_entry(initial_job_idx + k, None, dirs[k], None, None, o)
-                   for k, o in enumerate(job_overrides)]
+        entries = [_sweep.job_entry(initial_job_idx + n, None, dirs[n], None, None, o)
+                   for n, o in enumerate(job_overrides)]
+        groups = packing.chunks(len(job_overrides), k)
+        calls: list[Any] = [None] * len(groups)  # None: self(...) for one point per job
+
+        if k > 1:
+            points = [packing.LauncherCall(self, list(o), "hydra.sweep.dir", initial_job_idx + n,
+                                           f"job_id_for_{initial_job_idx + n}", state)
+                      for n, o in enumerate(job_overrides)]
+            calls = packing.pack(points, dirs, k)  # type: ignore[assignment]
+            log.info(f"{packing.describe(k, len(job_overrides))}; {time_line}")
 
         def save() -> None:
+            extra = {}
+            if k > 1:
+                extra = packing.manifest_fields(k, groups, [entries[g[0]]["job_id"] for g in groups],
+                                                initial_job_idx)
             data = _sweep.manifest(scheduler="local", submitit_folder=executor.folder, arrays=[], jobs=entries,
-                                   gpus_per_job=base["gpus_per_node"], launcher_pid=os.getpid())
+                                   gpus_per_job=base["gpus_per_node"], launcher_pid=os.getpid(), **extra)
             _sweep.write(sweep_dir, data, initial_job_idx)
 
         save()
         log.info(f"Local sweep in {sweep_dir}: {len(job_overrides)} jobs, {n_parallel} at a time; follow it with "
                  f"`pipeline watch {sweep_dir}` or `pipeline logs {sweep_dir} {initial_job_idx} -f`")
         view = _progress_view(sweep_dir, self.config)
-        jobs: list[Any] = [None] * len(job_overrides)
-        running: dict[int, int] = {}  # job index -> slot
+        jobs: list[Any] = [None] * len(groups)
+        running: dict[int, int] = {}  # scheduler job index -> slot
         free = list(range(n_parallel))
         nxt = 0
-        while nxt < len(job_overrides) or running:
-            while nxt < len(job_overrides) and free:
+        while nxt < len(groups) or running:
+            while nxt < len(groups) and free:
                 slot = free.pop(0)
-                idx = initial_job_idx + nxt
-                overrides = job_overrides[nxt]
-                log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+                for n in groups[nxt]:
+                    log.info(f"\t#{initial_job_idx + n} : {' '.join(filter_overrides(job_overrides[n]))}")
                 if slots[slot]:
                     executor.update_parameters(visible_gpus=slots[slot])
-                job = executor.submit(self, list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", state)
+                if calls[nxt] is None:
+                    idx = initial_job_idx + nxt
+                    job = executor.submit(self, list(job_overrides[nxt]), "hydra.sweep.dir", idx,
+                                          f"job_id_for_{idx}", state)
+                else:
+                    job = executor.submit(calls[nxt])
                 jobs[nxt] = job
-                entries[nxt].update(job_id=str(job.job_id), stdout=str(job.paths.stdout),
-                                    stderr=str(job.paths.stdout if base["stderr_to_stdout"] else job.paths.stderr))
+                for n in groups[nxt]:
+                    entries[n].update(job_id=str(job.job_id), stdout=str(job.paths.stdout), stderr=str(
+                        job.paths.stdout if base["stderr_to_stdout"] else job.paths.stderr))
                 running[nxt] = slot
                 nxt += 1
                 save()
-            for k in [k for k in running if jobs[k].done()]:
-                free.append(running.pop(k))
+            for done in [done for done in running if jobs[done].done()]:
+                free.append(running.pop(done))
             view.refresh()
             if running:
                 time.sleep(POLL_S)
         view.refresh(force=True)
         view.close()
         drop_unexpanded_folder(executor.folder)
+        if k > 1:
+            return packing.flatten([job.results()[0] for job in jobs])
         return [job.results()[0] for job in jobs]
 
 

@@ -41,6 +41,7 @@ GENERIC_KEYS = frozenset(f.name for f in dataclasses.fields(BaseQueueConf)) - {"
 LAUNCHER_KEYS = frozenset({
     "submitit_folder", "wait", "dry_run", "max_num_timeout", "python",
     "aggregate", "aggregate_queue", "aggregate_timeout_min", "aggregate_mem_per_slot",
+    "runs_per_job", "expected_run_min",
 })
 
 
@@ -83,11 +84,12 @@ class LsfLauncher(BaseSubmititLauncher):
         from submitit.core.utils import FailedSubmissionError
 
         from pipeline.launch.lsf import what_to_change
+        from pipeline.launch.packing import PackError
         from pipeline.lsf.lsf import BsubNotFoundError, LsfConfigError
 
         try:
             return self._launch(job_overrides, initial_job_idx)
-        except (LsfConfigError, BsubNotFoundError) as e:
+        except (LsfConfigError, BsubNotFoundError, PackError) as e:
             raise LsfLaunchError(str(e)) from None
         except FailedSubmissionError as e:  # bsub answered no: nothing ran, no job failed
             said = str(e)
@@ -102,7 +104,11 @@ class LsfLauncher(BaseSubmititLauncher):
         sweep_dir = Path(str(self.config.hydra.sweep.dir)).absolute()
 
         # 1. everything that can be wrong fails here, before any file or bsub
+        from pipeline.launch import packing
+
+        k = packing.runs_per_job(p)
         executor = self.make_executor()
+        time_line = self._check_pack_time(k, executor, sweep_dir) if k > 1 else None
         if aggregate:
             self.aggregate_script(executor, sweep_dir, ["0"])
         executor.check_can_submit()
@@ -116,22 +122,26 @@ class LsfLauncher(BaseSubmititLauncher):
         folder.mkdir(parents=True, exist_ok=True)
         payload = _payload.write(folder, self, Singleton.get_state())
         fns = []
-        for k, overrides in enumerate(job_overrides):
-            idx = initial_job_idx + k
+        for n, overrides in enumerate(job_overrides):
+            idx = initial_job_idx + n
             log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
             fns.append(_payload.SweepJob(payload, list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}"))
-        jobs = executor.submit_array(fns)
+        dirs = _sweep.run_dirs(self, job_overrides, initial_job_idx)
+        groups = packing.chunks(len(fns), k)
+        packed = executor.submit_array(packing.pack(fns, dirs, k) if k > 1 else fns)
+        jobs = [packed[g] for g, group in enumerate(groups) for _ in group]  # each point's scheduler job
 
         # 3. the manifest, then the aggregation job
-        dirs = _sweep.run_dirs(self, job_overrides, initial_job_idx)
         one_log = bool(executor.parameters.get("stderr_to_stdout", False))
         entries = [
-            _sweep.job_entry(initial_job_idx + k, job.job_id, dirs[k], job.paths.stdout,
-                             job.paths.stdout if one_log else job.paths.stderr, job_overrides[k])
-            for k, job in enumerate(jobs)
+            _sweep.job_entry(initial_job_idx + n, job.job_id, dirs[n], job.paths.stdout,
+                             job.paths.stdout if one_log else job.paths.stderr, job_overrides[n])
+            for n, job in enumerate(jobs)
         ]
         arrays = _sweep.arrays_of([job.job_id for job in jobs], initial_job_idx, "lsf")
         extra: dict[str, Any] = {"dialect": executor.parameters.get("dialect", "lsf10")}
+        if k > 1:
+            extra.update(packing.manifest_fields(k, groups, [j.job_id for j in packed], initial_job_idx))
         if dry_run:
             extra["dry_run"] = True
         data = _sweep.manifest(scheduler="lsf", submitit_folder=executor.folder, arrays=arrays, jobs=entries,
@@ -144,13 +154,29 @@ class LsfLauncher(BaseSubmititLauncher):
             _sweep.write(sweep_dir, data, 0)
 
         self._report(arrays, executor, data.get("aggregate_job_id"), dry_run, wait)
+        if k > 1:
+            print(f"[lsf] {packing.describe(k, len(fns))}; {time_line}", file=sys.stdout, flush=True)
         if wait:
+            if k > 1:
+                return packing.flatten([job.results()[0] for job in packed])
             return [job.results()[0] for job in jobs]
         return [
             JobReturn(overrides=list(overrides), working_dir=dirs[k], task_name=str(self.config.hydra.job.name),
                       status=JobStatus.COMPLETED, _return_value=jobs[k].job_id)
             for k, overrides in enumerate(job_overrides)
         ]
+
+    def _check_pack_time(self, k: int, executor: Any, sweep_dir: Path) -> str:
+        """k x the expected run time against the queue's run limit (else the job's timeout_min)."""
+        from pipeline.launch import packing
+
+        p = self.params
+        per_run, source = packing.expected_run_min(p, sweep_dir)
+        if p.get("max_timeout_min") is not None:
+            limit, name = p["max_timeout_min"], "the queue's run limit max_timeout_min"
+        else:
+            limit, name = p.get("timeout_min"), "timeout_min"
+        return packing.check_time(k, per_run, source, limit, name)
 
     def _submit_aggregate(self, executor: Any, sweep_dir: Path, arrays: list[dict[str, Any]],
                           dry_run: bool) -> str | None:

@@ -47,7 +47,7 @@ class SlurmManifestLauncher(SlurmLauncher):
         if shutil.which("sbatch") is None:  # submitit would fail later, with a traceback about srun
             raise SlurmLaunchError(SBATCH_NOT_FOUND)
         os.environ["PYTHONPATH"] = _sweep.plugin_pythonpath()  # sbatch exports it: the jobs unpickle us
-        params = {k: v for k, v in self.params.items() if k != "wait"}
+        params = {k: v for k, v in self.params.items() if k not in ("wait", "runs_per_job", "expected_run_min")}
         init = {"folder": params["submitit_folder"]}
         if "max_num_timeout" in params:
             init["slurm_max_num_timeout"] = params["max_num_timeout"]
@@ -76,36 +76,55 @@ class SlurmManifestLauncher(SlurmLauncher):
                 from None
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        from pipeline.launch import packing
+
         assert self.config is not None
         params = dict(self.params)
         wait = bool(params.pop("wait", True))
+        sweep_dir = Path(str(self.config.hydra.sweep.dir)).absolute()
+        try:
+            k = packing.runs_per_job(params)
+            time_line = packing.check_time(k, *packing.expected_run_min(params, sweep_dir),
+                                           params.get("timeout_min"), "timeout_min") if k > 1 else ""
+        except packing.PackError as e:
+            raise SlurmLaunchError(str(e)) from None
         executor = self.make_executor()
 
-        sweep_dir = Path(str(self.config.hydra.sweep.dir)).absolute()
         sweep_dir.mkdir(parents=True, exist_ok=True)
         state = Singleton.get_state()
         job_params = []
-        for k, overrides in enumerate(job_overrides):
-            idx = initial_job_idx + k
+        for n, overrides in enumerate(job_overrides):
+            idx = initial_job_idx + n
             log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
             job_params.append((list(overrides), "hydra.sweep.dir", idx, f"job_id_for_{idx}", state))
-        jobs = self.submit_array(executor, self, job_params)
-
         dirs = _sweep.run_dirs(self, job_overrides, initial_job_idx)
+        groups = packing.chunks(len(job_params), k)
+        if k > 1:
+            points = [packing.LauncherCall(self, *args) for args in job_params]
+            packed = self.submit_array(executor, packing.RunPack(), [(j,) for j in packing.pack(points, dirs, k)])
+        else:
+            packed = self.submit_array(executor, self, job_params)
+        jobs = [packed[g] for g, group in enumerate(groups) for _ in group]  # each point's scheduler job
+
         one_log = bool(params.get("stderr_to_stdout", False))
         entries = [
-            _sweep.job_entry(initial_job_idx + k, job.job_id, dirs[k], job.paths.stdout,
-                             job.paths.stdout if one_log else job.paths.stderr, job_overrides[k])
-            for k, job in enumerate(jobs)
+            _sweep.job_entry(initial_job_idx + n, job.job_id, dirs[n], job.paths.stdout,
+                             job.paths.stdout if one_log else job.paths.stderr, job_overrides[n])
+            for n, job in enumerate(jobs)
         ]
+        extra = packing.manifest_fields(k, groups, [j.job_id for j in packed], initial_job_idx) if k > 1 else {}
         data = _sweep.manifest(scheduler="slurm", submitit_folder=params["submitit_folder"],
                                arrays=_sweep.arrays_of([j.job_id for j in jobs], initial_job_idx, "slurm"),
-                               jobs=entries, gpus_per_job=int(params.get("gpus_per_node") or 0))
+                               jobs=entries, gpus_per_job=int(params.get("gpus_per_node") or 0), **extra)
         _sweep.write(sweep_dir, data, initial_job_idx)
         for a in data["arrays"]:
             print(f"[slurm] submitted {a['job_id']} ({a['size']} jobs); sweep {self.config.hydra.sweep.dir}",
                   flush=True)
+        if k > 1:
+            print(f"[slurm] {packing.describe(k, len(job_params))}; {time_line}", flush=True)
         if wait:
+            if k > 1:
+                return packing.flatten([job.results()[0] for job in packed])
             return [job.results()[0] for job in jobs]
         return [JobReturn(overrides=list(o), working_dir=dirs[k], status=JobStatus.COMPLETED,
                           _return_value=jobs[k].job_id) for k, o in enumerate(job_overrides)]

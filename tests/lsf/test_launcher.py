@@ -34,12 +34,16 @@ def test_discovery(cls: type) -> None:
 
 @pytest.mark.lsf
 @pytest.mark.usefixtures("lsf")
-@pytest.mark.parametrize("launcher_name, overrides", [("lsf", LSF_WAIT)])
+@pytest.mark.parametrize("launcher_name, overrides", [("lsf", LSF_WAIT),
+                                                     ("lsf", [*LSF_WAIT, "hydra.launcher.runs_per_job=2"])])
 class TestLsfLauncher(LauncherTestSuite):
     pass
 
 
-@pytest.mark.parametrize("launcher_name, overrides", [("local_processes", ["hydra.launcher.timeout_min=2"])])
+@pytest.mark.parametrize("launcher_name, overrides", [
+    ("local_processes", ["hydra.launcher.timeout_min=2"]),
+    ("local_processes", ["hydra.launcher.timeout_min=2", "hydra.launcher.runs_per_job=2"]),  # packed jobs
+])
 class TestLocalProcessesLauncher(LauncherTestSuite):
     pass
 
