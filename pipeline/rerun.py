@@ -222,16 +222,16 @@ def _load_call(path: Path) -> Any:
 def _job_parts(call: Any, scheduler: str, folder: Path) -> tuple[Any, list[str]]:
     """(launcher, the job's overrides) of a pickled job call."""
     if scheduler == "lsf":
-        from hydra_plugins.pipeline_launchers import _payload
+        from hydra_plugins.pipeline_launchers import SweepJob, load_payload
 
         fn = call.function
-        if not isinstance(fn, _payload.SweepJob):
+        if not isinstance(fn, SweepJob):
             raise RerunError(f"the pickled job is a {type(fn).__name__}, not a sweep job of the lsf launcher")
         payload = Path(fn.payload)
         if not payload.is_file() and (folder / payload.name).is_file():
             fn.payload = str(folder / payload.name)  # the sweep was moved
         try:
-            launcher, _ = _payload._load(fn.payload)
+            launcher, _ = load_payload(fn.payload)
         except OSError as e:
             raise RerunError(f"cannot read the sweep's launcher {fn.payload}: {e.strerror or e}") from None
         return launcher, list(fn.overrides)
@@ -378,10 +378,10 @@ def _executor(p: Plan) -> Any:
 def _local_executor(launcher: Any) -> Any:
     import submitit
 
-    from hydra_plugins.pipeline_launchers import _sweep
+    from hydra_plugins.pipeline_launchers import plugin_pythonpath
 
     p = launcher.params
-    os.environ["PYTHONPATH"] = _sweep.plugin_pythonpath()  # the job processes unpickle the launcher
+    os.environ["PYTHONPATH"] = plugin_pythonpath()  # the job processes unpickle the launcher
     executor = submitit.LocalExecutor(folder=p["submitit_folder"], max_num_timeout=int(p.get("max_num_timeout", 0)))
     base = {"timeout_min": p.get("timeout_min"), "tasks_per_node": p.get("tasks_per_node") or 1,
             "gpus_per_node": int(p.get("gpus_per_node") or 0), "nodes": p.get("nodes") or 1,
@@ -394,10 +394,10 @@ def _new_call(p: Plan, t: Target) -> Any:
     """The job's call with its new overrides, pinned to its run directory."""
     overrides = t.overrides + _pins(p.sweep.path.absolute(), t.run_dir.absolute())
     if p.scheduler == "lsf":
-        from hydra_plugins.pipeline_launchers import _payload
+        from hydra_plugins.pipeline_launchers import SweepJob
 
         fn = t.call.function
-        return _payload.SweepJob(Path(fn.payload), overrides, fn.job_dir_key, fn.job_num, fn.job_id)
+        return SweepJob(Path(fn.payload), overrides, fn.job_dir_key, fn.job_num, fn.job_id)
     return (overrides, *t.call.args[1:])
 
 
@@ -492,7 +492,7 @@ def _aggregate_job(p: Plan, executor: Any) -> str | None:
     ids += [base_id(str(st.run.job_id), "lsf") for st in p.statuses
             if st.state in (R.PENDING, R.RUNNING, R.REQUEUED) and st.run.job_id and st.run.job_id not in ids]
     arrays = [{"job_id": i} for i in dict.fromkeys(ids)]
-    return p.launcher._submit_aggregate(executor, p.sweep.path.absolute(), arrays, False)
+    return p.launcher.submit_aggregate(executor, p.sweep.path.absolute(), arrays, False)
 
 
 def _line(p: Plan, t: Target, dry_run: bool) -> str:

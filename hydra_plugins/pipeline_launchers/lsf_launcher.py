@@ -68,11 +68,11 @@ class LsfLauncher(BaseSubmititLauncher):
         return executor
 
     def aggregate_script(self, executor: Any, sweep_dir: Path, depends_on: Sequence[str]) -> str:
-        from pipeline.lsf.lsf import _make_aggregate_bsub_string
+        from pipeline.lsf.lsf import make_aggregate_bsub_string
 
         p, ex = self.params, executor.parameters
         command = f"{executor.python} -m pipeline.cli aggregate {shlex.quote(str(sweep_dir))}"
-        return _make_aggregate_bsub_string(
+        return make_aggregate_bsub_string(
             command, sweep_dir, depends_on=depends_on, job_name=f"{ex.get('job_name', 'sweep')}_aggregate",
             queue=p.get("aggregate_queue"), project=ex.get("project"), dialect=ex.get("dialect", "lsf10"),
             timeout_min=int(p.get("aggregate_timeout_min", 30)), mem_per_slot=p.get("aggregate_mem_per_slot"),
@@ -140,7 +140,7 @@ class LsfLauncher(BaseSubmititLauncher):
         if aggregate:
             from pipeline import rundir
 
-            rundir.set_aggregate_job(data, self._submit_aggregate(executor, sweep_dir, data["arrays"], dry_run))
+            rundir.set_aggregate_job(data, self.submit_aggregate(executor, sweep_dir, data["arrays"], dry_run))
             _sweep.write(sweep_dir, data, 0)
 
         self._report(arrays, executor, data.get("aggregate_job_id"), dry_run, wait)
@@ -152,17 +152,17 @@ class LsfLauncher(BaseSubmititLauncher):
             for k, overrides in enumerate(job_overrides)
         ]
 
-    def _submit_aggregate(self, executor: Any, sweep_dir: Path, arrays: list[dict[str, Any]],
+    def submit_aggregate(self, executor: Any, sweep_dir: Path, arrays: list[dict[str, Any]],
                           dry_run: bool) -> str | None:
         from pipeline import atomic, rundir
-        from pipeline.lsf.lsf import _run_bsub
+        from pipeline.lsf.lsf import run_bsub
 
         script = sweep_dir / rundir.AGGREGATE_SCRIPT
         atomic.write_text(script, self.aggregate_script(executor, sweep_dir, [a["job_id"] for a in arrays]))
         if dry_run:
             return None
         try:
-            return _run_bsub(script)
+            return run_bsub(script)
         except Exception as e:  # noqa: BLE001 - the sweep itself is submitted: say so, do not fail it
             log.error(f"the aggregation job was not submitted ({e}); once the sweep ends run: "
                       f"python -m pipeline.cli aggregate {shlex.quote(str(sweep_dir))}")

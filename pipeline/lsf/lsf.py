@@ -7,7 +7,7 @@
   (or resubmission where brequeue is refused), once, whatever other signals arrive meanwhile.
 - ``LsfExecutor``: a ``PicklingExecutor``; a batch of N jobs is one ``bsub`` array ``-J "name[1-N]%P"``
   (several arrays above ``max_array_size``), each script read by ``bsub`` on stdin and kept next to the logs.
-- ``_make_bsub_string``: the pure function that writes the job script; its signature is the list of
+- ``make_bsub_string``: the pure function that writes the job script; its signature is the list of
   valid parameters.
 
 Files of job ``123[4]`` in the submitit folder use the stem ``123_4`` (what LSF writes for ``%J_%I``):
@@ -394,11 +394,11 @@ class LsfJobEnvironment(job_environment.JobEnvironment):
         base, _ = split_job_id(self.job_id)
         spec_path = indep / f"{base}_bsub.json"
         spec = json.loads(spec_path.read_text())
-        text = _make_bsub_string(command=spec["command"], folder=spec["folder"], resubmit_of=self.job_id,
+        text = make_bsub_string(command=spec["command"], folder=spec["folder"], resubmit_of=self.job_id,
                                  **spec["parameters"])
         script = indep / f".resubmission_{uuid.uuid4().hex}.sh"
         script.write_text(text)
-        new_id = _run_bsub(script, own_session=True)
+        new_id = run_bsub(script, own_session=True)
         script.rename(indep / f"{file_stem(self.job_id)}_resubmission_{new_id}.sh")
         with self.paths.resubmitted.open("a") as f:
             f.write(new_id + "\n")
@@ -451,7 +451,7 @@ class LsfExecutor(core.PicklingExecutor):
     dry_run: bool
         write the scripts and pickles, but do not run bsub (job ids ``DRYRUN<n>``)
 
-    Use ``update_parameters`` for the bsub options (see ``_make_bsub_string``); an unknown key raises a
+    Use ``update_parameters`` for the bsub options (see ``make_bsub_string``); an unknown key raises a
     ValueError listing the valid ones with their defaults.
     """
 
@@ -486,7 +486,7 @@ class LsfExecutor(core.PicklingExecutor):
             string = "\n  - ".join(f"{x} (default: {y!r})" for x, y in sorted(defaults.items()))
             raise ValueError(f"Unavailable parameter(s): {invalid}\nValid parameters are:\n  - {string}")
         # check that the parameters, merged with those already set, make a script LSF accepts
-        _make_bsub_string(command="nothing to do", folder=self.folder, **{**self.parameters, **kwargs})
+        make_bsub_string(command="nothing to do", folder=self.folder, **{**self.parameters, **kwargs})
         super()._internal_update_parameters(**kwargs)
 
     @classmethod
@@ -498,10 +498,10 @@ class LsfExecutor(core.PicklingExecutor):
         return " ".join([self.python, "-u -m submitit.core._submit", shlex.quote(str(self.folder))])
 
     def _num_tasks(self) -> int:
-        return 1  # one task per job (nodes=1, tasks_per_node=1 are enforced by _make_bsub_string)
+        return 1  # one task per job (nodes=1, tasks_per_node=1 are enforced by make_bsub_string)
 
     def _make_submission_file_text(self, command: str, uid: str) -> str:
-        return _make_bsub_string(command=command, folder=self.folder, **self.parameters)
+        return make_bsub_string(command=command, folder=self.folder, **self.parameters)
 
     def _make_submission_command(self, submission_file_path: Path) -> list[str]:
         return ["bsub"]  # the script goes on stdin: bsub reads #BSUB lines only from there
@@ -583,7 +583,7 @@ class LsfExecutor(core.PicklingExecutor):
         indep = utils.JobPaths.get_first_id_independent_folder(self.folder)
         command = self._submitit_command_str
         params = dict(self.parameters)
-        text = _make_bsub_string(command=command, folder=self.folder, map_count=map_count, **params)
+        text = make_bsub_string(command=command, folder=self.folder, map_count=map_count, **params)
         tmp = indep / f".submission_file_{uuid.uuid4().hex}.sh"
         tmp.write_text(text)
         if self.dry_run:  # DRYRUN1, DRYRUN2, ...: the next number free in this folder
@@ -591,7 +591,7 @@ class LsfExecutor(core.PicklingExecutor):
                      if (m := re.match(r"DRYRUN(\d+)_bsub\.json$", p.name))]
             job_id = f"DRYRUN{max(taken, default=0) + 1}"
         else:
-            job_id = _run_bsub(tmp)
+            job_id = run_bsub(tmp)
         first = element_id(job_id, 1 if map_count is not None else None)
         paths = LsfJobPaths(self.folder, job_id=first)
         paths.folder.mkdir(parents=True, exist_ok=True)
@@ -601,7 +601,7 @@ class LsfExecutor(core.PicklingExecutor):
         return job_id
 
 
-def _run_bsub(script: Path, own_session: bool = False) -> str:
+def run_bsub(script: Path, own_session: bool = False) -> str:
     """Submit ``script`` on bsub's stdin and return the job id; bsub's exit code and stderr are the truth.
 
     ``own_session``: for a bsub run from inside a job, out of reach of the signals LSF sends that job.
@@ -750,13 +750,13 @@ def _resources(*, cores: int, gpus: int, gpu_mode: str, mem_per_slot_mb: int | N
 @functools.lru_cache
 def _get_default_parameters() -> dict[str, tp.Any]:
     """Parameters that can be set through update_parameters, with their defaults."""
-    specs = inspect.getfullargspec(_make_bsub_string)
+    specs = inspect.getfullargspec(make_bsub_string)
     defaults = dict(zip(specs.kwonlyargs, [specs.kwonlydefaults[k] for k in specs.kwonlyargs]))  # type: ignore[index]
     return {k: v for k, v in defaults.items() if k not in {"map_count", "resubmit_of"}}
 
 
 # pylint: disable=too-many-arguments,too-many-locals
-def _make_bsub_string(
+def make_bsub_string(
     command: str,
     folder: str | Path,
     *,
@@ -920,7 +920,7 @@ def _make_bsub_string(
     return "\n".join(lines)
 
 
-def _make_aggregate_bsub_string(
+def make_aggregate_bsub_string(
     command: str,
     log_dir: str | Path,
     *,

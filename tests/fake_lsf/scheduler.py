@@ -745,7 +745,7 @@ def _spawn_supervisor(jobid) -> int:
     log = open(os.path.join(spool_dir(jobid), "supervisor.log"), "ab")
     try:
         p = subprocess.Popen(
-            [sys.executable, os.path.join(HERE, "_lsf.py"), "supervise", str(jobid)],
+            [sys.executable, os.path.join(HERE, "scheduler.py"), "supervise", str(jobid)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log,
             start_new_session=True, close_fds=True, cwd="/",
         )
@@ -2169,5 +2169,5 @@ if __name__ == "__main__":
         sys.exit(supervise(sys.argv[2]))
     if len(sys.argv) >= 2 and sys.argv[1] in COMMANDS:
         sys.exit(main(sys.argv[1], sys.argv[2:]))
-    sys.stderr.write("usage: _lsf.py {supervise JOBID | bsub|bjobs|... args}\n")
+    sys.stderr.write("usage: scheduler.py {supervise JOBID | bsub|bjobs|... args}\n")
     sys.exit(2)
