@@ -172,7 +172,7 @@ def _signal_group(pid) -> None:
 
 @pytest.fixture
 def fake_lsf(tmp_path, monkeypatch):
-    """A private fake LSF 10.1 cluster: ``bsub bjobs bkill bpeek brequeue bqueues bstop bresume`` on PATH."""
+    """A private fake LSF 10.1 cluster: ``bsub bjobs bkill bpeek brequeue`` on PATH."""
     directory = tmp_path / "fake_lsf_state"
     directory.mkdir()
     for name in SCRUB:

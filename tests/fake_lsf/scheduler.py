@@ -415,10 +415,8 @@ def jobs_by_name(state: dict, pattern: str):
 # ----------------------------------------------------------------------------------------------------
 # dependency expressions
 
-DEP_FUNCS = {
-    "done", "ended", "exit", "started", "post_done", "post_err",
-    "numdone", "numended", "numexit", "numpend", "numrun", "numstart", "numhold",
-}
+#: the dependency functions the project writes (``ended``) and the fake's own tests use
+DEP_FUNCS = {"done", "ended", "exit"}
 
 
 class DepError(Exception):
@@ -575,11 +573,11 @@ def eval_dependency(node, state: dict):
     stats = [t[0]["elements"][str(i)]["stat"] for t in targets for i in t[1]]
     codes = [t[0]["elements"][str(i)].get("exit_code") for t in targets for i in t[1]]
     total = len(stats)
-    if func in ("done", "post_done"):
+    if func == "done":
         if all(s == "DONE" for s in stats):
             return True
         return False if any(s == "EXIT" for s in stats) else None
-    if func in ("exit", "post_err"):
+    if func == "exit":
         if arg:
             m = re.fullmatch(r"\s*(==|!=|>=|<=|>|<)?\s*(\d+)\s*", arg)
             ok = [s == "EXIT" and codes[k] is not None and m is not None and _cmp(codes[k], arg, total)
@@ -591,18 +589,7 @@ def eval_dependency(node, state: dict):
         return False if any(s == "DONE" for s in stats) or all(s in FINISHED for s in stats) else None
     if func == "ended":
         return True if all(s in FINISHED for s in stats) else None
-    if func == "started":
-        return True if all(s not in ("PEND", "PSUSP") for s in stats) else None
-    count = {
-        "numdone": sum(s == "DONE" for s in stats),
-        "numexit": sum(s == "EXIT" for s in stats),
-        "numended": sum(s in FINISHED for s in stats),
-        "numpend": sum(s == "PEND" for s in stats),
-        "numhold": sum(s == "PSUSP" for s in stats),
-        "numrun": sum(s in ACTIVE for s in stats),
-        "numstart": sum(s not in ("PEND", "PSUSP") for s in stats),
-    }[func]
-    return True if _cmp(count, arg, total) else None
+    raise DepError(f"unknown dependency function {func}")
 
 
 def dependency_refs(node) -> list[str]:
@@ -1374,25 +1361,6 @@ OPENLAVA_BJOBS_USAGE = (
 )
 
 
-def _v_runtime(job, idx, el):
-    if not el.get("start"):
-        return "0 second(s)"
-    end = el.get("finish") or time.time()
-    return f"{int(end - el['start'])} second(s)"
-
-
-def _v_time_left(job, idx, el):
-    if not job.get("run_limit") or el["stat"] not in ACTIVE or not el.get("start"):
-        return None
-    spm = seconds_per_minute()
-    left_min = max(0, int((el["start"] + float(job["run_limit"]) * spm - time.time()) / spm))
-    return f"{left_min // 60}:{left_min % 60:02d} L"
-
-
-def _v_finish(job, idx, el):
-    return (_short_time(el.get("finish")) + " L") if el.get("finish") else None
-
-
 def _v_exit_code(job, idx, el):
     if el["stat"] == "EXIT" and el.get("exit_code") is not None:
         return str(el["exit_code"])
@@ -1413,87 +1381,29 @@ def _v_jobid(job, idx, el):
     return str(job["id"])
 
 
-def _v_gpu_num(job):
-    m = re.search(r"num=(\d+)", str(job.get("gpu") or ""))
-    return m.group(1) if m else ("1" if job.get("gpu") else None)
-
-
-def _v_tmpl(job, idx, key):
-    return _subst(job[key], job, idx) if job.get(key) else None
-
-
-def _v_resreq(job, idx, el):
-    return " ".join(job.get("resreq") or []) or None
-
-
 FIELDS = {
     # name: (header, value function, recommended width)
     "jobid": ("JOBID", _v_jobid, 7),
     "jobindex": ("JOBINDEX", lambda j, i, e: str(i if j["array"] else 0), 8),
     "stat": ("STAT", lambda j, i, e: display_stat(j, e), 5),
     "user": ("USER", lambda j, i, e: j["user"], 7),
-    "user_group": ("USER_GROUP", lambda j, i, e: None, 15),
     "queue": ("QUEUE", lambda j, i, e: j["queue"], 10),
     "job_name": ("JOB_NAME", lambda j, i, e: element_name(j, i), 10),
-    "job_description": ("JOB_DESCRIPTION", lambda j, i, e: j.get("description"), 17),
-    "proj_name": ("PROJ_NAME", lambda j, i, e: str(j.get("project") or "default"), 11),
-    "application": ("APPLICATION", lambda j, i, e: j.get("app"), 13),
-    "service_class": ("SERVICE_CLASS", lambda j, i, e: None, 13),
-    "job_group": ("JOB_GROUP", lambda j, i, e: j.get("group"), 10),
-    "job_priority": ("JOB_PRIORITY", lambda j, i, e: None, 12),
-    "dependency": ("DEPENDENCY", lambda j, i, e: j.get("depend"), 15),
     "pend_reason": ("PEND_REASON", lambda j, i, e: e.get("pend_reason") if e["stat"] in ("PEND", "PSUSP")
                     else None, 11),
-    "command": ("COMMAND", lambda j, i, e: ";".join(j["command"].strip().splitlines()), 15),
-    "pids": ("PIDS", lambda j, i, e: str(e["pid"]) if e.get("pid") and e["stat"] in ACTIVE else None, 20),
     "exit_code": ("EXIT_CODE", _v_exit_code, 10),
     "exit_reason": ("EXIT_REASON", _v_exit_reason, 50),
     "from_host": ("FROM_HOST", lambda j, i, e: j["from_host"], 11),
-    "first_host": ("FIRST_HOST", lambda j, i, e: hostname() if e.get("exec_host") else None, 11),
     "exec_host": ("EXEC_HOST", lambda j, i, e: e.get("exec_host"), 11),
-    "nexec_host": ("NEXEC_HOST", lambda j, i, e: "1" if e.get("exec_host") else None, 10),
-    "alloc_slot": ("ALLOC_SLOT", lambda j, i, e: e.get("exec_host"), 20),
-    "nalloc_slot": ("NALLOC_SLOT", lambda j, i, e: str(j["ncores"]) if e.get("exec_host") else None, 10),
-    "nreq_slot": ("NREQ_SLOT", lambda j, i, e: str(j["ncores"]), 10),
-    "slots": ("SLOTS", lambda j, i, e: str(j["ncores"]), 5),
-    "min_req_proc": ("MIN_REQ_PROC", lambda j, i, e: str(j["ncores"]), 12),
-    "max_req_proc": ("MAX_REQ_PROC", lambda j, i, e: str(j["ncores"]), 12),
     "submit_time": ("SUBMIT_TIME", lambda j, i, e: _short_time(j["submit_time"]), 15),
-    "start_time": ("START_TIME", lambda j, i, e: _short_time(e.get("start")) or None, 15),
-    "finish_time": ("FINISH_TIME", _v_finish, 16),
-    "time_left": ("TIME_LEFT", _v_time_left, 11),
     "runtimelimit": ("RUNTIMELIMIT", lambda j, i, e: format_minutes(j["run_limit"]) if j.get("run_limit")
                      else None, 12),
     "warning_action": ("WARNING_ACTION", lambda j, i, e: signal_name(j["warn_sig"]) if j.get("warn_sig")
                        else None, 15),
     "action_warning_time": ("ACTION_WARNING_TIME", lambda j, i, e: format_minutes(j["warn_time"])
                             if j.get("warn_time") is not None else None, 19),
-    "cpu_used": ("CPU_USED", lambda j, i, e: "0.0 second(s)" if e.get("start") else None, 10),
-    "run_time": ("RUN_TIME", _v_runtime, 15),
-    "mem": ("MEM", lambda j, i, e: None, 15),
-    "max_mem": ("MAX_MEM", lambda j, i, e: None, 15),
-    "avg_mem": ("AVG_MEM", lambda j, i, e: None, 15),
-    "memlimit": ("MEMLIMIT", lambda j, i, e: str(j["mem_limit"]) if j.get("mem_limit") else None, 10),
-    "swap": ("SWAP", lambda j, i, e: None, 15),
-    "effective_resreq": ("EFFECTIVE_RESREQ", _v_resreq, 17),
-    "combined_resreq": ("COMBINED_RESREQ", _v_resreq, 20),
-    "gpu_num": ("GPU_NUM", lambda j, i, e: _v_gpu_num(j), 10),
-    "output_file": ("OUTPUT_FILE", lambda j, i, e: e.get("out_path") or _v_tmpl(j, i, "out_tmpl"), 11),
-    "error_file": ("ERROR_FILE", lambda j, i, e: e.get("err_path") or _v_tmpl(j, i, "err_tmpl"), 10),
-    "input_file": ("INPUT_FILE", lambda j, i, e: None, 10),
-    "sub_cwd": ("SUB_CWD", lambda j, i, e: j["sub_cwd"], 10),
-    "exec_cwd": ("EXEC_CWD", lambda j, i, e: e.get("cwd") if e.get("start") else None, 10),
-    "exec_home": ("EXEC_HOME", lambda j, i, e: os.path.expanduser("~") if e.get("start") else None, 10),
-    "nthreads": ("NTHREADS", lambda j, i, e: None, 10),
-    "pend_time": ("PEND_TIME", lambda j, i, e: str(int((e.get("start") or time.time()) - j["submit_time"])),
-                  10),
 }
-ALIASES = {
-    "id": "jobid", "name": "job_name", "proj": "proj_name", "project": "proj_name", "app": "application",
-    "sla": "service_class", "group": "job_group", "priority": "job_priority", "cmd": "command",
-    "description": "job_description", "ugroup": "user_group", "warn_act": "warning_action",
-    "warn_time": "action_warning_time", "eresreq": "effective_resreq", "cresreq": "combined_resreq",
-}
+ALIASES = {"id": "jobid", "name": "job_name"}
 
 
 class FormatError(Exception):
@@ -1590,52 +1500,6 @@ def _render_default(rows, header: bool, wide: bool) -> str:
     return "\n".join(out) + ("\n" if out else "")
 
 
-def _render_long(rows) -> str:
-    blocks = []
-    for job, idx, el in rows:
-        stat = display_stat(job, el)
-        cmd = ";".join(job["command"].strip().splitlines())
-        lines = [
-            f"Job <{element_label(job, idx)}>, Job Name <{element_name(job, idx)}>, User <{job['user']}>, "
-            f"Project <{job['project']}>, Status <{stat}>, Queue <{job['queue']}>, Command <{cmd}>",
-            f"{_ctime(job['submit_time'])[:-5]}: Submitted from host <{job['from_host']}>, "
-            f"CWD <{job['sub_cwd']}>;",
-        ]
-        if job.get("run_limit"):
-            lines += ["", " RUNLIMIT", f" {format_minutes(job['run_limit'])} min", ""]
-        if el["stat"] in ("PEND", "PSUSP"):
-            reason = el.get("pend_reason") or "New job is waiting for scheduling"
-            lines += [" PENDING REASONS:", f" {reason};"]
-        if el.get("start"):
-            lines.append(f"{_ctime(el['start'])[:-5]}: Started 1 Task(s) on Host(s) <{el.get('exec_host')}>, "
-                         f"Allocated {job['ncores']} Slot(s) on Host(s) <{el.get('exec_host')}>, "
-                         f"Execution Home <{os.path.expanduser('~')}>, Execution CWD <{el.get('cwd')}>;")
-        if el["stat"] == "DONE":
-            lines.append(f"{_ctime(el['finish'])[:-5]}: Done successfully. The CPU time used is 0.0 seconds.")
-        elif el["stat"] == "EXIT":
-            code = el.get("exit_code")
-            if code is not None:
-                lines.append(f"{_ctime(el['finish'])[:-5]}: Exited with exit code {code}. "
-                             "The CPU time used is 0.0 seconds.")
-            else:
-                lines.append(f"{_ctime(el['finish'])[:-5]}: Exited; job has been killed while pending.")
-        blocks.append("\n".join(lines))
-    return ("\n" + "-" * 78 + "\n\n").join(blocks) + "\n"
-
-
-def _render_array_summary(jobs, header: bool) -> str:
-    out = []
-    if header:
-        out.append("JOBID     ARRAY_SPEC  OWNER  NJOBS PEND DONE  RUN EXIT SSUSP USUSP PSUSP")
-    for job in jobs:
-        stats = [el["stat"] for el in job["elements"].values()]
-        c = {s: stats.count(s) for s in ("PEND", "DONE", "RUN", "EXIT", "SSUSP", "USUSP", "PSUSP")}
-        out.append(f"{str(job['id']):<9} {job['name']:<11} {job['user']:<6} {len(stats):>5} {c['PEND']:>4} "
-                   f"{c['DONE']:>4} {c['RUN']:>4} {c['EXIT']:>4} {c['SSUSP']:>5} {c['USUSP']:>5} "
-                   f"{c['PSUSP']:>5}")
-    return "\n".join(out) + ("\n" if out else "")
-
-
 def main_bjobs(argv: list[str]) -> int:
     log_call("bjobs", argv)
     dial = dialect()
@@ -1645,7 +1509,7 @@ def main_bjobs(argv: list[str]) -> int:
                          "batch system daemon not responding ... still trying\n"
                          "LSF is down. Please wait ...\n")
         return 255
-    single_flags = set("aAdlprswWxX")
+    single_flags = set("adprswx")
     single_args = set("JuqPmgG")
     long_flags = {"-noheader", "-json", "-hms", "-aps", "-UF"}
     long_args = {"-o", "-sla", "-app", "-Lp"}
@@ -1698,7 +1562,7 @@ def main_bjobs(argv: list[str]) -> int:
 
     fmt = a.get("-o")
     if fmt is None and dial == "lsf10" and os.environ.get("LSB_BJOBS_FORMAT", "").strip() \
-            and not (f & {"-l", "-A", "-W"}):
+            :
         fmt = os.environ["LSB_BJOBS_FORMAT"]
     cols = delim = None
     if fmt is not None:
@@ -1792,21 +1656,8 @@ def main_bjobs(argv: list[str]) -> int:
         sys.stderr.write(msg + "\n")
     if not rows:
         return rc
-    if "-A" in f:
-        seen, jobs = set(), []
-        for job, _i, _e in rows:
-            if job["id"] not in seen:
-                seen.add(job["id"])
-                jobs.append(job)
-        sys.stdout.write(_render_array_summary(jobs, header))
-    elif "-l" in f:
-        sys.stdout.write(_render_long(rows))
-    elif cols is not None:
+    if cols is not None:
         sys.stdout.write(_render_columns(cols, delim, rows, header))
-    elif "-W" in f:
-        wcols, wdelim = parse_format("jobid user stat queue from_host exec_host job_name submit_time "
-                                     "proj_name cpu_used mem swap pids start_time finish_time")
-        sys.stdout.write(_render_columns(wcols, wdelim, rows, header))
     else:
         sys.stdout.write(_render_default(rows, header, wide="-w" in f))
     return rc
@@ -1982,49 +1833,6 @@ def main_brequeue(argv: list[str]) -> int:
     return rc
 
 
-def _main_stop_resume(cmd: str, argv: list[str]) -> int:
-    log_call(cmd, argv)
-    usage = (f"Usage: {cmd} [-h] [-V] [-a] [-J job_name] [-u user_name | -u all]\n"
-             "       [job_ID | \"job_ID[index]\" ...]")
-    try:
-        _f, a, refs = _parse_simple(argv, "a", "J u q m", cmd, usage)
-    except BsubError as exc:
-        sys.stderr.write(f"{exc}\n")
-        return 255
-    rc = 0
-    msgs: list[tuple[bool, str]] = []
-    with Store(state_dir()).locked() as st:
-        for job, idxs, label in _select_targets(st, cmd, refs, a):
-            if job is None:
-                msgs.append((False, f"Job <{label}>: No matching job found"))
-                rc = 255
-                continue
-            live = [i for i in idxs if job["elements"][str(i)]["stat"] not in FINISHED]
-            if not live:
-                msgs.append((False, f"Job <{label}>: Job has already finished"))
-                rc = 255
-                continue
-            for i in live:
-                el = job["elements"][str(i)]
-                if cmd == "bstop":
-                    if el["stat"] == "PEND":
-                        el.update({"stat": "PSUSP",
-                                   "pend_reason": "The job was suspended by the user while pending"})
-                    elif el["stat"] == "RUN":
-                        el.setdefault("req", []).append({"type": "stop"})
-                else:
-                    if el["stat"] == "PSUSP":
-                        el.update({"stat": "PEND", "pend_reason": "New job is waiting for scheduling"})
-                        ensure_supervisor(job)
-                    elif el["stat"] in ("USUSP", "SSUSP"):
-                        el.setdefault("req", []).append({"type": "resume"})
-            verb = "is being stopped" if cmd == "bstop" else "is being resumed"
-            msgs.append((True, f"Job <{label}> {verb}"))
-    for ok, msg in msgs:
-        (sys.stdout if ok else sys.stderr).write(msg + "\n")
-    return rc
-
-
 # ----------------------------------------------------------------------------------------------------
 # bpeek
 
@@ -2116,33 +1924,6 @@ def _cat(path: str | None, pos: int) -> int:
 
 
 # ----------------------------------------------------------------------------------------------------
-# bqueues
-
-
-def main_bqueues(argv: list[str]) -> int:
-    log_call("bqueues", argv)
-    queues = allowed_queues() or [default_queue()]
-    wanted = [a for a in argv if not a.startswith("-")]
-    st = Store(state_dir()).read()
-    rc = 0
-    lines = ["QUEUE_NAME      PRIO STATUS          MAX JL/U JL/P JL/H NJOBS  PEND   RUN  SUSP "]
-    for q in wanted or queues:
-        if q not in queues:
-            sys.stderr.write(f"{q}: No such queue\n")
-            rc = 255
-            continue
-        els = [el for j in st["jobs"].values() if j["queue"] == q for el in j["elements"].values()]
-        pend = sum(el["stat"] in ("PEND", "PSUSP") for el in els)
-        run = sum(el["stat"] == "RUN" for el in els)
-        susp = sum(el["stat"] in ("USUSP", "SSUSP") for el in els)
-        lines.append(f"{q:<15} {30:>4}  {'Open:Active':<15} {'-':>3} {'-':>4} {'-':>4} {'-':>4} "
-                     f"{pend + run + susp:>5} {pend:>5} {run:>5} {susp:>5} ")
-    if len(lines) > 1:
-        sys.stdout.write("\n".join(lines) + "\n")
-    return rc
-
-
-# ----------------------------------------------------------------------------------------------------
 # entry point
 
 COMMANDS = {
@@ -2151,9 +1932,6 @@ COMMANDS = {
     "bkill": main_bkill,
     "brequeue": main_brequeue,
     "bpeek": main_bpeek,
-    "bqueues": main_bqueues,
-    "bstop": lambda argv: _main_stop_resume("bstop", argv),
-    "bresume": lambda argv: _main_stop_resume("bresume", argv),
 }
 
 
