@@ -22,7 +22,6 @@ Errors are one line on stderr (``error: ...``) and exit status 2.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import sys
@@ -34,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.data import file_sha256
 from pipeline.errors import DataError, PipelineError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,14 +70,6 @@ def compose(overrides: list[str]) -> Any:
 # ------------------------------------------------------------------------------------------------- fetch
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _expected_sha(cfg: Any) -> str:
     sha = cfg.data.get("sha256")
     if not sha:
@@ -105,7 +97,7 @@ def fetch(cfg: Any, raw_dir: Path = RAW_DIR, mirror: str | None = None) -> Path:
     mirror = mirror if mirror is not None else os.environ.get(MIRROR_ENV) or None
     url = cfg.data.get("url")
     if not mirror and not url:
-        if dest.is_file() and sha256_of(dest) == expected:
+        if dest.is_file() and file_sha256(dest) == expected:
             print(f"{dest} is present and its sha256 matches; nothing to fetch")
             return dest
         raise DataError(
@@ -135,7 +127,7 @@ def fetch(cfg: Any, raw_dir: Path = RAW_DIR, mirror: str | None = None) -> Path:
                     f"could not download {url} ({reason}): offline? set {MIRROR_ENV}=<folder holding {name}> "
                     "(e.g. ../shared/data) or run `dvc pull`"
                 ) from None
-        got = sha256_of(tmp)
+        got = file_sha256(tmp)
         if got != expected:
             raise DataError(
                 f"refusing '{where}': its sha256 is {got}, configs/data/{cfg.data.name}.yaml expects "
@@ -188,7 +180,7 @@ def prepare(cfg: Any, raw_dir: Path = RAW_DIR, out_root: Path = PROCESSED_DIR) -
     if not raw.is_file():
         raise DataError(f"'{raw}' does not exist: run `dvc repro fetch@{cfg.data.name}` (or `dvc pull`) first")
     expected = cfg.data.get("sha256")
-    sha = sha256_of(raw)
+    sha = file_sha256(raw)
     if expected and sha != str(expected).lower():
         raise DataError(f"'{raw}' has sha256 {sha}, configs/data/{cfg.data.name}.yaml expects {expected}: "
                         f"rerun `dvc repro fetch@{cfg.data.name}`")

@@ -71,13 +71,6 @@ def print_results(console: Any, table: Any, title: str | None = None, pick: Sequ
 # ----------------------------------------------------------------------------------------------- status
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    s = int(round(seconds))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
-
 def _num(v: float | None, digits: int = 4) -> str:
     if v is None:
         return ""
@@ -98,9 +91,9 @@ def status_grid(statuses: Sequence[Any], metric: str, title: str | None = None) 
         Column("best", f"best {metric_header(metric)}", right=True, priority=7, aliases=(f"best {metric}",)),
         Column("note", text=True, priority=6, min_width=20),
     ]
-    from pipeline.watch import step_and_eta
+    from pipeline.watch import duration, step_and_eta
 
-    rows = [[st.run.label, st.run.job_id or "", st.state.upper(), st.sched, _duration(st.runtime_s),
+    rows = [[st.run.label, st.run.job_id or "", st.state.upper(), st.sched, duration(st.runtime_s),
              _num(st.epoch, 0), *step_and_eta(st), _num(st.best), st.note or ""] for st in statuses]
     return Grid(columns=columns, rows=rows, title=title, cell_styles={"state": _state_styles()})
 
