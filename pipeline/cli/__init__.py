@@ -1,0 +1,3 @@
+"""The ``pipeline`` command (typer) and ``python run.py --help``.
+
+Import-light: nothing heavy is imported here."""
