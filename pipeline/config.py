@@ -68,7 +68,7 @@ class TrainerConf:
     monitor: str = "macro_f1"  # accuracy | macro_f1 | loss (val metric that picks the best checkpoint)
     log_every_steps: int = 20
     device: str = "auto"  # auto | cpu | cuda
-    cpu_kernels: str = "auto"  # auto | all | attention | dropout | none (pipeline/cpu_kernels.py)
+    cpu_kernels: str = "auto"  # auto | all | attention | dropout | none (pipeline/models/cpu_kernels.py)
 
 
 @dataclass
@@ -105,7 +105,7 @@ def register() -> None:
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 MONITORS = ("accuracy", "macro_f1", "loss")
-CPU_KERNELS = ("auto", "all", "attention", "dropout", "none")  # = pipeline.cpu_kernels.CHOICES
+CPU_KERNELS = ("auto", "all", "attention", "dropout", "none")  # = pipeline.models.cpu_kernels.CHOICES
 
 
 def check(cfg: Any) -> None:

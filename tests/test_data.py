@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from pipeline import data
 from pipeline.config import Config
+from pipeline.data import data
 from pipeline.errors import DataError
 
 

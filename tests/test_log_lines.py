@@ -1,6 +1,6 @@
 """Training and evaluation log lines number epochs the same way: 1-based, over the total."""
 
-from pipeline.train import epoch_label
+from pipeline.train.train import epoch_label
 
 
 def test_epoch_label_is_one_based_and_matches_the_evaluation():

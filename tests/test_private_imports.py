@@ -98,7 +98,7 @@ def test_the_check_catches_each_kind(tmp_path):
     pkg = tmp_path / "pipeline" / "train"
     pkg.mkdir(parents=True)
     cases = {
-        "from pipeline.lsf.lsf import _run_bsub": 1,
+        "from pipeline.launch.submitit_lsf.lsf import _run_bsub": 1,
         "from hydra_plugins.pipeline_launchers import _payload": 1,
         "from hydra_plugins.pipeline_launchers._sweep import run_dirs": 1,
         "import hydra_plugins.pipeline_launchers._sweep": 1,

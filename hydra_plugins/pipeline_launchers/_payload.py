@@ -48,7 +48,7 @@ class SweepJob:
         return launcher(self.overrides, self.job_dir_key, self.job_num, self.job_id, state)
 
     def checkpoint(self) -> Any:
-        """Run this job again after a requeue; ``pipeline.train.fit`` resumes from checkpoints/last."""
+        """Run this job again after a requeue; ``pipeline.train.train.fit`` resumes from checkpoints/last."""
         import submitit
 
         return submitit.helpers.DelayedSubmission(self)

@@ -6,7 +6,7 @@ With ``wait: false`` (the default) the launcher validates every setting, submits
 ``<sweep_dir>/sweep.json``, submits one aggregation job (``bsub -w "ended(<arrays>)"``), prints the job
 ids and the follow-up commands, and returns. With ``wait: true`` it waits for the results like
 hydra-submitit-launcher. On the compute node the pickled launcher runs the job (``__call__``) and, at
-the run limit, ``checkpoint()`` gives submitit the same call to requeue; ``pipeline.train.fit`` saves
+the run limit, ``checkpoint()`` gives submitit the same call to requeue; ``pipeline.train.train.fit`` saves
 ``checkpoints/last`` first and resumes from it.
 
 ``import submitit`` and the LSF backend are lazy: plugin discovery stays fast.
@@ -53,7 +53,7 @@ class LsfLauncher(BaseSubmititLauncher):
 
     def make_executor(self) -> Any:
         """An LsfExecutor with every parameter checked (unknown keys, limits, memory, quoting)."""
-        from pipeline.lsf.lsf import LsfExecutor
+        from pipeline.launch.submitit_lsf.lsf import LsfExecutor
 
         p = self.params
         executor = LsfExecutor(Path(str(p["submitit_folder"])).absolute(),
@@ -62,13 +62,13 @@ class LsfLauncher(BaseSubmititLauncher):
         generic = {k: v for k, v in p.items() if k in GENERIC_KEYS and v is not None}
         specific = {k: v for k, v in p.items() if k not in GENERIC_KEYS and k not in LAUNCHER_KEYS}
         specific["env"] = {"PYTHONPATH": _sweep.plugin_pythonpath(), **(specific.get("env") or {})}
-        if int(p.get("gpus_per_node") or 0) > 0:  # the job refuses to train on the CPU (pipeline.doctor)
+        if int(p.get("gpus_per_node") or 0) > 0:  # the job refuses to train on the CPU (pipeline.train.doctor)
             specific["env"]["PIPELINE_GPUS"] = str(int(p["gpus_per_node"]))
         executor.update_parameters(**executor._convert_parameters(generic), **specific)
         return executor
 
     def aggregate_script(self, executor: Any, sweep_dir: Path, depends_on: Sequence[str]) -> str:
-        from pipeline.lsf.lsf import make_aggregate_bsub_string
+        from pipeline.launch.submitit_lsf.lsf import make_aggregate_bsub_string
 
         p, ex = self.params, executor.parameters
         command = f"{executor.python} -m pipeline.cli aggregate {shlex.quote(str(sweep_dir))}"
@@ -83,7 +83,7 @@ class LsfLauncher(BaseSubmititLauncher):
         from submitit.core.utils import FailedSubmissionError
 
         from pipeline.launch.lsf import what_to_change
-        from pipeline.lsf.lsf import BsubNotFoundError, LsfConfigError
+        from pipeline.launch.submitit_lsf.lsf import BsubNotFoundError, LsfConfigError
 
         try:
             return self._launch(job_overrides, initial_job_idx)
@@ -155,7 +155,7 @@ class LsfLauncher(BaseSubmititLauncher):
     def submit_aggregate(self, executor: Any, sweep_dir: Path, arrays: list[dict[str, Any]],
                           dry_run: bool) -> str | None:
         from pipeline import atomic, rundir
-        from pipeline.lsf.lsf import run_bsub
+        from pipeline.launch.submitit_lsf.lsf import run_bsub
 
         script = sweep_dir / rundir.AGGREGATE_SCRIPT
         atomic.write_text(script, self.aggregate_script(executor, sweep_dir, [a["job_id"] for a in arrays]))

@@ -64,7 +64,7 @@ METRIC_HELP = "Metric to rank by: val_macro_f1, val_accuracy, val_loss, test_mac
 
 
 def _console(stderr: bool = False):
-    from pipeline.tables import console
+    from pipeline.results.tables import console
 
     return console(stderr)
 
@@ -80,7 +80,7 @@ def _warn(message: str) -> None:
 
 
 def _load_sweeps(paths: list[Path]):
-    from pipeline import results as R
+    from pipeline.results import results as R
 
     try:
         return R.load_sweeps(paths)
@@ -94,7 +94,7 @@ def _check_mode(mode: str | None) -> None:
 
 
 def _check_metric(metric: str, runs) -> None:
-    from pipeline import results as R
+    from pipeline.results import results as R
 
     try:
         R.check_metric(metric, runs)
@@ -121,9 +121,9 @@ def status(
     Asks the scheduler once for the whole sweep (bjobs / sacct / pid check). Exit code 1 if any job
     failed or has a corrupt metrics.json.
     """
-    from pipeline import sweep_status as S
-    from pipeline import views
-    from pipeline.tables import UnknownColumnError, show
+    from pipeline.launch import sweep_status as S
+    from pipeline.results import views
+    from pipeline.results.tables import UnknownColumnError, show
 
     (sw,) = _load_sweeps([sweep])
     _check_metric(metric, sw.runs)
@@ -164,9 +164,9 @@ def watch(
     bar, samples/s, ETA, latest and best validation metric; the sweep's totals and best run at the top.
     Not on a terminal: one plain line per change.
     """
-    from pipeline import results as R
-    from pipeline import views
-    from pipeline import watch as W
+    from pipeline.results import results as R
+    from pipeline.results import views
+    from pipeline.results import watch as W
 
     (sw,) = _load_sweeps([sweep])
     _check_metric(metric, sw.runs)
@@ -310,8 +310,8 @@ def logs(
 
     For LSF, while the -o file does not exist yet (LSF writes it at job end), `bpeek` shows the output.
     """
-    from pipeline import results as R
-    from pipeline import sweep_status as S
+    from pipeline.launch import sweep_status as S
+    from pipeline.results import results as R
 
     (sw,) = _load_sweeps([sweep])
     if job is None:
@@ -372,7 +372,7 @@ def rerun(
     in its own run directory and resumes from checkpoints/last; with overrides that change its config it
     starts over (the old attempt's files move to <run dir>/.rerun/<n>/). sweep.json gets the new job ids.
     """
-    from pipeline import rerun as RR
+    from pipeline.launch import rerun as RR
 
     if not failed:
         _fail("say which jobs to rerun: --failed (the failed, corrupt and missing ones; --job N narrows it)")
@@ -389,7 +389,7 @@ def rerun(
 
 def _baselines(sweeps) -> list[dict]:
     """One TF-IDF + logistic-regression row per dataset of each sweep (cached under SWEEP/results)."""
-    from pipeline import baseline as B
+    from pipeline.results import baseline as B
 
     out = []
     for sw in sweeps:
@@ -413,8 +413,8 @@ def _baselines(sweeps) -> list[dict]:
 
 def _metric_columns(cols: list[str] | None, runs, any_column: bool) -> list[str] | None:
     """The metrics among ``--columns`` (short headers like val_f1 too); the table format takes any column."""
-    from pipeline import results as R
-    from pipeline.views import SHORT_METRIC
+    from pipeline.results import results as R
+    from pipeline.results.views import SHORT_METRIC
 
     if not cols:
         return None
@@ -451,7 +451,7 @@ def results(
     The best row is marked; columns that are empty or the same in every row are named above the table
     instead of shown, and columns that do not fit the terminal are named too (--columns picks them).
     """
-    from pipeline import results as R
+    from pipeline.results import results as R
 
     _check_mode(mode)
     if fmt not in FORMATS:
@@ -465,8 +465,8 @@ def results(
     build = R.seed_table if by_seed else R.run_table
     table = build(runs, metric, mode, all_params, metric_cols, base)
     if fmt == "table" and output is None:
-        from pipeline import views
-        from pipeline.tables import UnknownColumnError
+        from pipeline.results import views
+        from pipeline.results.tables import UnknownColumnError
 
         try:
             views.print_results(_console(), table, ", ".join(str(sw.path) for sw in sws), cols)
@@ -494,7 +494,7 @@ def aggregate(
 
     SWEEP/results/{runs.csv, summary.csv, summary.md, results.json, curves.png, final.png, report.html}.
     """
-    from pipeline import results as R
+    from pipeline.results import results as R
 
     _check_mode(mode)
     (sw,) = _load_sweeps([sweep])
@@ -514,8 +514,8 @@ def best(
 
     The checkpoints/best folder of the best completed run, by --metric.
     """
-    from pipeline import results as R
     from pipeline.atomic import resolve_dir
+    from pipeline.results import results as R
 
     _check_mode(mode)
     sws = _load_sweeps(sweeps)
@@ -561,7 +561,7 @@ def predict(
         items += [line for line in raw.splitlines() if line.strip()]
     if not items:
         _fail('nothing to classify: pass texts ("some text") or --file texts.txt')
-    from pipeline import predict as P
+    from pipeline.models import predict as P
 
     try:
         clf = P.Classifier.load(path, max_length)
@@ -573,8 +573,8 @@ def predict(
 
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
-    from pipeline import views
-    from pipeline.tables import show
+    from pipeline.results import views
+    from pipeline.results.tables import show
 
     show(_console(), views.predict_grid(rows, clf.labels, str(clf.checkpoint)))
 
@@ -597,8 +597,8 @@ def evaluate(
         _fail(f"--format must be table or json, not {fmt!r}")
     if not data.is_file():
         _fail(f"{data}: no such file")
-    from pipeline import predict as P
     from pipeline.errors import PipelineError
+    from pipeline.models import predict as P
 
     cols = [c.strip() for c in text_columns.split(",") if c.strip()] if text_columns else None
     try:
@@ -632,7 +632,7 @@ def serve(
     The model is loaded once, then: POST /predict (one text or a list), GET /health, GET /model, a page at
     / to paste a text into, and the API docs at /docs. See docs/serve.md.
     """
-    from pipeline import predict as P
+    from pipeline.models import predict as P
 
     try:
         clf = P.Classifier.load(path, device=device)
@@ -658,7 +658,7 @@ def prefetch(
     Model and tokenizer, on a login node; jobs then load it with HF_HUB_OFFLINE=1.
     """
     from pipeline.errors import PipelineError
-    from pipeline.prefetch import prefetch as fetch
+    from pipeline.models.prefetch import prefetch as fetch
 
     try:
         folder = fetch(model, str(cache_dir) if cache_dir else None)
@@ -675,7 +675,7 @@ def doctor(
 
     Prints torch's CUDA build, the driver, the GPUs and their architectures, bf16 support and the result of
     a tiny CUDA matmul; one line per problem with its fix."""
-    from pipeline.doctor import doctor as run_doctor
+    from pipeline.train.doctor import doctor as run_doctor
 
     lines, code = run_doctor(require_gpu)
     print("\n".join(lines), flush=True)

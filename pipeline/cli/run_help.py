@@ -66,7 +66,7 @@ def _value(v: object) -> str:
 
 
 def help_text(config_dir: Path) -> str:
-    from pipeline.overrides_check import group_options
+    from pipeline.launch.overrides_check import group_options
 
     defaults = _defaults(config_dir)
     groups = sorted(p.name for p in config_dir.iterdir() if p.is_dir() and p.name not in ("hydra", "local"))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pipeline.data import Encoded
+from pipeline.data.data import Encoded
 
 MEGA = 50
 

@@ -1,7 +1,7 @@
 """The DVC stages of ``dvc.yaml``: bring a raw dataset into ``data/raw/`` and split it once for every job.
 
-    python -m pipeline.prepare fetch   data=bbc_news [overrides]   # -> data/raw/bbc_news.csv.gz (sha256 checked)
-    python -m pipeline.prepare prepare data=bbc_news [overrides]   # -> data/processed/bbc_news/
+    python -m pipeline.data.prepare fetch   data=bbc_news [overrides]   # -> data/raw/bbc_news.csv.gz (sha256 checked)
+    python -m pipeline.data.prepare prepare data=bbc_news [overrides]   # -> data/processed/bbc_news/
 
 Both compose the project's Hydra config (``configs/``) exactly as ``run.py`` does, so the data settings
 of a stage and of a training job come from the same file: ``configs/data/<name>.yaml``.
@@ -11,11 +11,11 @@ of a stage and of a training job come from the same file: ``configs/data/<name>.
 is ``data.sha256``: a wrong file is refused and ``data/raw/`` keeps what it had (the new copy is checked
 in a temp file and renamed into place only when it matches).
 
-``prepare`` cleans, deduplicates and splits with the functions training uses (``pipeline.data.load_splits``
+``prepare`` cleans, deduplicates and splits with the functions training uses (``pipeline.data.data.load_splits``
 on the raw file) and writes ``{train,val,test}.parquet``, ``labels.json`` (labels, data sha256 and the data
 settings of the split) and ``stats.json`` (counts per split and label, rows dropped, token lengths with
 the MiniLM tokenizer). A training job uses these files only when its own data settings are the recorded
-ones (``pipeline.data.prepared_matches``); otherwise it warns and splits the raw file itself.
+ones (``pipeline.data.data.prepared_matches``); otherwise it warns and splits the raw file itself.
 
 Errors are one line on stderr (``error: ...``) and exit status 2.
 """
@@ -33,16 +33,16 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.data import file_sha256
+from pipeline.data.data import file_sha256
 from pipeline.errors import DataError, PipelineError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RAW_DIR = Path("data/raw")  # relative to the repository root, where `dvc repro` runs the stages
 PROCESSED_DIR = Path("data/processed")
 MIRROR_ENV = "PIPELINE_DATA_MIRROR"
 PERCENTILES = (50, 90, 95, 99)
 TRUNCATION_POINTS = (128, 256, 512)  # share of texts longer than these trainer.max_length values
-USAGE = "usage: python -m pipeline.prepare fetch|prepare data=<name> [hydra overrides ...]"
+USAGE = "usage: python -m pipeline.data.prepare fetch|prepare data=<name> [hydra overrides ...]"
 
 
 # ------------------------------------------------------------------------------------------------ config
@@ -154,7 +154,7 @@ def token_length_stats(texts: dict[str, list[str]]) -> dict[str, Any]:
     """Percentiles of WordPiece lengths (with [CLS]/[SEP], untruncated) per split, MiniLM tokenizer."""
     from transformers import AutoTokenizer
 
-    from pipeline.model import offline_minilm_path, quiet_transformers
+    from pipeline.models.model import offline_minilm_path, quiet_transformers
 
     quiet_transformers()
     tokenizer = AutoTokenizer.from_pretrained(offline_minilm_path())
@@ -173,7 +173,7 @@ def prepare(cfg: Any, raw_dir: Path = RAW_DIR, out_root: Path = PROCESSED_DIR) -
     from omegaconf import OmegaConf
 
     from pipeline import atomic
-    from pipeline.data import SPLITS, load_splits, split_params
+    from pipeline.data.data import SPLITS, load_splits, split_params
 
     name = Path(str(cfg.data.file)).name
     raw = raw_dir / name

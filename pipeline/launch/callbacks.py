@@ -21,8 +21,8 @@ def fail(message: str) -> None:
 
 class Preflight(Callback):
     def _check(self, config: Any, runs_here: bool) -> None:
-        from pipeline import preflight
         from pipeline.errors import PipelineError
+        from pipeline.launch import preflight
 
         try:
             preflight.check(config, runs_here=runs_here)
@@ -53,7 +53,7 @@ class AggregateAtEnd(Callback):
             return
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
-            from pipeline import results, tables, views
+            from pipeline.results import results, tables, views
 
             sweep = results.load_sweep(sweep_dir)
             metric = "val_" + config.trainer.get("monitor", "macro_f1")

@@ -1,9 +1,9 @@
 """Checks that run before anything is trained or submitted: no torch import, about a second.
 
 Each failure is a ``PipelineError`` whose message names the problem and the fix. The Hydra callback in
-``pipeline.callbacks`` runs them at the start of every run and sweep (on the sweep's base config), and the
+``pipeline.launch.callbacks`` runs them at the start of every run and sweep (on the sweep's base config), and the
 ``fast_basic`` sweeper (the default) runs them for every distinct combination of swept values that a check
-reads, before the launcher submits anything (``pipeline.sweep_preflight``). Launchers run none.
+reads, before the launcher submits anything (``pipeline.launch.sweep_preflight``). Launchers run none.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def check_device(cfg: Any) -> None:
     """Only where the job will run here: a login node has no GPU, the cluster's nodes do."""
     t = cfg.trainer
     if t.device == "cuda" or t.precision == "fp16":
-        from pipeline.train import pick_device, pick_precision
+        from pipeline.train.train import pick_device, pick_precision
 
         pick_precision(t.precision, pick_device(t.device))
 
@@ -42,7 +42,7 @@ def check_device(cfg: Any) -> None:
 def check_settings(cfg: Any, runs_here: bool = True) -> None:
     """The cheap checks: config values, device (where the job runs here), tracking."""
     from pipeline import config as config_lib
-    from pipeline.tracking import check_tracking
+    from pipeline.train.tracking import check_tracking
 
     try:
         config_lib.check(cfg)
@@ -55,13 +55,13 @@ def check_settings(cfg: Any, runs_here: bool = True) -> None:
 
 def check_data(cfg: Any) -> None:
     """Reads, cleans and splits ``cfg.data``: every data problem surfaces here, before any job."""
-    from pipeline.data import load_splits
+    from pipeline.data.data import load_splits
 
     load_splits(cfg)
 
 
 def check_model(cfg: Any) -> None:
-    from pipeline.model import offline_minilm_path, resolve_model_path
+    from pipeline.models.model import offline_minilm_path, resolve_model_path
 
     if cfg.model.pretrained or cfg.model.path:
         resolve_model_path(cfg.model)

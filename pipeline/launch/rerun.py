@@ -15,7 +15,7 @@ even if the sweep was moved or ``PIPELINE_OUTPUT_ROOT`` changed.
 
 What happens to the old attempt: its ``metrics.json`` (failed or corrupt) moves to
 ``<run dir>/.rerun/<n>/``, so the job reads as pending/running again and a second ``rerun`` cannot submit
-it twice. With the same config the job resumes from ``checkpoints/last`` (``pipeline.train.fit``). When
+it twice. With the same config the job resumes from ``checkpoints/last`` (``pipeline.train.train.fit``). When
 the rerun changes the job's own config (e.g. ``trainer.lr=3e-3`` after a NaN loss), the checkpoint
 belongs to another config (its optimizer and schedule would bring the old learning rate back), so the run
 starts over: ``checkpoints/``, ``metrics.jsonl``, ``run_info.json`` and ``test_predictions.csv`` move to
@@ -44,10 +44,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline import results as R
 from pipeline import rundir
-from pipeline import sweep_status as S
 from pipeline.launch import Answer, Runner, base_id, run_command
+from pipeline.launch import sweep_status as S
+from pipeline.results import results as R
 
 RERUN_STATES = (R.FAILED, R.CORRUPT, R.MISSING)
 SCHEDULERS = ("lsf", "slurm", "local")
@@ -56,7 +56,7 @@ ARCHIVE = rundir.RERUN_ARCHIVE
 FRESH_FILES = (rundir.CHECKPOINTS_DIR, rundir.METRICS_JSONL, "progress.json", rundir.RUN_INFO_JSON,
                rundir.TEST_PREDICTIONS_CSV, rundir.WANDB_ID_TXT)
 LAUNCHER_PREFIX = "hydra.launcher."
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class RerunError(Exception):

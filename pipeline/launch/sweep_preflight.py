@@ -60,7 +60,7 @@ def check_sweep(jobs: Iterable[Sequence[str]], config_of: Callable[[tuple[str, .
     (the check's own message, plus the swept values it failed for) at the first failure. Returns how many
     times each kind of check ran.
     """
-    from pipeline import preflight
+    from pipeline.launch import preflight
 
     tic = time.perf_counter()
     combos = sorted({checked_overrides(job) for job in jobs})

@@ -27,7 +27,7 @@ from pipeline.launch import (
     run_command,
 )
 from pipeline.launch.state import FINAL_STATES, decide
-from pipeline.results import BAD_STATES, RUNNING, Run, Sweep, curve_key, default_mode
+from pipeline.results.results import BAD_STATES, RUNNING, Run, Sweep, curve_key, default_mode
 
 
 def query_ids(sweep: Sweep) -> list[str]:

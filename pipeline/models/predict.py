@@ -38,7 +38,7 @@ def resolve_checkpoint(path: str | os.PathLike, metric: str = "val_macro_f1") ->
     if best is not None and _is_checkpoint(best):
         return best, path
     if path.is_dir():
-        from pipeline.results import NotASweepError, best_run, load_sweep
+        from pipeline.results.results import NotASweepError, best_run, load_sweep
 
         try:
             sweep = load_sweep(path)
@@ -164,17 +164,17 @@ def pick_device(device: str | None) -> str:
 
 
 def normalise(text: str) -> str:
-    """Whitespace as training saw it (``pipeline.data.normalise``)."""
+    """Whitespace as training saw it (``pipeline.data.data.normalise``)."""
     try:
-        from pipeline.data import normalise as data_normalise
-    except ImportError:  # pragma: no cover - pipeline.data ships with the package
+        from pipeline.data.data import normalise as data_normalise
+    except ImportError:  # pragma: no cover - pipeline.data.data ships with the package
         return " ".join(str(text).split())
     return data_normalise(str(text))
 
 
 def read_labelled(data_file: Path, text_columns: list[str], label_column: str) -> tuple[list[str], list[str]]:
     """Texts and string labels of a labelled file, cleaned exactly as training cleans (no dedup)."""
-    from pipeline.data import clean, load_table
+    from pipeline.data.data import clean, load_table
 
     df = load_table(data_file)
     df, _ = clean(df, text_columns, label_column, dedup=False, source=str(data_file))
@@ -192,7 +192,7 @@ def evaluate(
     """Accuracy and macro-F1 of a checkpoint on a labelled CSV/TSV/JSONL/Parquet file.
 
     Text and label columns default to the run's ``data.text_columns`` / ``data.label_column``, else
-    ``text`` / ``label``; rows are cleaned as training cleans them (``pipeline.data.clean``). Labels are
+    ``text`` / ``label``; rows are cleaned as training cleans them (``pipeline.data.data.clean``). Labels are
     matched to the model's ``id2label`` by name.
     """
     from sklearn.metrics import accuracy_score, f1_score

@@ -1,7 +1,7 @@
 """A TF-IDF + logistic-regression baseline on the same split the runs used.
 
 ``fit_baseline(train, val, test)`` is the pure core (DataFrames with ``text`` and ``label``). The glue,
-:func:`baseline_for_run`, rebuilds the run's split with ``pipeline.data.load_splits(cfg)`` from the run's
+:func:`baseline_for_run`, rebuilds the run's split with ``pipeline.data.data.load_splits(cfg)`` from the run's
 saved ``.hydra/config.yaml`` and caches the result per dataset and split settings, so ``pipeline results
 --baseline`` fits once per dataset, not once per call.
 
@@ -105,7 +105,7 @@ def baseline_for_run(run_dir: str | os.PathLike, cache_dir: str | os.PathLike,
             return json.loads(cache.read_text())
         except ValueError:
             pass  # a damaged cache is recomputed
-    from pipeline.data import load_splits
+    from pipeline.data.data import load_splits
 
     splits = load_splits(cfg)
     result = fit_baseline(splits.train, splits.val, splits.test)

@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pipeline import results as R
+from pipeline.results import results as R
 
 LOG_TAIL_LINES = 40
 Matrix = tuple[list[str], list[list[int]], str]  # labels, rows (true) x columns (predicted), source

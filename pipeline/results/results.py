@@ -2,7 +2,7 @@
 
 Everything here is built from the files a run leaves behind (``.hydra/overrides.yaml``,
 ``metrics.json``, ``metrics.jsonl``, ``run_info.json``) and the sweep's ``sweep.json``; nothing asks
-a scheduler (that is :mod:`pipeline.sweep_status`). So the tables work on partial sweeps, on copies of
+a scheduler (that is :mod:`pipeline.launch.sweep_status`). So the tables work on partial sweeps, on copies of
 sweeps and across sweeps.
 
 No pandas, no yaml in the common path: ``pipeline status`` and ``pipeline results`` must start fast,
@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline import attempts
 from pipeline import rundir as RD
 from pipeline.rundir import (  # noqa: F401 - the state names are part of this module's API
     BAD_STATES,
@@ -41,6 +40,7 @@ from pipeline.rundir import (  # noqa: F401 - the state names are part of this m
     RUNNING,
     STATES,
 )
+from pipeline.train import attempts
 
 BASELINE = "baseline"
 
@@ -874,7 +874,8 @@ def aggregate(
     Works on partial sweeps: runs without data are skipped by the plots and listed with their state
     in the tables.
     """
-    from pipeline import atomic, plots
+    from pipeline import atomic
+    from pipeline.results import plots
 
     sweep = sweep_path if isinstance(sweep_path, Sweep) else load_sweep(sweep_path)
     runs = sweep.runs
@@ -897,7 +898,7 @@ def aggregate(
     images = {name: plots.render_png(fig) for name, fig in sweep_figures(sweep, metric).items()}
     for name, png in images.items():
         atomic.write_bytes(paths[name], png)
-    from pipeline import report
+    from pipeline.results import report
 
     paths["report.html"] = out / "report.html"
     atomic.write_text(paths["report.html"], report.render(sweep, per_run, summary, images))
@@ -907,7 +908,7 @@ def aggregate(
 def sweep_figures(sweep: Sweep, metric: str = "val_macro_f1") -> dict[str, Any]:
     """``{"curves.png": Figure, "final.png": Figure}``: the learning curves (validation ``metric`` and
     training loss) and the per-configuration summary (seeds as points, their mean as a bar)."""
-    from pipeline import plots
+    from pipeline.results import plots
 
     runs = sweep.runs
     keys = varying_params(runs)

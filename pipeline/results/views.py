@@ -1,7 +1,7 @@
-"""What each command's table shows, as a :class:`pipeline.tables.Grid` (the renderer lives there).
+"""What each command's table shows, as a :class:`pipeline.results.tables.Grid` (the renderer lives there).
 
 ``results`` (and the table a blocking sweep prints at its end), ``status`` and ``predict`` all build a
-Grid here and print it with :func:`pipeline.tables.show`, so they share one set of fitting rules.
+Grid here and print it with :func:`pipeline.results.tables.show`, so they share one set of fitting rules.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pipeline.tables import Column, Grid, show
+from pipeline.results.tables import Column, Grid, show
 
 #: short headers for the long metric names (``--columns`` takes either)
 SHORT_METRIC = {"val_macro_f1": "val_f1", "val_accuracy": "val_acc", "test_macro_f1": "test_f1",
@@ -32,8 +32,8 @@ def _state_styles() -> dict[str, str]:
 
 
 def results_grid(table: Any, title: str | None = None) -> Grid:
-    """The compare table (:class:`pipeline.results.Table`, one row per run or per configuration)."""
-    from pipeline import results as R
+    """The compare table (:class:`pipeline.results.results.Table`, one row per run or per configuration)."""
+    from pipeline.results import results as R
 
     names, rows = R.human_rows(table)
     metrics = set(table.display) | {"gpu_hours"}
@@ -63,7 +63,7 @@ def results_grid(table: Any, title: str | None = None) -> Grid:
 
 def print_results(console: Any, table: Any, title: str | None = None, pick: Sequence[str] | None = None) -> None:
     """The compare table, then the totals line and the best line."""
-    from pipeline import results as R
+    from pipeline.results import results as R
 
     show(console, results_grid(table, title), pick, footer=(R.total_line(table), R.GPU_HOURS_NOTE, R.best_line(table)))
 
@@ -78,7 +78,7 @@ def _num(v: float | None, digits: int = 4) -> str:
 
 
 def status_grid(statuses: Sequence[Any], metric: str, title: str | None = None) -> Grid:
-    """One row per job (:class:`pipeline.sweep_status.JobStatus`)."""
+    """One row per job (:class:`pipeline.launch.sweep_status.JobStatus`)."""
     columns = [
         Column("job", right=True, keep=True, priority=9),
         Column("job_id", "job id", priority=2),
@@ -91,7 +91,7 @@ def status_grid(statuses: Sequence[Any], metric: str, title: str | None = None) 
         Column("best", f"best {metric_header(metric)}", right=True, priority=7, aliases=(f"best {metric}",)),
         Column("note", text=True, priority=6, min_width=20),
     ]
-    from pipeline.watch import duration, step_and_eta
+    from pipeline.results.watch import duration, step_and_eta
 
     rows = [[st.run.label, st.run.job_id or "", st.state.upper(), st.sched, duration(st.runtime_s),
              _num(st.epoch, 0), *step_and_eta(st), _num(st.best), st.note or ""] for st in statuses]

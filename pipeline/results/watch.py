@@ -1,8 +1,8 @@
 """``pipeline watch SWEEP``: a live view of a sweep until every job has ended.
 
 Each refresh reads the run directories (``metrics.json``, ``metrics.jsonl``, ``progress.json``) and asks
-the scheduler once for the whole sweep (:func:`pipeline.sweep_status.query_sweep`; states come from
-:func:`pipeline.sweep_status.sweep_status`, never decided here). On a terminal it is a rich ``Live``
+the scheduler once for the whole sweep (:func:`pipeline.launch.sweep_status.query_sweep`; states come from
+:func:`pipeline.launch.sweep_status.sweep_status`, never decided here). On a terminal it is a rich ``Live``
 table, one row per job (state, step/total with a bar, samples/s, ETA, latest and best validation
 metric) under the sweep's totals and best run so far; elsewhere (a pipe, a job log, CI) it prints one
 plain line per change: a job's state, a new evaluation, a job that finished.
@@ -20,11 +20,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline import progress as P
-from pipeline import results as R
-from pipeline import sweep_status as S
+from pipeline.launch import sweep_status as S
+from pipeline.results import results as R
+from pipeline.train import progress as P
 
-#: run-directory states after which nothing changes (as in pipeline.sweep_status)
+#: run-directory states after which nothing changes (as in pipeline.launch.sweep_status)
 ENDED = (R.COMPLETED, R.FAILED, R.CORRUPT)
 #: seconds between refreshes: one scheduler query each, so cluster sweeps are asked less often
 DEFAULT_INTERVAL = {"local": 1.0, "lsf": 10.0, "slurm": 10.0}

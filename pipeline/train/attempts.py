@@ -34,7 +34,7 @@ class Attempt:
     """This process's record in ``<run_dir>/attempts.json``."""
 
     def __init__(self, run_dir: Path, started: float | None = None) -> None:
-        from pipeline.run_info import scheduler_job
+        from pipeline.train.run_info import scheduler_job
 
         self.path = Path(run_dir) / ATTEMPTS_JSON
         self.started = time.time() if started is None else started

@@ -38,19 +38,19 @@ _OTHER_CONFIGS = ("--config-dir", "-cd", "--config-path", "-cp", "--config-name"
 
 def check_command_line(argv: list[str] | None = None) -> None:
     """``--help`` prints the pipeline's own help; an override naming an unknown key or group option is
-    one line on stderr and exit 2, before Hydra composes (see pipeline.overrides_check)."""
+    one line on stderr and exit 2, before Hydra composes (see pipeline.launch.overrides_check)."""
     from pathlib import Path
 
     argv = sys.argv[1:] if argv is None else argv
-    config_dir = Path(__file__).resolve().parent.parent / "configs"
+    config_dir = Path(__file__).resolve().parents[2] / "configs"
     if "--help" in argv or "-h" in argv:
-        from pipeline.run_help import help_text
+        from pipeline.cli.run_help import help_text
 
         print(help_text(config_dir))
         sys.exit(0)
     if any(a.split("=", 1)[0] in _OTHER_CONFIGS for a in argv):
         return
-    from pipeline.overrides_check import OverrideError, check
+    from pipeline.launch.overrides_check import OverrideError, check
 
     try:
         check(argv, config_dir)
@@ -65,9 +65,9 @@ def run_job(cfg: Any) -> float:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from pipeline.doctor import GpuUnusable
     from pipeline.errors import PipelineError
-    from pipeline.train import fit
+    from pipeline.train.doctor import GpuUnusable
+    from pipeline.train.train import fit
 
     quiet_submitit_copy()
     try:

@@ -15,7 +15,7 @@ step boundary, so a resumed job loses no finished step. Then USR2 goes on to who
 (submitit requeues the job); where nobody requeues, or after a kill signal, ``metrics.json`` says the run
 was stopped (status ``killed``, or ``gave_up`` when submitit refuses another requeue after
 ``max_num_timeout``), by what, at which step, and how to resume; the process exits non-zero.
-``attempts.json`` (``pipeline.attempts``) keeps the wall time of every attempt.
+``attempts.json`` (``pipeline.train.attempts``) keeps the wall time of every attempt.
 """
 
 from __future__ import annotations
@@ -35,10 +35,11 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline import atomic, attempts, rundir
+from pipeline import atomic, rundir
 from pipeline import config as config_lib
 from pipeline.errors import PipelineError, TrainingDiverged
-from pipeline.progress import ProgressFile
+from pipeline.train import attempts
+from pipeline.train.progress import ProgressFile
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +189,7 @@ def evaluate(model: Any, data: Any, batch_size: int, device: str, precision: str
     import torch
     from sklearn.metrics import accuracy_score, f1_score
 
-    from pipeline.batching import collate, eval_batches
+    from pipeline.data.batching import collate, eval_batches
 
     model.eval()
     preds = np.zeros(len(data), dtype=np.int64)
@@ -298,14 +299,16 @@ def _train(cfg: DictConfig, run_dir: Path, stopper: _GracefulStop, attempt: atte
     import torch
     from transformers import get_linear_schedule_with_warmup
 
-    from pipeline import checkpoint, cpu_kernels, data, run_info, tracking
-    from pipeline import model as model_lib
-    from pipeline.batching import collate, epoch_batches
+    from pipeline.data import data
+    from pipeline.data.batching import collate, epoch_batches
+    from pipeline.models import cpu_kernels
+    from pipeline.models import model as model_lib
+    from pipeline.train import checkpoint, run_info, tracking
 
     started = time.time()
     before_fit = process_age()  # imports, config, preflight
     t = cfg.trainer
-    from pipeline.doctor import require_gpu_if_requested
+    from pipeline.train.doctor import require_gpu_if_requested
     require_gpu_if_requested(t.device)  # a job given GPUs stops here, in one line, rather than train on CPU
     device = pick_device(t.device)
     precision = pick_precision(t.precision, device)
@@ -599,7 +602,7 @@ class _Progress:
 
     def __init__(self, total: int, start: int, log_every: int, eta: Any = None, epochs: int = 0) -> None:
         self.total, self.start, self.log_every, self.epochs = total, start, max(1, log_every), epochs
-        self.eta = eta  # () -> seconds left (pipeline.progress: steps and evaluations since the (re)start)
+        self.eta = eta  # () -> seconds left (pipeline.train.progress: steps and evaluations since the (re)start)
         self.rate = 0.0
         self._bar = None
         if sys.stderr.isatty():

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from hydra_plugins.pipeline_launchers.lsf_launcher import LsfLauncher
-from pipeline.lsf.lsf import (
+from pipeline.launch.submitit_lsf.lsf import (
     LsfConfigError,
     LsfExecutor,
     format_mem,

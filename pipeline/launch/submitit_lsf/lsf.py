@@ -411,7 +411,7 @@ class LsfSignalHandler(job_environment.SignalHandler):
     USR2 (``-wa USR2`` warning, or LSF's signal at the run limit) checkpoints and requeues once: a second
     USR2, a TERM or an INT (LSF's kill sequence, or brequeue killing this process) that arrives while
     that is under way is logged and ignored, so the job is never requeued twice. ``max_num_timeout`` is
-    enforced by submitit's countdown. A task that handles USR2 itself (``pipeline.train`` saves
+    enforced by submitit's countdown. A task that handles USR2 itself (``pipeline.train.train`` saves
     ``checkpoints/last`` at the next step boundary) calls this handler afterwards to requeue.
     """
 
