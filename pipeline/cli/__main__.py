@@ -1,5 +1,5 @@
 """``python -m pipeline.cli ...`` (what job scripts run): the ``pipeline`` command."""
 
-from pipeline.cli.cli.cli import app
+from pipeline.cli.cli import app
 
 app()
