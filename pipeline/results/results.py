@@ -141,12 +141,17 @@ def read_json(path: Path) -> Any:
         return json.loads(f.read())
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
+def _read_bytes(path: Path) -> bytes:
+    """The file's bytes; empty when it does not exist (a run that has not logged yet)."""
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            return f.read()
     except (FileNotFoundError, NotADirectoryError):
-        return []
+        return b""
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    data = _read_bytes(path)
     out = []
     for line in data.splitlines():
         if not line.strip():
@@ -163,11 +168,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 def read_val_curve(path: Path, key: str, split: str = "val") -> list[tuple[float, float]]:
     """Fast path for curves: parse only the lines that mention ``"val"`` (or the ``split`` asked for)."""
     tag = json.dumps(split).encode()
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except (FileNotFoundError, NotADirectoryError):
-        return []
+    data = _read_bytes(path)
     out = []
     for line in data.splitlines():
         if tag not in line:
@@ -592,11 +593,15 @@ def run_table(
         row.update({m: b["metrics"].get(m) for m in present})
         rows.append(row)
     best = _sort_and_mark(rows, metric, mode)
-    total = sum(r.metrics.get("gpu_hours", 0.0) for r in runs)
+    return _table(runs, rows, metric, mode, False, params, present, columns, best)
+
+
+def _table(runs: list[Run], rows: list[dict[str, Any]], metric: str, mode: str, by_seed: bool, params: list[str],
+           present: list[str], columns: list[str] | None, best: int | None) -> Table:
     return Table(
-        rows=rows, metric=metric, mode=mode, by_seed=False, params=params, metrics=present,
+        rows=rows, metric=metric, mode=mode, by_seed=by_seed, params=params, metrics=present,
         display=_display(metric, present, columns), multi_sweep=len({r.sweep for r in runs}) > 1,
-        total_gpu_hours=total, counts=_counts(runs), best=best,
+        total_gpu_hours=sum(r.metrics.get("gpu_hours", 0.0) for r in runs), counts=_counts(runs), best=best,
     )
 
 
@@ -617,14 +622,8 @@ def seed_groups(runs: list[Run]) -> list[tuple[tuple[str, tuple], list[Run]]]:
     return list(groups.items())
 
 
-def seed_table(
-    runs: list[Run],
-    metric: str = "val_macro_f1",
-    mode: str | None = None,
-    all_params: bool = False,
-    columns: list[str] | None = None,
-    baselines: list[dict[str, Any]] | None = None,
-) -> Table:
+def seed_table(runs: list[Run], metric: str = "val_macro_f1", mode: str | None = None, all_params: bool = False,
+               columns: list[str] | None = None, baselines: list[dict[str, Any]] | None = None) -> Table:
     """One row per configuration (overrides minus ``seed``): mean ± std over the completed seeds."""
     check_metric(metric, runs)
     mode = mode or default_mode(metric)
@@ -672,12 +671,7 @@ def seed_table(
     best = _sort_and_mark(rows, "_rank_value", mode)
     for row in rows:
         row.pop("_rank_value", None)
-    total = sum(r.metrics.get("gpu_hours", 0.0) for r in runs)
-    return Table(
-        rows=rows, metric=metric, mode=mode, by_seed=True, params=params, metrics=present,
-        display=_display(metric, present, columns), multi_sweep=len({r.sweep for r in runs}) > 1,
-        total_gpu_hours=total, counts=_counts(runs), best=best,
-    )
+    return _table(runs, rows, metric, mode, True, params, present, columns, best)
 
 
 def best_run(runs: list[Run], metric: str = "val_macro_f1", mode: str | None = None) -> Run | None:
