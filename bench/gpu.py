@@ -129,7 +129,7 @@ def plan(dry_run: bool, bf16: bool = True) -> list[tuple[str, str, str, list[str
     natively (a V100 only emulates it, slowly: fp16 alone there)."""
     models, job = (DRY_MODELS, DRY_JOB) if dry_run else (MODELS, JOB)
     if dry_run:  # fp16 needs CUDA; bf16 where this CPU has it
-        from pipeline.train.train import cpu_has_bf16
+        from pipeline.train.device import cpu_has_bf16
 
         precisions = ["bf16" if cpu_has_bf16() else "fp32"]
     else:

@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     from pipeline.data import data
     from pipeline.models.model import build_model, load_tokenizer
-    from pipeline.train.train import cpu_has_bf16, pick_device, process_age
+    from pipeline.train.device import cpu_has_bf16, pick_device, process_age
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()

@@ -39,7 +39,7 @@ def one(variant: str, length: int, batch: int, steps: int) -> dict:
 
     from pipeline.models import cpu_kernels
     from pipeline.models import model as model_lib
-    from pipeline.train.train import autocast, pick_precision
+    from pipeline.train.device import autocast, pick_precision
 
     precision = pick_precision("auto", "cpu")
     model = model_lib.build_model(SimpleNamespace(pretrained=True, path=None), ["a", "b", "c", "d", "e"], 0, 0)

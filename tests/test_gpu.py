@@ -43,7 +43,7 @@ def test_fp16_amp_step_with_grad_scaler():
     a step with non-finite gradients is skipped and the scale backs off."""
     import torch
 
-    from pipeline.train.train import autocast, pick_precision
+    from pipeline.train.device import autocast, pick_precision
 
     assert pick_precision("fp16", "cuda") == "fp16"
     native_bf16 = torch.cuda.get_device_capability()[0] >= 8  # a V100 only emulates bf16: auto picks fp16 there

@@ -34,7 +34,7 @@ def check_device(cfg: Any) -> None:
     """Only where the job will run here: a login node has no GPU, the cluster's nodes do."""
     t = cfg.trainer
     if t.device == "cuda" or t.precision == "fp16":
-        from pipeline.train.train import pick_device, pick_precision
+        from pipeline.train.device import pick_device, pick_precision
 
         pick_precision(t.precision, pick_device(t.device))
 

@@ -15,7 +15,8 @@ step boundary, so a resumed job loses no finished step. Then USR2 goes on to who
 (submitit requeues the job); where nobody requeues, or after a kill signal, ``metrics.json`` says the run
 was stopped (status ``killed``, or ``gave_up`` when submitit refuses another requeue after
 ``max_num_timeout``), by what, at which step, and how to resume; the process exits non-zero.
-``attempts.json`` (``pipeline.train.attempts``) keeps the wall time of every attempt.
+``attempts.json`` (``pipeline.train.attempts``) keeps the wall time of every attempt. Signals:
+:mod:`pipeline.train.signals`; device and precision: :mod:`pipeline.train.device`.
 """
 
 from __future__ import annotations
@@ -23,12 +24,9 @@ from __future__ import annotations
 import errno
 import logging
 import math
-import os
-import signal
 import sys
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -39,144 +37,354 @@ from pipeline import atomic, rundir
 from pipeline import config as config_lib
 from pipeline.errors import PipelineError, TrainingDiverged
 from pipeline.train import attempts
+from pipeline.train.device import autocast, cpu_threads, pick_device, pick_precision, process_age
 from pipeline.train.progress import ProgressFile
+from pipeline.train.signals import GAVE_UP, KILLED, REQUEUED, GracefulStop, stop_requested
 
 log = logging.getLogger(__name__)
 
-# ------------------------------------------------------------------------------------ graceful stop
+# ------------------------------------------------------------------------------------ state and steps
 
 
-_stop_signals: list[int] = []
+@dataclass
+class TrainState:
+    """The loop's counters: saved in ``checkpoints/last`` as a dict (``counters``) and restored from it."""
 
-#: ``metrics.json`` status of a run stopped by a kill signal (or the run limit, where nothing requeues it)
-KILLED = "killed"
-#: ``metrics.json`` status of a run whose requeue was refused (submitit: timed out too many times)
-GAVE_UP = "gave_up"
-#: ``attempts.json`` status of an attempt that handed over to a requeue
-REQUEUED = "requeued"
+    step: int = 0  # optimizer steps done
+    epoch: int = 0  # epochs finished
+    batch: int = 0  # micro-batches done in the current epoch: the position in its data order
+    best: float | None = None  # best validation value of trainer.monitor so far
+    best_step: int | None = None
+    best_epoch: int | None = None
+    best_val: dict[str, float] | None = None  # all validation metrics at best_step
+    bad_evals: int = 0  # evaluations since the last improvement (early stopping)
+    elapsed: float = 0.0  # wall time of the earlier attempts
+    attempt: int = 1
+    train_samples: int = 0  # samples and seconds of the steps after warm-up: samples/s
+    train_time: float = 0.0
+    step_time: float = 0.0  # seconds in optimizer steps, every step
+
+    @classmethod
+    def from_dict(cls, counters: dict[str, Any]) -> TrainState:
+        return cls(**{k: v for k, v in counters.items() if k in cls.__dataclass_fields__})
 
 
-def request_checkpoint(signum: int = signal.SIGUSR2, frame: Any = None) -> None:
-    """Ask the loop to save ``checkpoints/last`` at the next step boundary, then stop (signal-safe)."""
-    _stop_signals.append(signum)
+@dataclass
+class Job:
+    """What one training job works with, built once by :func:`_build`."""
+
+    splits: Any
+    tokenizer: Any
+    train_set: Any
+    val_set: Any
+    test_set: Any
+    model: Any
+    optimizer: Any
+    scheduler: Any
+    scaler: Any
+    kernels: Any
+    pad_id: int
+    pad_to: int | None
+    total_steps: int
+    epochs: int
+    steps_per_epoch: int
+    data_ready: float  # when the data was ready (start-up: data vs model time)
 
 
-class _GracefulStop:
-    """Routes SIGUSR2/SIGTERM/SIGINT to ``request_checkpoint`` while training; remembers the old handlers."""
+def should_evaluate(step: int, end_of_epoch: bool, last_step: bool, eval_every: int) -> bool:
+    """Every ``eval_every`` steps (or at each epoch's end when it is <= 0), and after the last step."""
+    return (eval_every > 0 and step % eval_every == 0) or (eval_every <= 0 and end_of_epoch) or last_step
 
-    SIGNALS = (signal.SIGUSR2, signal.SIGTERM, signal.SIGINT)
 
-    def __enter__(self) -> _GracefulStop:
-        _stop_signals.clear()
-        self.previous: dict[int, Any] = {}
-        if _in_main_thread():
-            for sig in self.SIGNALS:
-                self.previous[sig] = signal.signal(sig, request_checkpoint)
-        return self
+def should_checkpoint(step: int, eval_due: bool, checkpoint_every: int) -> bool:
+    """With every evaluation (so ``best`` and ``last`` agree), and every ``checkpoint_every`` steps."""
+    return eval_due or (checkpoint_every > 0 and step % checkpoint_every == 0)
 
-    def __exit__(self, *exc: Any) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
 
-    def hand_on(self, record: Callable[[str, str | None], None]) -> None:
-        """After the checkpoint: USR2 goes to the previous handler (submitit requeues the job); a kill
-        signal, or USR2 with nobody to requeue, ends the run. ``record(status, error)`` writes what
-        happened (``metrics.json`` unless requeued, and the attempt's record) before the process exits."""
-        # a USR2 wins over a kill signal that came with it (Slurm preempts with TERM, then USR2)
-        sig = signal.SIGUSR2 if signal.SIGUSR2 in _stop_signals else _stop_signals[0]
-        name = signal.Signals(sig).name
-        prev = self.previous.get(sig, signal.SIG_DFL)
-        log.warning("stopping on %s after checkpointing; the next start resumes", name)
-        if sig == signal.SIGUSR2 and callable(prev):
-            record(REQUEUED, None)
-            self.__exit__()
+def train_step(job: Job, group: list[Any], device: str, precision: str, max_grad_norm: float, lr: float,
+               step: int) -> tuple[float, int]:
+    """One optimizer step over the micro-batches of ``group`` (gradient accumulation): (loss, samples)."""
+    import torch
+
+    from pipeline.data.batching import collate
+
+    n_samples = sum(len(b) for b in group)
+    step_loss = 0.0
+    for idx in group:
+        batch = {k: v.to(device, non_blocking=True)
+                 for k, v in collate(job.train_set, idx, job.pad_id, job.pad_to).items()}
+        with autocast(device, precision):
+            loss = job.model(**batch).loss * (len(idx) / n_samples)
+        job.scaler.scale(loss).backward()
+        step_loss += loss.item()
+    if not math.isfinite(step_loss):
+        raise TrainingDiverged(
+            f"loss became {step_loss} at step {step + 1} (lr={lr}, precision={precision}): "
+            "lower trainer.lr, keep trainer.max_grad_norm > 0, or use trainer.precision=fp32")
+    if max_grad_norm > 0:
+        job.scaler.unscale_(job.optimizer)
+        torch.nn.utils.clip_grad_norm_(job.model.parameters(), max_grad_norm)
+    job.scaler.step(job.optimizer)
+    job.scaler.update()
+    job.scheduler.step()
+    job.optimizer.zero_grad(set_to_none=True)
+    return step_loss, n_samples
+
+
+# ------------------------------------------------------------------------------------ the job
+
+
+def fit(cfg: DictConfig, run_dir: str | Path | None = None) -> float:
+    """Train (or resume, or return the result of an already completed run in ``run_dir``)."""
+    run_dir = Path(run_dir) if run_dir is not None else _hydra_run_dir()
+    config_lib.check(cfg)
+    done = _read_json(run_dir / rundir.METRICS_JSON)
+    if done.get("status") == "completed":
+        log.info("run %s already completed; nothing to do", run_dir)
+        return float(done["val"][cfg.trainer.monitor])
+    age = process_age()
+    attempt = attempts.Attempt(run_dir, started=time.time() - age if age is not None else None)
+    try:
+        with GracefulStop() as stopper:
             try:
-                prev(sig, None)  # submitit: requeue, then exit
-            except Exception as e:  # noqa: BLE001 - the requeue was refused: the run ends here
-                record(GAVE_UP, str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
-            raise SystemExit(128 + sig)
-        record(KILLED, name)
-        self.__exit__()
-        if sig == signal.SIGUSR2 or prev == signal.SIG_DFL:
-            signal.signal(sig, signal.SIG_DFL)
-            os.kill(os.getpid(), sig)
-        raise SystemExit(128 + sig)
+                result = _train(cfg, run_dir, stopper, attempt)
+                attempt.end("completed")
+                return result
+            except OSError as e:
+                if e.errno not in (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM):
+                    raise
+                raise PipelineError(
+                    f"cannot write {e.filename or 'to the run directory'}: {e.strerror}; earlier checkpoints are "
+                    "intact - free space or fix permissions (or point PIPELINE_OUTPUT_ROOT elsewhere), then rerun "
+                    "to resume") from e
+    except (Exception, KeyboardInterrupt) as e:
+        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if not isinstance(e, PipelineError):
+            message = f"{type(e).__name__}: {message}"
+        _write_final(run_dir, {"status": "failed", "error": message})
+        attempt.end("failed")
+        raise
 
 
-def _in_main_thread() -> bool:
-    import threading
+def _build(cfg: DictConfig, device: str, precision: str) -> Job:
+    """1. data: clean, split, tokenise (a cache shared by the jobs of a sweep); 2. model, optimizer, schedule."""
+    import torch
+    from transformers import get_linear_schedule_with_warmup
 
-    return threading.current_thread() is threading.main_thread()
+    from pipeline.data import data
+    from pipeline.models import cpu_kernels
+    from pipeline.models import model as model_lib
+
+    t = cfg.trainer
+    splits = data.load_splits(cfg)
+    tokenizer, tokenizer_id = model_lib.load_tokenizer(cfg.model)
+    enc = data.tokenize_splits(splits, tokenizer, tokenizer_id, t.max_length, cfg.data, cfg.paths.cache_dir)
+    log.info("data %s: %s train / %s val / %s test, %d labels; %s", cfg.data.name, len(enc["train"]),
+             len(enc["val"]), len(enc["test"]), len(splits.labels), splits.stats)
+    data_ready = time.time()
+
+    model = model_lib.build_model(cfg.model, splits.labels, len(tokenizer), cfg.seed).to(device)
+    kernels = cpu_kernels.apply(model, t.cpu_kernels, device)  # CPU: fewer passes over L x L, parallel masks
+    no_decay = ("bias", "LayerNorm.weight", "LayerNorm.bias")
+    groups = [
+        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
+         "weight_decay": t.weight_decay},
+        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=t.lr, fused=True)  # one kernel for all tensors, CPU and GPU
+    batches_per_epoch = math.ceil(len(enc["train"]) / t.batch_size)
+    steps_per_epoch = math.ceil(batches_per_epoch / t.grad_accum)
+    total_steps = t.max_steps if t.max_steps > 0 else t.epochs * steps_per_epoch
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(t.warmup_ratio * total_steps), total_steps)
+    return Job(splits=splits, tokenizer=tokenizer, train_set=enc["train"], val_set=enc["val"],
+               test_set=enc["test"], model=model, optimizer=optimizer, scheduler=scheduler,
+               scaler=torch.amp.GradScaler(device, enabled=precision == "fp16"), kernels=kernels,
+               pad_id=tokenizer.pad_token_id or 0, pad_to=None if t.dynamic_padding else t.max_length,
+               total_steps=total_steps, epochs=math.ceil(total_steps / steps_per_epoch),
+               steps_per_epoch=steps_per_epoch, data_ready=data_ready)
 
 
-# ------------------------------------------------------------------------------------ devices, precision
-
-
-def pick_device(name: str) -> str:
+def _resume(cfg: DictConfig, job: Job, run_dir: Path) -> tuple[TrainState, bool]:
+    """3. resume from ``checkpoints/last`` if there is one (exactly: weights, optimizer, schedule, scaler,
+    RNG states, counters); else a fresh start. (state, resumed)."""
     import torch
 
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise PipelineError("trainer.device=cuda but no CUDA GPU is visible: use trainer.device=auto or cpu")
-    return name
+    from pipeline.train import checkpoint
+
+    saved = checkpoint.load_last(run_dir)
+    if saved is None:
+        torch.manual_seed(cfg.seed)
+        (run_dir / rundir.METRICS_JSONL).unlink(missing_ok=True)
+        return TrainState(), False
+    refuse_changed_resume(saved.get("config"), OmegaConf.to_container(cfg, resolve=True), run_dir)
+    job.model.load_state_dict(saved["model"])
+    job.optimizer.load_state_dict(saved["optimizer"])
+    job.scheduler.load_state_dict(saved["scheduler"])
+    job.scaler.load_state_dict(saved["scaler"])
+    checkpoint.set_rng_state(saved["rng"])
+    state = TrainState.from_dict(saved["counters"])
+    state.attempt += 1
+    _truncate_metrics(run_dir / rundir.METRICS_JSONL, state.step)
+    log.info("resumed from checkpoints/last at step %d (epoch %s, batch %d), attempt %d",
+             state.step, epoch_label(state, job.epochs), state.batch, state.attempt)
+    return state, True
 
 
-def pick_precision(name: str, device: str) -> str:
+def _train(cfg: DictConfig, run_dir: Path, stopper: GracefulStop, attempt: attempts.Attempt) -> float:
     import torch
 
-    if name == "auto":
-        if device == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported(including_emulation=False) else "fp16"  # V100: fp16
-        # CPU: bf16 autocast where the cores do bf16 dot products in hardware (AVX512-BF16, AMX); measured
-        # 1.4-1.8x faster per step than fp32 with the same test accuracy (docs/performance.md). Else fp32.
-        return "bf16" if cpu_has_bf16() else "fp32"
-    if name == "fp16" and device != "cuda":
-        raise PipelineError("trainer.precision=fp16 needs a CUDA GPU: use bf16 or fp32 on CPU")
-    return name
+    from pipeline.data.batching import epoch_batches
+    from pipeline.models import cpu_kernels
+    from pipeline.train import checkpoint, run_info, tracking
+    from pipeline.train.doctor import require_gpu_if_requested
+
+    started = time.time()
+    before_fit = process_age()  # imports, config, preflight
+    t = cfg.trainer
+    require_gpu_if_requested(t.device)  # a job given GPUs stops here, in one line, rather than train on CPU
+    device = pick_device(t.device)
+    precision = pick_precision(t.precision, device)
+    threads = cpu_threads()
+    if threads and threads != torch.get_num_threads():
+        torch.set_num_threads(threads)
+    job = _build(cfg, device, precision)
+    state, resumed = _resume(cfg, job, run_dir)
+    model = job.model
+    info = run_info.collect(job.splits.data_sha256, device, torch.cuda.device_count() if device == "cuda" else 0)
+    info.update({"precision": precision, "attempt": state.attempt, "resumed_from_step": state.step,
+                 "threads": torch.get_num_threads() if device == "cpu" else None,
+                 "attention": cpu_kernels.CPU_ATTENTION if job.kernels.attention
+                 else model.config._attn_implementation,
+                 "dropout": "fast" if job.kernels.dropout else "torch"})
+    atomic.write_json(run_dir / rundir.RUN_INFO_JSON, info)
+    tracker = tracking.start(cfg, run_dir)
+
+    def save_last() -> None:
+        attempt.beat(state.step, force=True)
+        checkpoint.save_last(run_dir, {
+            "model": model.state_dict(), "optimizer": job.optimizer.state_dict(),
+            "scheduler": job.scheduler.state_dict(), "scaler": job.scaler.state_dict(),
+            "rng": checkpoint.rng_state(),
+            "counters": {**asdict(state), "elapsed": state.elapsed + time.time() - started},
+            "config": OmegaConf.to_container(cfg, resolve=True), "labels": job.splits.labels,
+        })
+
+    def run_eval() -> bool:
+        """Evaluate on val, log, keep the best; True if early stopping says stop."""
+        t_eval = time.time()
+        metrics, _, _ = evaluate(model, job.val_set, t.eval_batch_size, device, precision, job.pad_id)
+        row = {"split": "val", "epoch": state.epoch, "step": state.step, **metrics, "time": time.time()}
+        atomic.append_jsonl(run_dir / rundir.METRICS_JSONL, row)
+        tracker.log({f"val/{k}": v for k, v in metrics.items()}, state.step)
+        log.info("eval step %d epoch %s: %s", state.step, epoch_label(state, job.epochs), _fmt(metrics))
+        if improved(t.monitor, metrics, state.best_val):
+            state.best, state.best_step, state.best_epoch = metrics[t.monitor], state.step, state.epoch
+            state.bad_evals, state.best_val = 0, metrics
+            checkpoint.save_best(run_dir, model, job.tokenizer, {"step": state.step, "epoch": state.epoch,
+                                                                "val": metrics, "max_length": t.max_length})
+        else:
+            state.bad_evals += 1
+        progress_file.evaluated(time.time() - t_eval)
+        return 0 < t.early_stopping_patience <= state.bad_evals
+
+    # 4. the loop
+    model.train()
+    age = process_age()
+    startup = round(age if age is not None else time.time() - started, 3)
+    log.info("start-up %.1f s to the first step (%.1f s imports/config/preflight, %.1f s data, %.1f s model); "
+             "%s, %d threads", startup, before_fit or 0.0, job.data_ready - started, time.time() - job.data_ready,
+             precision, torch.get_num_threads())
+    progress_file = ProgressFile(run_dir, job.total_steps, job.epochs, state.step, state.attempt,
+                                 t.eval_every_steps if t.eval_every_steps > 0 else job.steps_per_epoch,
+                                 len(job.val_set), len(job.test_set))
+    progress = _Progress(job.total_steps, state.step, t.log_every_steps, progress_file.eta, job.epochs)
+    stop = state.step >= job.total_steps
+    evaluated_at = state.step if resumed else -1
+    while not stop and state.epoch < job.epochs:
+        epoch = state.epoch  # the inner loop ends with the epoch: the next one gets its own order
+        batches = epoch_batches(job.train_set.lengths, t.batch_size, cfg.seed, epoch, t.group_by_length)
+        while state.epoch == epoch and state.batch < len(batches) and not stop:
+            t_step = time.time()
+            group = batches[state.batch:state.batch + t.grad_accum]
+            loss, n_samples = train_step(job, group, device, precision, t.max_grad_norm, t.lr, state.step)
+            state.step += 1
+            state.batch += len(group)
+            _count_time(state, progress.start, n_samples, time.time() - t_step)
+            lr = job.scheduler.get_last_lr()[0]
+            progress_file.update(state.step, state.epoch, progress.rate)
+            progress.update(state, loss, lr, n_samples, time.time() - t_step)
+            if state.step % t.log_every_steps == 0:
+                atomic.append_jsonl(run_dir / rundir.METRICS_JSONL, {
+                    "split": "train", "epoch": state.epoch, "step": state.step, "loss": loss, "lr": lr,
+                    "samples_per_s": progress.rate, "time": time.time()})
+                tracker.log({"train/loss": loss, "train/lr": lr}, state.step)
+            end_of_epoch = state.batch >= len(batches)
+            if end_of_epoch:
+                state.epoch, state.batch = state.epoch + 1, 0
+            stop = state.step >= job.total_steps
+            eval_due = should_evaluate(state.step, end_of_epoch, stop, t.eval_every_steps)
+            if eval_due and evaluated_at != state.step:
+                evaluated_at = state.step
+                if run_eval():
+                    log.info("early stopping: no improvement in %d evaluations", state.bad_evals)
+                    stop = True
+            if should_checkpoint(state.step, eval_due, t.checkpoint_every_steps) or stop_requested():
+                save_last()
+            attempt.beat(state.step)
+            if stop_requested():
+                progress.close()
+                stopper.hand_on(lambda status, why: _record_stop(run_dir, state, started, attempt, status, why))
+    progress.close()
+    if evaluated_at != state.step or state.best is None:
+        run_eval()
+        save_last()
+    return _finish(cfg, job, run_dir, state, tracker, device, precision, started, startup)
 
 
-def cpu_has_bf16() -> bool:
-    """True if this CPU has bf16 dot-product instructions (x86 AVX512-BF16 or AMX-BF16; Linux flags)."""
-    try:
-        flags = next((line for line in Path("/proc/cpuinfo").read_text().splitlines()
-                      if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+def _count_time(state: TrainState, first_step: int, n_samples: int, seconds: float) -> None:
+    """Seconds in steps (every step: samples/s over whole epochs) and, after warm-up, samples and seconds."""
+    state.step_time += seconds
+    if state.step > first_step + 2:
+        state.train_samples += n_samples
+        state.train_time += seconds
 
 
-def cpu_threads() -> int | None:
-    """Cores this job was given, for ``torch.set_num_threads``: the scheduler's slot count (LSF
-    ``LSB_DJOB_NUMPROC``, Slurm ``SLURM_CPUS_PER_TASK``) capped by the CPU affinity mask; None if
-    ``OMP_NUM_THREADS`` is set (torch already follows it). Torch's own default counts every core of the
-    node, which oversubscribes a shared cluster node that runs several jobs."""
-    env = os.environ
-    if env.get("OMP_NUM_THREADS"):
-        return None
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    for key in ("LSB_DJOB_NUMPROC", "SLURM_CPUS_PER_TASK"):
-        if env.get(key, "").isdigit() and int(env[key]) > 0:
-            return min(int(env[key]), cores)
-    return cores
+def _finish(cfg: DictConfig, job: Job, run_dir: Path, state: TrainState, tracker: Any, device: str,
+            precision: str, started: float, startup: float) -> float:
+    """5. test the best checkpoint; ``metrics.json``; return the best validation value of trainer.monitor."""
+    from transformers import AutoModelForSequenceClassification
 
+    from pipeline.train import checkpoint
 
-def process_age() -> float | None:
-    """Seconds since this process started (Linux; ``run.py``'s re-exec keeps the start time), else None."""
-    try:
-        start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
-        uptime = float(Path("/proc/uptime").read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-    return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
-
-
-def autocast(device: str, precision: str) -> Any:
-    import torch
-
-    if precision == "fp32":
-        return nullcontext()
-    return torch.autocast(device_type=device, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+    t = cfg.trainer
+    if state.best_step == state.step:
+        best = job.model  # the weights checkpoints/best was saved from: no reload
+    else:
+        best = AutoModelForSequenceClassification.from_pretrained(checkpoint.best_dir(run_dir)).to(device)
+    test_metrics, preds, probs = evaluate(best, job.test_set, t.eval_batch_size, device, precision, job.pad_id)
+    atomic.append_jsonl(run_dir / rundir.METRICS_JSONL, {"split": "test", "epoch": state.best_epoch,
+                                                         "step": state.best_step, **test_metrics,
+                                                         "time": time.time()})
+    _write_predictions(run_dir, job.splits.test, preds, probs, job.splits.labels)
+    elapsed = state.elapsed + time.time() - started
+    result = {
+        "status": "completed", "error": None, "monitor": t.monitor,
+        "best_epoch": state.best_epoch, "best_step": state.best_step,
+        "val": state.best_val, "test": test_metrics,
+        "steps": state.step, "epochs": state.epoch, "attempts": state.attempt,
+        "wall_time_s": round(elapsed, 3),
+        "train_samples_per_s": round(state.train_samples / state.train_time, 3) if state.train_time else None,
+        "train_time_s": round(state.step_time, 3), "startup_s": startup,
+        "device": device, "precision": precision, "num_labels": len(job.splits.labels),
+        "train_size": len(job.train_set), "val_size": len(job.val_set), "test_size": len(job.test_set),
+    }
+    _write_final(run_dir, result)
+    tracker.summary({"val": state.best_val, "test": test_metrics, "wall_time_s": result["wall_time_s"]})
+    tracker.finish()
+    log.info("done in %.1f s: best val %s=%.4f at step %s; test accuracy=%.4f macro_f1=%.4f", elapsed,
+             t.monitor, state.best, state.best_step, test_metrics["accuracy"], test_metrics["macro_f1"])
+    print(f"val  {_fmt(state.best_val)}\ntest {_fmt(test_metrics)}\nrun dir: {run_dir}", flush=True)
+    return float(state.best_val[t.monitor])
 
 
 # ------------------------------------------------------------------------------------ evaluation
@@ -259,257 +467,6 @@ def improved(metric: str, new: dict[str, float], best: dict[str, float] | None) 
     return metric != "loss" and new.get("loss", math.inf) < best.get("loss", math.inf)
 
 
-# ------------------------------------------------------------------------------------ the job
-
-
-def fit(cfg: DictConfig, run_dir: str | Path | None = None) -> float:
-    """Train (or resume, or return the result of an already completed run in ``run_dir``)."""
-    run_dir = Path(run_dir) if run_dir is not None else _hydra_run_dir()
-    config_lib.check(cfg)
-    done = _read_json(run_dir / rundir.METRICS_JSON)
-    if done.get("status") == "completed":
-        log.info("run %s already completed; nothing to do", run_dir)
-        return float(done["val"][cfg.trainer.monitor])
-    age = process_age()
-    attempt = attempts.Attempt(run_dir, started=time.time() - age if age is not None else None)
-    try:
-        with _GracefulStop() as stopper:
-            try:
-                result = _train(cfg, run_dir, stopper, attempt)
-                attempt.end("completed")
-                return result
-            except OSError as e:
-                if e.errno not in (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM):
-                    raise
-                raise PipelineError(
-                    f"cannot write {e.filename or 'to the run directory'}: {e.strerror}; earlier checkpoints are "
-                    "intact - free space or fix permissions (or point PIPELINE_OUTPUT_ROOT elsewhere), then rerun "
-                    "to resume") from e
-    except (Exception, KeyboardInterrupt) as e:
-        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if not isinstance(e, PipelineError):
-            message = f"{type(e).__name__}: {message}"
-        _write_final(run_dir, {"status": "failed", "error": message})
-        attempt.end("failed")
-        raise
-
-
-def _train(cfg: DictConfig, run_dir: Path, stopper: _GracefulStop, attempt: attempts.Attempt) -> float:
-    import numpy as np
-    import torch
-    from transformers import get_linear_schedule_with_warmup
-
-    from pipeline.data import data
-    from pipeline.data.batching import collate, epoch_batches
-    from pipeline.models import cpu_kernels
-    from pipeline.models import model as model_lib
-    from pipeline.train import checkpoint, run_info, tracking
-
-    started = time.time()
-    before_fit = process_age()  # imports, config, preflight
-    t = cfg.trainer
-    from pipeline.train.doctor import require_gpu_if_requested
-    require_gpu_if_requested(t.device)  # a job given GPUs stops here, in one line, rather than train on CPU
-    device = pick_device(t.device)
-    precision = pick_precision(t.precision, device)
-    threads = cpu_threads()
-    if threads and threads != torch.get_num_threads():
-        torch.set_num_threads(threads)
-
-    # 1. data: clean, split, tokenise (shared cache across the jobs of a sweep)
-    splits = data.load_splits(cfg)
-    tokenizer, tokenizer_id = model_lib.load_tokenizer(cfg.model)
-    enc = data.tokenize_splits(splits, tokenizer, tokenizer_id, t.max_length, cfg.data, cfg.paths.cache_dir)
-    train_set, val_set, test_set = enc["train"], enc["val"], enc["test"]
-    data_ready = time.time()
-    pad_id = tokenizer.pad_token_id or 0
-    pad_to = None if t.dynamic_padding else t.max_length
-    log.info("data %s: %s train / %s val / %s test, %d labels; %s", cfg.data.name, len(train_set),
-             len(val_set), len(test_set), len(splits.labels), splits.stats)
-
-    # 2. model, optimizer, schedule
-    model = model_lib.build_model(cfg.model, splits.labels, len(tokenizer), cfg.seed).to(device)
-    kernels = cpu_kernels.apply(model, t.cpu_kernels, device)  # CPU: fewer passes over L x L, parallel masks
-    no_decay = ("bias", "LayerNorm.weight", "LayerNorm.bias")
-    groups = [
-        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
-         "weight_decay": t.weight_decay},
-        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
-    ]
-    optimizer = torch.optim.AdamW(groups, lr=t.lr, fused=True)  # one kernel for all tensors, CPU and GPU
-    batches_per_epoch = math.ceil(len(train_set) / t.batch_size)
-    steps_per_epoch = math.ceil(batches_per_epoch / t.grad_accum)
-    total_steps = t.max_steps if t.max_steps > 0 else t.epochs * steps_per_epoch
-    epochs = math.ceil(total_steps / steps_per_epoch)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(t.warmup_ratio * total_steps), total_steps)
-    scaler = torch.amp.GradScaler(device, enabled=precision == "fp16")
-
-    # 3. resume
-    state = {"step": 0, "epoch": 0, "batch": 0, "best": None, "best_step": None, "best_epoch": None,
-             "bad_evals": 0, "elapsed": 0.0, "attempt": 1, "train_samples": 0, "train_time": 0.0,
-             "step_time": 0.0}
-    saved = checkpoint.load_last(run_dir)
-    if saved is not None:
-        refuse_changed_resume(saved.get("config"), OmegaConf.to_container(cfg, resolve=True), run_dir)
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        scaler.load_state_dict(saved["scaler"])
-        checkpoint.set_rng_state(saved["rng"])
-        state.update(saved["counters"])
-        state["attempt"] += 1
-        _truncate_metrics(run_dir / rundir.METRICS_JSONL, state["step"])
-        log.info("resumed from checkpoints/last at step %d (epoch %s, batch %d), attempt %d",
-                 state["step"], epoch_label(state, epochs), state["batch"], state["attempt"])
-    else:
-        torch.manual_seed(cfg.seed)
-        (run_dir / rundir.METRICS_JSONL).unlink(missing_ok=True)
-    info = run_info.collect(splits.data_sha256, device, torch.cuda.device_count() if device == "cuda" else 0)
-    info.update({"precision": precision, "attempt": state["attempt"], "resumed_from_step": state["step"],
-                 "threads": torch.get_num_threads() if device == "cpu" else None,
-                 "attention": cpu_kernels.CPU_ATTENTION if kernels.attention else model.config._attn_implementation,
-                 "dropout": "fast" if kernels.dropout else "torch"})
-    atomic.write_json(run_dir / rundir.RUN_INFO_JSON, info)
-    tracker = tracking.start(cfg, run_dir)
-
-    def save_last() -> None:
-        attempt.beat(state["step"], force=True)
-        checkpoint.save_last(run_dir, {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": checkpoint.rng_state(),
-            "counters": {**state, "elapsed": state["elapsed"] + time.time() - started},
-            "config": OmegaConf.to_container(cfg, resolve=True), "labels": splits.labels,
-        })
-
-    def run_eval() -> bool:
-        """Evaluate on val, log, keep the best; True if early stopping says stop."""
-        t_eval = time.time()
-        metrics, _, _ = evaluate(model, val_set, t.eval_batch_size, device, precision, pad_id)
-        row = {"split": "val", "epoch": state["epoch"], "step": state["step"], **metrics, "time": time.time()}
-        atomic.append_jsonl(run_dir / rundir.METRICS_JSONL, row)
-        tracker.log({f"val/{k}": v for k, v in metrics.items()}, state["step"])
-        log.info("eval step %d epoch %s: %s", state["step"], epoch_label(state, epochs),
-                 " ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
-        if improved(t.monitor, metrics, state.get("best_val")):
-            state.update(best=metrics[t.monitor], best_step=state["step"], best_epoch=state["epoch"],
-                         bad_evals=0, best_val=metrics)
-            checkpoint.save_best(run_dir, model, tokenizer, {"step": state["step"], "epoch": state["epoch"],
-                                                            "val": metrics, "max_length": t.max_length})
-        else:
-            state["bad_evals"] += 1
-        progress_file.evaluated(time.time() - t_eval)
-        return 0 < t.early_stopping_patience <= state["bad_evals"]
-
-    # 4. the loop
-    model.train()
-    age = process_age()
-    startup = round(age if age is not None else time.time() - started, 3)
-    log.info("start-up %.1f s to the first step (%.1f s imports/config/preflight, %.1f s data, %.1f s model); "
-             "%s, %d threads", startup, before_fit or 0.0, data_ready - started, time.time() - data_ready,
-             precision, torch.get_num_threads())
-    progress_file = ProgressFile(run_dir, total_steps, epochs, state["step"], state["attempt"],
-                                 t.eval_every_steps if t.eval_every_steps > 0 else steps_per_epoch,
-                                 len(val_set), len(test_set))
-    progress = _Progress(total_steps, state["step"], t.log_every_steps, progress_file.eta, epochs)
-    stop = state["step"] >= total_steps
-    evaluated_at = state["step"] if saved is not None else -1
-    while not stop and state["epoch"] < epochs:
-        epoch = state["epoch"]  # the inner loop ends with the epoch: the next one gets its own order
-        batches = epoch_batches(train_set.lengths, t.batch_size, cfg.seed, epoch, t.group_by_length)
-        while state["epoch"] == epoch and state["batch"] < len(batches) and not stop:
-            # one optimizer step = grad_accum micro-batches
-            t_step = time.time()
-            group = batches[state["batch"]:state["batch"] + t.grad_accum]
-            n_samples = sum(len(b) for b in group)
-            step_loss = 0.0
-            for idx in group:
-                batch = {k: v.to(device, non_blocking=True)
-                         for k, v in collate(train_set, idx, pad_id, pad_to).items()}
-                with autocast(device, precision):
-                    loss = model(**batch).loss * (len(idx) / n_samples)
-                scaler.scale(loss).backward()
-                step_loss += loss.item()
-            if not math.isfinite(step_loss):
-                raise TrainingDiverged(
-                    f"loss became {step_loss} at step {state['step'] + 1} (lr={t.lr}, precision={precision}): "
-                    "lower trainer.lr, keep trainer.max_grad_norm > 0, or use trainer.precision=fp32")
-            if t.max_grad_norm > 0:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), t.max_grad_norm)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            state["step"] += 1
-            state["batch"] += len(group)
-            state["step_time"] += time.time() - t_step  # every step: samples/s over whole epochs
-            if state["step"] > progress.start + 2:  # throughput after warm-up
-                state["train_samples"] += n_samples
-                state["train_time"] += time.time() - t_step
-            progress_file.update(state["step"], state["epoch"], progress.rate)
-            progress.update(state, step_loss, scheduler.get_last_lr()[0], n_samples, time.time() - t_step)
-            if state["step"] % t.log_every_steps == 0:
-                row = {"split": "train", "epoch": state["epoch"], "step": state["step"], "loss": step_loss,
-                       "lr": scheduler.get_last_lr()[0], "samples_per_s": progress.rate, "time": time.time()}
-                atomic.append_jsonl(run_dir / rundir.METRICS_JSONL, row)
-                tracker.log({"train/loss": step_loss, "train/lr": row["lr"]}, state["step"])
-            end_of_epoch = state["batch"] >= len(batches)
-            if end_of_epoch:
-                state["epoch"] += 1
-                state["batch"] = 0
-            stop = state["step"] >= total_steps
-            eval_due = (t.eval_every_steps > 0 and state["step"] % t.eval_every_steps == 0) or \
-                (t.eval_every_steps <= 0 and end_of_epoch) or stop
-            if eval_due and evaluated_at != state["step"]:
-                evaluated_at = state["step"]
-                if run_eval():
-                    log.info("early stopping: no improvement in %d evaluations", state["bad_evals"])
-                    stop = True
-            ckpt_due = eval_due or (t.checkpoint_every_steps > 0 and state["step"] % t.checkpoint_every_steps == 0)
-            if ckpt_due or _stop_signals:
-                save_last()
-            attempt.beat(state["step"])
-            if _stop_signals:
-                progress.close()
-                stopper.hand_on(lambda status, why: _record_stop(run_dir, state, started, attempt, status, why))
-    progress.close()
-    if evaluated_at != state["step"] or state["best"] is None:
-        run_eval()
-        save_last()
-
-    # 5. test the best checkpoint
-    from transformers import AutoModelForSequenceClassification
-
-    if state["best_step"] == state["step"]:
-        best = model  # the weights checkpoints/best was saved from: no reload
-    else:
-        best = AutoModelForSequenceClassification.from_pretrained(checkpoint.best_dir(run_dir)).to(device)
-    test_metrics, preds, probs = evaluate(best, test_set, t.eval_batch_size, device, precision, pad_id)
-    atomic.append_jsonl(run_dir / rundir.METRICS_JSONL, {"split": "test", "epoch": state["best_epoch"],
-                                                    "step": state["best_step"], **test_metrics, "time": time.time()})
-    _write_predictions(run_dir, splits.test, preds, probs, splits.labels)
-    elapsed = state["elapsed"] + time.time() - started
-    result = {
-        "status": "completed", "error": None, "monitor": t.monitor,
-        "best_epoch": state["best_epoch"], "best_step": state["best_step"],
-        "val": state["best_val"], "test": test_metrics,
-        "steps": state["step"], "epochs": state["epoch"], "attempts": state["attempt"],
-        "wall_time_s": round(elapsed, 3),
-        "train_samples_per_s": round(state["train_samples"] / state["train_time"], 3) if state["train_time"] else None,
-        "train_time_s": round(state["step_time"], 3), "startup_s": startup,
-        "device": device, "precision": precision, "num_labels": len(splits.labels),
-        "train_size": len(train_set), "val_size": len(val_set), "test_size": len(test_set),
-    }
-    _write_final(run_dir, result)
-    tracker.summary({"val": state["best_val"], "test": test_metrics, "wall_time_s": result["wall_time_s"]})
-    tracker.finish()
-    log.info("done in %.1f s: best val %s=%.4f at step %s; test accuracy=%.4f macro_f1=%.4f", elapsed,
-             t.monitor, state["best"], state["best_step"], test_metrics["accuracy"], test_metrics["macro_f1"])
-    print(f"val  {_fmt(state['best_val'])}\ntest {_fmt(test_metrics)}\nrun dir: {run_dir}", flush=True)
-    np.random.seed(None)
-    return float(state["best_val"][t.monitor])
-
-
 # ------------------------------------------------------------------------------------ helpers
 
 
@@ -540,11 +497,11 @@ def _write_final(run_dir: Path, result: dict[str, Any]) -> None:
         log.error("could not write %s: %s", run_dir / rundir.METRICS_JSON, e)
 
 
-def _record_stop(run_dir: Path, state: dict[str, Any], started: float, attempt: attempts.Attempt, status: str,
+def _record_stop(run_dir: Path, state: TrainState, started: float, attempt: attempts.Attempt, status: str,
                  why: str | None) -> None:
     """A run stopped after saving ``checkpoints/last``: the attempt's record, and ``metrics.json`` saying
     what stopped it and how to resume (not when it is being requeued: the next attempt carries on)."""
-    step = state["step"]
+    step = state.step
     attempt.end(status, step)
     if status == REQUEUED:
         return
@@ -552,15 +509,15 @@ def _record_stop(run_dir: Path, state: dict[str, Any], started: float, attempt: 
               else f"`python run.py hydra.run.dir={run_dir}`")
     kept = f"checkpoints/last at step {step} is kept: {resume} resumes from it"
     if status == GAVE_UP:
-        error = (f"{why.rstrip('.')} at step {step} (attempt {state['attempt']}); {kept}, or rerun it with a "
+        error = (f"{why.rstrip('.')} at step {step} (attempt {state.attempt}); {kept}, or rerun it with a "
                  "larger hydra.launcher.timeout_min or hydra.launcher.max_num_timeout")
     else:
-        error = f"killed by {why} at step {step} (attempt {state['attempt']}); {kept}"
+        error = f"killed by {why} at step {step} (attempt {state.attempt}); {kept}"
     _write_final(run_dir, {
         "status": status, "error": error, "signal": why if status == KILLED else "SIGUSR2",
-        "steps": step, "epochs": state["epoch"], "attempts": state["attempt"],
+        "steps": step, "epochs": state.epoch, "attempts": state.attempt,
         "checkpoint": "checkpoints/last", "checkpoint_step": step,
-        "wall_time_s": round(state["elapsed"] + time.time() - started, 3),
+        "wall_time_s": round(state.elapsed + time.time() - started, 3),
     })
     log.error("%s", error)
 
@@ -590,10 +547,10 @@ def _write_predictions(run_dir: Path, test: Any, preds: Any, probs: Any, labels:
     atomic.write_text(run_dir / "test_predictions.csv", frame.to_csv(index=False))
 
 
-def epoch_label(state: dict[str, Any], epochs: int) -> str:
+def epoch_label(state: TrainState, epochs: int) -> str:
     """The epoch the latest step belongs to, 1-based, over the total: ``1/2`` for every step of the first
-    epoch and for the evaluation at its end (``state["epoch"]`` counts finished epochs)."""
-    current = state["epoch"] + (1 if state["batch"] else 0)
+    epoch and for the evaluation at its end (``state.epoch`` counts finished epochs)."""
+    current = state.epoch + (1 if state.batch else 0)
     return f"{max(current, 1)}/{epochs}" if epochs else str(max(current, 1))
 
 
@@ -620,15 +577,15 @@ class _Progress:
             self._task = self._bar.add_task("train", total=total, completed=start, info="")
             self._bar.start()
 
-    def update(self, state: dict[str, Any], loss: float, lr: float, samples: int, seconds: float) -> None:
+    def update(self, state: TrainState, loss: float, lr: float, samples: int, seconds: float) -> None:
         inst = samples / max(seconds, 1e-9)
         self.rate = inst if self.rate == 0 else 0.9 * self.rate + 0.1 * inst
         info = f"loss={loss:.4f} lr={lr:.2e} {self.rate:.1f} samples/s"
         if self._bar is not None:
-            self._bar.update(self._task, completed=state["step"], info=info)
-        elif state["step"] % self.log_every == 0 or state["step"] == self.total:
+            self._bar.update(self._task, completed=state.step, info=info)
+        elif state.step % self.log_every == 0 or state.step == self.total:
             eta = (self.eta() if self.eta else None) or 0
-            log.info("step %d/%d epoch %s %s eta %.0fs", state["step"], self.total, epoch_label(state, self.epochs),
+            log.info("step %d/%d epoch %s %s eta %.0fs", state.step, self.total, epoch_label(state, self.epochs),
                      info, eta)
 
     def close(self) -> None:
