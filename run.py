@@ -1,6 +1,6 @@
 """Hydra entry point: one fine-tune (``python run.py``) or a sweep (``python run.py -m ...``)."""
 
-from pipeline.entry import check_command_line, reexec_with_malloc_settings
+from pipeline.train.entry import check_command_line, reexec_with_malloc_settings
 
 reexec_with_malloc_settings()
 check_command_line()  # --help, and one-line errors for unknown keys/options (exit 2)
@@ -15,7 +15,7 @@ register()
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="config")
 def main(cfg: DictConfig) -> float:
-    from pipeline.entry import run_job
+    from pipeline.train.entry import run_job
 
     return run_job(cfg)
 

@@ -4,7 +4,7 @@
     python -m bench.gpu [--dry-run] [--out outputs/bench/gpu.json]
 
 Each (model, precision, loop) runs as a fresh subprocess on the same job: BBC news, 800 rows (the project's
-split), 1 epoch, max_length 256, batch size 32, lr 5e-5, seed 0. ``ours`` is ``pipeline.train.fit`` (what
+split), 1 epoch, max_length 256, batch size 32, lr 5e-5, seed 0. ``ours`` is ``pipeline.train.train.fit`` (what
 ``run.py`` runs), ``hf`` is ``bench/hf_trainer_job.py --variant best`` (the Trainer with dynamic padding and
 length grouping: the same settings). Models, both offline: ``minilm`` (pretrained, from the PyPI package)
 and ``bert-base`` (12 layers, 768 hidden, 3072 FFN: bert-base's shape, initialised from that config; its
@@ -77,14 +77,14 @@ def flops_per_sample(layers: int, hidden: int, ffn: int, lengths: list[int]) -> 
 
 
 def run_ours(out: Path, overrides: list[str]) -> None:
-    """``pipeline.train.fit`` in this process, then its figures, peak memory and the FLOPs per sample."""
+    """``pipeline.train.train.fit`` in this process, then its figures, peak memory and the FLOPs per sample."""
     import torch
     from transformers import AutoConfig
 
     from bench.hf_trainer_job import compose
-    from pipeline import data
-    from pipeline.model import load_tokenizer
-    from pipeline.train import fit
+    from pipeline.data import data
+    from pipeline.models.model import load_tokenizer
+    from pipeline.train.train import fit
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")  # the run's own log lines
     cfg = compose(overrides)
@@ -129,7 +129,7 @@ def plan(dry_run: bool, bf16: bool = True) -> list[tuple[str, str, str, list[str
     natively (a V100 only emulates it, slowly: fp16 alone there)."""
     models, job = (DRY_MODELS, DRY_JOB) if dry_run else (MODELS, JOB)
     if dry_run:  # fp16 needs CUDA; bf16 where this CPU has it
-        from pipeline.train import cpu_has_bf16
+        from pipeline.train.device import cpu_has_bf16
 
         precisions = ["bf16" if cpu_has_bf16() else "fp32"]
     else:

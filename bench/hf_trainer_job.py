@@ -4,7 +4,7 @@
     python -m bench.hf_trainer_job --variant best --out c.json data.max_rows=600 trainer.epochs=1
 
 Trailing ``key=value`` arguments are Hydra overrides of this project's config (``configs/``), composed exactly
-as ``run.py`` composes them, so the job is the same: the split comes from ``pipeline.data.load_splits`` (same
+as ``run.py`` composes them, so the job is the same: the split comes from ``pipeline.data.data.load_splits`` (same
 rows in train/val/test), and model, max_length, batch size, epochs, learning rate, weight decay (not on
 biases and LayerNorm, as the Trainer also does), warmup, linear decay, gradient clipping, seed and the
 evaluate-each-epoch / keep-the-best / test-the-best schedule are taken from that config. Everything else is
@@ -72,9 +72,9 @@ def main(argv: list[str] | None = None) -> dict:
     )
     from transformers.utils import logging as hf_logging
 
-    from pipeline import data
-    from pipeline.model import build_model, load_tokenizer
-    from pipeline.train import cpu_has_bf16, pick_device, process_age
+    from pipeline.data import data
+    from pipeline.models.model import build_model, load_tokenizer
+    from pipeline.train.device import cpu_has_bf16, pick_device, process_age
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()

@@ -3,7 +3,7 @@
     python -m bench.recipe_table OUT_DIR [--baseline baseline.json]   # baseline.json: made if absent
 
 Run directories are named ``<dataset>_lr<lr>_e<epochs>_s<seed>``; the baseline file holds
-``pipeline.baseline.fit_baseline`` results per dataset (``{"fake_news": {"test": {...}}, ...}``) on the
+``pipeline.results.baseline.fit_baseline`` results per dataset (``{"fake_news": {"test": {...}}, ...}``) on the
 split the shipped data configs make (bench/results/recipe_baseline.json is the one docs/results.md quotes).
 """
 
@@ -37,9 +37,9 @@ def compute_baseline(path: Path) -> dict:
     """TF-IDF + logistic regression on each shipped dataset's split (configs/data/<name>.yaml)."""
     from omegaconf import OmegaConf
 
-    from pipeline.baseline import fit_baseline
     from pipeline.config import Config
     from pipeline.data import load_splits
+    from pipeline.results.baseline import fit_baseline
 
     out = {}
     for name in ("fake_news", "bbc_news"):

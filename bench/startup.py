@@ -39,7 +39,7 @@ STARTUP_LINE = re.compile(r"start-up ([\d.]+) s to the first step \(([\d.]+) s i
 
 
 def parse_startup(log_text: str) -> dict[str, float] | None:
-    """The start-up line ``pipeline.train`` logs before its first step, as numbers."""
+    """The start-up line ``pipeline.train.train`` logs before its first step, as numbers."""
     m = STARTUP_LINE.search(log_text)
     if not m:
         return None

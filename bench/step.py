@@ -6,7 +6,7 @@
 Variants, each a fresh subprocess (so one cannot warm the allocator for another), alternating per repetition:
 
 * ``stock``     transformers' SDPA attention and ``nn.Dropout`` (what the HF Trainer runs),
-* ``attention`` our :func:`pipeline.cpu_kernels.cpu_attention` with ``nn.Dropout``,
+* ``attention`` our :func:`pipeline.models.cpu_kernels.cpu_attention` with ``nn.Dropout``,
 * ``ours``      our attention and ``FastDropout`` (what ``run.py`` runs on CPU).
 
 Every step is forward + backward + gradient clipping + fused AdamW on a full batch of one length (no padding),
@@ -37,9 +37,9 @@ def one(variant: str, length: int, batch: int, steps: int) -> dict:
 
     import torch
 
-    from pipeline import cpu_kernels
-    from pipeline import model as model_lib
-    from pipeline.train import autocast, pick_precision
+    from pipeline.models import cpu_kernels
+    from pipeline.models import model as model_lib
+    from pipeline.train.device import autocast, pick_precision
 
     precision = pick_precision("auto", "cpu")
     model = model_lib.build_model(SimpleNamespace(pretrained=True, path=None), ["a", "b", "c", "d", "e"], 0, 0)
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        from pipeline.model import quiet_transformers
+        from pipeline.models.model import quiet_transformers
 
         quiet_transformers()
         variant, *sizes = args.child

@@ -4,7 +4,7 @@
     python -m bench.train --max-rows 600 --epochs 3 --variants A,C --seeds 0,1,2   # what docs/performance.md reports
     python -m bench.train --short --variants A,A-fp32,A-static --reps 2   # ablations of A
 
-One job for every variant: MiniLM (offline), BBC news split by ``pipeline.data.load_splits``, max_length 512,
+One job for every variant: MiniLM (offline), BBC news split by ``pipeline.data.data.load_splits``, max_length 512,
 batch size 16, the same epochs, learning rate, schedule, seed, evaluation after each epoch and test of the
 best checkpoint (see ``bench/hf_trainer_job.py`` for what B and C share with A and what is the Trainer's own).
 Each variant runs as a fresh subprocess with a cold token cache (A-warm: warm) and
@@ -15,7 +15,7 @@ to A. Results are read from what each run writes (``metrics.json`` of the run di
 never from logs.
 
 Variants: A, A-fp32 (trainer.precision=fp32), A-static (no dynamic padding, no length grouping), A-nomalloc,
-A-sdpa (trainer.cpu_kernels=dropout: transformers' SDPA instead of ``pipeline.cpu_kernels.cpu_attention``),
+A-sdpa (trainer.cpu_kernels=dropout: transformers' SDPA instead of ``pipeline.models.cpu_kernels.cpu_attention``),
 A-torchdropout (trainer.cpu_kernels=attention: ``nn.Dropout`` instead of ``FastDropout``), A-stock
 (trainer.cpu_kernels=none),
 A-threads1 / A-threads4 (OMP_NUM_THREADS=1/4; 4 oversubscribes a 2-core machine, as torch's default does on

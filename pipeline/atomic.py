@@ -35,12 +35,7 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            if faults.planned(f"write_{path.name}"):  # tests: die with the temp file half written
-                f.write(data[:len(data) // 2])
-                f.flush()
-                faults.hit(f"write_{path.name}")
-                data = data[len(data) // 2:]
-            f.write(data)
+            f.write(_half_then_fault(f, data, path))  # tests: die with the temp file half written
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
@@ -48,6 +43,19 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _half_then_fault(f: Any, data: Any, path: Path) -> Any:
+    """Fault injection (``PIPELINE_FAULTS=write_<name>:n``): write half of ``data`` and die; else all of it.
+
+    Returns what is left to write."""
+    point = f"write_{path.name}"
+    if not faults.planned(point):
+        return data
+    f.write(data[:len(data) // 2])
+    f.flush()
+    faults.hit(point)
+    return data[len(data) // 2:]
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
@@ -62,12 +70,7 @@ def append_jsonl(path: str | os.PathLike, obj: Any) -> None:
     """Append one JSON line with a single ``write`` call (a reader skips a torn last line)."""
     line = json.dumps(obj, default=str) + "\n"
     with open(path, "a", encoding="utf-8") as f:
-        if faults.planned(f"write_{Path(path).name}"):  # tests: die with half the line written
-            f.write(line[:len(line) // 2])
-            f.flush()
-            faults.hit(f"write_{Path(path).name}")
-            line = line[len(line) // 2:]
-        f.write(line)
+        f.write(_half_then_fault(f, line, Path(path)))  # tests: die with half the line written
         f.flush()
         os.fsync(f.fileno())
 
@@ -147,14 +150,15 @@ def remove_dead_temps(path: str | os.PathLike) -> None:
             idle = now - temp.lstat().st_mtime
         except OSError:
             continue
-        if (mine and not _pid_alive(int(parts[1]))) or idle > STALE_AFTER_S:
+        if (mine and not pid_alive(int(parts[1]))) or idle > STALE_AFTER_S:
             if temp.is_dir():
                 shutil.rmtree(temp, ignore_errors=True)
             else:
                 temp.unlink(missing_ok=True)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (ours, or another user's)."""
     if pid == os.getpid():
         return True
     try:

@@ -26,7 +26,7 @@ class DataConf:
     dedup: bool = True  # drop exact duplicate texts before splitting (else the test score leaks)
     dedup_columns: list[str] | None = None  # compare these columns (normalised); null = the joined text
     # settings that hold only for this dataset's own file (`file` inside): another data.file given on top of
-    # this config never inherits them (pipeline.data_options)
+    # this config never inherits them (pipeline.data.data_options)
     file_specific: dict[str, Any] = field(default_factory=dict)
     drop_warn_fraction: float = 0.1  # warn (one line) when cleaning drops more than this share of the rows
     drop_error_fraction: float = 0.5  # refuse to train above this share (1.0 = accept any drop)
@@ -75,7 +75,7 @@ class TrainerConf:
     monitor: str = "macro_f1"  # accuracy | macro_f1 | loss (val metric that picks the best checkpoint)
     log_every_steps: int = 20
     device: str = "auto"  # auto | cpu | cuda
-    cpu_kernels: str = "auto"  # auto | all | attention | dropout | none (pipeline/cpu_kernels.py)
+    cpu_kernels: str = "auto"  # auto | all | attention | dropout | none (pipeline/models/cpu_kernels.py)
     keep_last_checkpoint: bool = False  # keep checkpoints/last (resume state) after the run completes
 
 
@@ -113,7 +113,7 @@ def register() -> None:
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 MONITORS = ("accuracy", "macro_f1", "loss")
-CPU_KERNELS = ("auto", "all", "attention", "dropout", "none")  # = pipeline.cpu_kernels.CHOICES
+CPU_KERNELS = ("auto", "all", "attention", "dropout", "none")  # = pipeline.models.cpu_kernels.CHOICES
 
 
 def check(cfg: Any) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.batching import collate, epoch_batches, eval_batches
-from pipeline.data import Encoded
+from pipeline.data.batching import collate, epoch_batches, eval_batches
+from pipeline.data.data import Encoded
 
 
 def _data(lengths: list[int]) -> Encoded:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from pipeline import config as C
-from pipeline.overrides_check import OverrideError, check
-from pipeline.run_help import TRAINER_HELP
+from pipeline.cli.run_help import TRAINER_HELP
+from pipeline.launch.overrides_check import OverrideError, check
 from tests.conftest import ROOT, run_py
 
 CONFIGS = ROOT / "configs"

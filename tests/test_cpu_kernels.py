@@ -1,4 +1,4 @@
-"""The CPU training kernels in pipeline.cpu_kernels: the same functions as the textbook ones, with their own masks."""
+"""The CPU training kernels in pipeline.models.cpu_kernels: the textbook functions, with their own masks."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from pipeline import cpu_kernels
+from pipeline.models import cpu_kernels
 
 TRAINING = SimpleNamespace(training=True, is_causal=False)
 

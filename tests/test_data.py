@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from pipeline import data
 from pipeline.config import Config
+from pipeline.data import data
 from pipeline.errors import DataError
 
 
@@ -111,7 +111,8 @@ def test_missing_label_column_lists_columns(tmp_path, shared_data):
 _TOKENIZE = """
 import sys, json
 from omegaconf import OmegaConf
-from pipeline import data, model
+from pipeline.data import data
+from pipeline.models import model
 from pipeline.config import Config
 cfg = OmegaConf.structured(Config)
 cfg.paths.data_dir, cfg.paths.cache_dir = sys.argv[1], sys.argv[2]

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import data_report
+from pipeline.data import data_report
 from pipeline.errors import DataError
 from tests.conftest import ROOT, run_py, train_env
 from tests.test_user_data import cfg_for
@@ -49,7 +49,7 @@ def test_report_counts_drops_per_reason_classes_and_tokens(tmp_path, shared_data
     from transformers import AutoTokenizer
 
     from pipeline.data import load_splits
-    from pipeline.model import offline_minilm_path
+    from pipeline.models.model import offline_minilm_path
 
     texts = pd.concat([load_splits(cfg).frame(s) for s in ("train", "val", "test")]).text.tolist()
     lengths = np.array([len(x) for x in AutoTokenizer.from_pretrained(offline_minilm_path())(texts)["input_ids"]])

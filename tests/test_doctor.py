@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.doctor import GpuFacts, arch_supported, job_verdict, problems, requested_gpus
+from pipeline.train.doctor import GpuFacts, arch_supported, job_verdict, problems, requested_gpus
 from tests.conftest import ROOT, TINY, run_py, train_env
 
 # torch 2.13's published arch lists (PyTorch's support matrix, issues #172352 and #190385)
@@ -112,7 +112,7 @@ def test_doctor_on_a_cpu_machine_says_no_gpu():
 def test_job_given_a_gpu_stops_before_loading_data(monkeypatch):
     import torch
 
-    from pipeline.doctor import GpuUnusable, require_gpu_if_requested
+    from pipeline.train.doctor import GpuUnusable, require_gpu_if_requested
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is visible here")
@@ -157,5 +157,5 @@ def test_gpu_sweep_on_a_cpu_node_ends_each_job_with_the_cause(fake_lsf, shared_d
         assert not (run_dir / "metrics.jsonl").exists()  # not one training step on the CPU
     status = subprocess.run([sys.executable, "-m", "pipeline.cli", "status", str(sweep)], capture_output=True,
                             text=True, timeout=60, env=train_env(tmp_path, **lsf.env), cwd=ROOT)
-    # the same note on every row is said once above the table (pipeline.tables drops constant columns)
+    # the same note on every row is said once above the table (pipeline.results.tables drops constant columns)
     assert f"state=FAILED, note={cause}" in status.stdout and "2 jobs: 2 failed" in status.stdout, status.stdout

@@ -1,4 +1,4 @@
-"""The DVC data pipeline (dvc.yaml + pipeline/prepare.py) with real dvc and git, in a temp copy of the repo.
+"""The DVC data pipeline (dvc.yaml + pipeline/data/prepare.py) with real dvc and git, in a temp copy of the repo.
 
 The copy holds what `dvc repro` and `python run.py` need (dvc.yaml, .dvc/, configs/, pipeline/, run.py,
 hydra_plugins/); the shared data folder is the fetch stage's mirror and a temp folder is the DVC remote.
@@ -119,7 +119,7 @@ def repo(tmp_path_factory) -> Path:
 def test_repro_makes_the_splits_with_the_training_code(repo):
     import pandas as pd
 
-    from pipeline import data
+    from pipeline.data import data
 
     out = repo / "data" / "processed" / "bbc_news"
     assert sorted(p.name for p in out.iterdir()) == sorted(SPLIT_FILES)
@@ -187,7 +187,7 @@ def test_push_then_pull_into_a_clean_clone_restores_identical_files(repo, tmp_pa
 def test_offline_fetch_without_a_mirror_fails_in_one_line(repo, tmp_path):
     clone = tmp_path / "clone"
     sh(tmp_path, "git", "clone", "-q", str(repo), str(clone))
-    cmd = [sys.executable, "-m", "pipeline.prepare", "fetch", "data=bbc_news"]
+    cmd = [sys.executable, "-m", "pipeline.data.prepare", "fetch", "data=bbc_news"]
     for extra, says in (([], "PIPELINE_DATA_MIRROR is not set"),
                         (["data.url=http://127.0.0.1:9/bbc_news.csv.gz"], "could not download")):
         r = sh(clone, *cmd, *extra, check=False)
@@ -210,7 +210,7 @@ def test_wrong_checksum_mirror_is_refused_and_raw_untouched(repo, tmp_path):
     assert r.returncode != 0
     assert "refusing" in r.stderr and "data/raw/bbc_news.csv.gz left as it was" in r.stderr
     assert {p.name: (sha256(p), p.stat().st_ino, p.stat().st_mtime_ns) for p in raw.iterdir()} == before
-    direct = sh(repo, sys.executable, "-m", "pipeline.prepare", "fetch", "data=bbc_news",
+    direct = sh(repo, sys.executable, "-m", "pipeline.data.prepare", "fetch", "data=bbc_news",
                 env=env_for(PIPELINE_DATA_MIRROR=str(bad)), check=False)
     assert direct.returncode == 2 and len(direct.stderr.strip().splitlines()) == 1
     assert {p.name: (sha256(p), p.stat().st_ino, p.stat().st_mtime_ns) for p in raw.iterdir()} == before
@@ -233,23 +233,23 @@ def test_training_reads_the_prepared_splits(repo, tmp_path):
 
 
 def test_other_data_settings_warn_and_use_the_raw_file(repo, caplog, monkeypatch):
-    from pipeline import data
+    from pipeline.data import data
 
     monkeypatch.setenv("PIPELINE_PROCESSED_DIR", str(repo / "data" / "processed"))
     cfg = job_cfg(repo, repo / "data" / "raw")
-    with caplog.at_level("INFO", logger="pipeline.data"):
+    with caplog.at_level("INFO", logger="pipeline.data.data"):
         data.load_splits(cfg)
     assert "data from prepared splits" in caplog.text
     caplog.clear()
     cfg.data.split_seed = 3
-    with caplog.at_level("INFO", logger="pipeline.data"):
+    with caplog.at_level("INFO", logger="pipeline.data.data"):
         s = data.load_splits(cfg)
     assert "made with other data settings: split_seed=42 (job: 3)" in caplog.text
     assert "data from prepared splits" not in caplog.text and s.stats["train"] == len(s.train)
 
 
 def test_label_missing_from_labels_json_is_one_line_error(repo, tmp_path, monkeypatch):
-    from pipeline import data
+    from pipeline.data import data
     from pipeline.errors import DataError
 
     copy = tmp_path / "processed" / "bbc_news"

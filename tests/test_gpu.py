@@ -43,7 +43,7 @@ def test_fp16_amp_step_with_grad_scaler():
     a step with non-finite gradients is skipped and the scale backs off."""
     import torch
 
-    from pipeline.train import autocast, pick_precision
+    from pipeline.train.device import autocast, pick_precision
 
     assert pick_precision("fp16", "cuda") == "fp16"
     native_bf16 = torch.cuda.get_device_capability()[0] >= 8  # a V100 only emulates bf16: auto picks fp16 there
@@ -81,7 +81,7 @@ def test_fp16_amp_step_with_grad_scaler():
 def test_cuda_rng_state_travels_in_the_checkpoint(tmp_path: Path):
     import torch
 
-    from pipeline import checkpoint
+    from pipeline.train import checkpoint
 
     torch.cuda.manual_seed_all(123)
     torch.rand(5, device="cuda")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.bsub_lines import BsubLineError, parse_bsub_lines
+from pipeline.launch.bsub_lines import BsubLineError, parse_bsub_lines
 from tests.conftest import ROOT, SHARED_DATA
 
 JOBS = ROOT / "jobs"

@@ -102,7 +102,7 @@ def test_warm_model_is_exactly_a_cold_one_even_after_training_changed_the_first(
     from omegaconf import OmegaConf
     from transformers import AutoModelForSequenceClassification
 
-    from pipeline import model as model_lib
+    from pipeline.models import model as model_lib
 
     source = model_lib.offline_minilm_path()
     cfg = OmegaConf.create({"pretrained": True, "path": source, "name": None})

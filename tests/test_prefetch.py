@@ -1,4 +1,4 @@
-"""``pipeline.prefetch.prefetch``: cached models need no network; offline gives one clear line."""
+"""``pipeline.models.prefetch.prefetch``: cached models need no network; offline gives one clear line."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from pipeline.errors import ModelError
-from pipeline.prefetch import prefetch
+from pipeline.models.prefetch import prefetch
 
 pytest.importorskip("huggingface_hub")
 
@@ -38,7 +38,7 @@ def test_missing_model_with_hf_hub_offline_is_one_line(tmp_path, monkeypatch):
 
 def test_no_network_is_one_line(tmp_path):
     code = (
-        "from pipeline.prefetch import prefetch\n"
+        "from pipeline.models.prefetch import prefetch\n"
         "from pipeline.errors import ModelError\n"
         f"try:\n    prefetch('bert-base-uncased', {str(tmp_path)!r})\n"
         "except ModelError as e:\n    print(e)\n"

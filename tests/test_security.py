@@ -117,7 +117,7 @@ def test_slurm_override_values_never_reach_a_shell(slurm_cluster, tmp_path_facto
     """Sweep values full of shell metacharacters arrive in the Slurm jobs exactly, and run nothing."""
     from hypothesis import assume
 
-    from pipeline.rerun import RerunError, hydra_quote
+    from pipeline.launch.rerun import RerunError, hydra_quote
     from tests.lsf.conftest import run_app
 
     values = list(dict.fromkeys(["$(touch pwned); `touch pwned2`", *values]))

@@ -33,7 +33,7 @@ def small_fs(tmp_path):
 
 
 def _load_step(run_dir: Path) -> int:
-    from pipeline.checkpoint import load_last
+    from pipeline.train.checkpoint import load_last
 
     return load_last(run_dir)["counters"]["step"]
 

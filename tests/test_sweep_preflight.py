@@ -10,7 +10,7 @@ from tests.conftest import run_py, train_env
 
 def _sweep(tmp_path, *overrides: str, launcher: tuple[str, ...] = ("cluster=lsf", "hydra.launcher.dry_run=true")):
     return run_py(tmp_path, "-m", *launcher, "model=tiny", f"hydra.sweep.dir={tmp_path / 'sweep'}",
-                  "hydra.verbose=pipeline.sweep_preflight", *overrides, env=train_env(tmp_path))
+                  "hydra.verbose=pipeline.launch.sweep_preflight", *overrides, env=train_env(tmp_path))
 
 
 def _error_lines(stderr: str) -> list[str]:

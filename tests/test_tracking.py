@@ -172,13 +172,13 @@ def test_a_wandb_failure_is_a_warning_and_training_goes_on(tmp_path):
 def test_bad_settings_and_failing_calls_become_warnings(tmp_path, caplog):
     from omegaconf import OmegaConf
 
-    from pipeline import tracking
     from pipeline.config import Config
+    from pipeline.train import tracking
 
     cfg = OmegaConf.structured(Config)
     cfg.tracking.backend = "wandb"
     cfg.tracking.mode = "ofline"  # a typo preflight would catch; start() must still not raise
-    with caplog.at_level("WARNING", logger="pipeline.tracking"):
+    with caplog.at_level("WARNING", logger="pipeline.train.tracking"):
         tracker = tracking.start(cfg, tmp_path / "run")
     assert type(tracker) is tracking.Tracker
     assert "wandb could not start" in caplog.text
@@ -189,7 +189,7 @@ def test_bad_settings_and_failing_calls_become_warnings(tmp_path, caplog):
 
     caplog.clear()
     t = tracking.WandbTracker(Broken())
-    with caplog.at_level("WARNING", logger="pipeline.tracking"):
+    with caplog.at_level("WARNING", logger="pipeline.train.tracking"):
         t.log({"val/loss": 1.0}, 1)
         t.log({"val/loss": 1.0}, 2)
         t.summary({"a": 1})
@@ -202,7 +202,7 @@ def test_check_tracking_preflight(monkeypatch, tmp_path):
 
     from pipeline.config import Config
     from pipeline.errors import PipelineError
-    from pipeline.tracking import check_tracking
+    from pipeline.train.tracking import check_tracking
 
     for var in ("WANDB_API_KEY", "WANDB_MODE", "WANDB_BASE_URL"):
         monkeypatch.delenv(var, raising=False)
@@ -228,12 +228,12 @@ def test_check_tracking_preflight(monkeypatch, tmp_path):
 
 
 def _preflight_wired() -> bool:
-    from pipeline import preflight
+    from pipeline.launch import preflight
 
     return "check_tracking" in Path(preflight.__file__).read_text()
 
 
-@pytest.mark.skipif(not _preflight_wired(), reason="pending: pipeline/preflight.py does not call check_tracking")
+@pytest.mark.skipif(not _preflight_wired(), reason="pending: pipeline/launch/preflight.py does not call check_tracking")
 def test_online_without_key_fails_before_anything_runs(tmp_path):
     env = train_env(tmp_path, NETRC=str(tmp_path / "no-netrc"))
     for var in ("WANDB_API_KEY", "WANDB_MODE"):

@@ -86,7 +86,7 @@ def test_kill_during_checkpoint_write_keeps_previous(tmp_path, reference):
     killed = run_py(tmp_path, *TINY, *STEPS, f"hydra.run.dir={run_dir}",
                     env=train_env(tmp_path, PIPELINE_FAULTS="checkpoint_write:2"))
     assert killed.returncode == -signal.SIGKILL
-    from pipeline.checkpoint import load_last
+    from pipeline.train.checkpoint import load_last
 
     state = load_last(run_dir)  # the first checkpoint (step 5) is intact
     assert state["counters"]["step"] == 5
@@ -109,7 +109,7 @@ def test_usr2_checkpoints_at_step_boundary_then_resumes_exactly(tmp_path, refere
     os.kill(proc.pid, signal.SIGUSR2)
     out = proc.communicate(timeout=120)[0]
     assert proc.returncode == -signal.SIGUSR2, out
-    from pipeline.checkpoint import load_last
+    from pipeline.train.checkpoint import load_last
 
     step = load_last(run_dir)["counters"]["step"]
     assert 0 < step < 80
@@ -139,7 +139,7 @@ def test_nan_loss_stops_with_clear_status(tmp_path):
 
 
 def test_best_checkpoint_choice_breaks_ties_on_validation_loss():
-    from pipeline.train import improved
+    from pipeline.train.train import improved
 
     first = {"macro_f1": 0.95, "accuracy": 0.95, "loss": 0.65}
     assert improved("macro_f1", first, None)

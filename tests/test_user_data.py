@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from pipeline import data, data_options
+from pipeline.data import data, data_options
 from pipeline.errors import DataError
 from tests.conftest import read_json, run_py
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import progress as P
-from pipeline import watch as W
+from pipeline.results import watch as W
+from pipeline.train import progress as P
 from tests.conftest import ROOT, TINY, run_py, train_env
 from tests.table_fit import table_rows
 
@@ -55,7 +55,7 @@ def make_sweep(root: Path, scheduler: str = "lsf") -> Path:
 
 def _snap(sweep: Path) -> W.Snapshot:
     # the scheduler: job 1 runs, job 3 pends (what one bjobs answer says)
-    from pipeline import sweep_status as S
+    from pipeline.launch import sweep_status as S
 
     real = S.query_sweep
 

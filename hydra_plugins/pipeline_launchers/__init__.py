@@ -3,3 +3,9 @@
 
 This is a namespace plugin package: there is no ``hydra_plugins/__init__.py``.
 """
+
+from ._payload import SweepJob
+from ._payload import load as load_payload
+from ._sweep import plugin_pythonpath
+
+__all__ = ["SweepJob", "load_payload", "plugin_pythonpath"]

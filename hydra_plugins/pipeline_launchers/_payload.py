@@ -26,7 +26,7 @@ def write(folder: Path, launcher: Any, singleton_state: Any) -> Path:
 
 
 @functools.lru_cache(maxsize=2)
-def _load(path: str) -> tuple[Any, Any]:
+def load(path: str) -> tuple[Any, Any]:
     import pickle
 
     with open(path, "rb") as f:
@@ -44,11 +44,11 @@ class SweepJob:
         self.job_id = job_id
 
     def __call__(self) -> Any:
-        launcher, state = _load(self.payload)
+        launcher, state = load(self.payload)
         return launcher(self.overrides, self.job_dir_key, self.job_num, self.job_id, state)
 
     def checkpoint(self) -> Any:
-        """Run this job again after a requeue; ``pipeline.train.fit`` resumes from checkpoints/last."""
+        """Run this job again after a requeue; ``pipeline.train.train.fit`` resumes from checkpoints/last."""
         import submitit
 
         return submitit.helpers.DelayedSubmission(self)

@@ -3,7 +3,7 @@
 submitit's LocalExecutor starts every job at once; this launcher keeps a window of running jobs (by
 default cores // cpus_per_task, and one at a time for GPU jobs unless ``visible_gpus`` lists GPUs to
 share out), writes ``sweep.json`` (scheduler ``local``, job id = the job's process id, ``launcher_pid``) and
-waits, showing the sweep's progress meanwhile (:class:`pipeline.watch.SweepView`).
+waits, showing the sweep's progress meanwhile (:class:`pipeline.results.watch.SweepView`).
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ class LocalProcessesLauncher(BaseSubmititLauncher):
                              "(use an LSF or Slurm launcher to submit and return)")
         n_parallel, slots = parallelism(p)
         os.environ["PYTHONPATH"] = _sweep.plugin_pythonpath()  # the job processes unpickle this launcher
-        if int(p.get("gpus_per_node") or 0) > 0:  # the jobs refuse to train on the CPU (pipeline.doctor)
+        if int(p.get("gpus_per_node") or 0) > 0:  # the jobs refuse to train on the CPU (pipeline.train.doctor)
             os.environ["PIPELINE_GPUS"] = str(int(p["gpus_per_node"]))
         # share the cores out instead of letting every job start one thread per core (oversubscription)
         at_once = max(1, min(n_parallel, len(job_overrides)))
@@ -159,7 +159,7 @@ class LocalProcessesLauncher(BaseSubmititLauncher):
 def _progress_view(sweep_dir: Path, config: Any) -> Any:
     """What the sweep shows while it blocks: ``pipeline watch``'s live table on a terminal, else one line
     per change ("job 3 finished: COMPLETED ..."). The results table follows from the AggregateAtEnd callback."""
-    from pipeline.watch import SweepView
+    from pipeline.results.watch import SweepView
 
     metric = "val_" + str(config.get("trainer", {}).get("monitor", "macro_f1"))
     return SweepView(sweep_dir, metric, interval=1.0)

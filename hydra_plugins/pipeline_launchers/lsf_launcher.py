@@ -6,7 +6,7 @@ With ``wait: false`` (the default) the launcher validates every setting, submits
 ``<sweep_dir>/sweep.json``, submits one aggregation job (``bsub -w "ended(<arrays>)"``), prints the job
 ids and the follow-up commands, and returns. With ``wait: true`` it waits for the results like
 hydra-submitit-launcher. On the compute node the pickled launcher runs the job (``__call__``) and, at
-the run limit, ``checkpoint()`` gives submitit the same call to requeue; ``pipeline.train.fit`` saves
+the run limit, ``checkpoint()`` gives submitit the same call to requeue; ``pipeline.train.train.fit`` saves
 ``checkpoints/last`` first and resumes from it.
 
 ``import submitit`` and the LSF backend are lazy: plugin discovery stays fast.
@@ -54,7 +54,7 @@ class LsfLauncher(BaseSubmititLauncher):
 
     def make_executor(self) -> Any:
         """An LsfExecutor with every parameter checked (unknown keys, limits, memory, quoting)."""
-        from pipeline.lsf.lsf import LsfExecutor
+        from pipeline.launch.submitit_lsf.lsf import LsfExecutor
 
         p = self.params
         executor = LsfExecutor(Path(str(p["submitit_folder"])).absolute(),
@@ -63,17 +63,17 @@ class LsfLauncher(BaseSubmititLauncher):
         generic = {k: v for k, v in p.items() if k in GENERIC_KEYS and v is not None}
         specific = {k: v for k, v in p.items() if k not in GENERIC_KEYS and k not in LAUNCHER_KEYS}
         specific["env"] = {"PYTHONPATH": _sweep.plugin_pythonpath(), **(specific.get("env") or {})}
-        if int(p.get("gpus_per_node") or 0) > 0:  # the job refuses to train on the CPU (pipeline.doctor)
+        if int(p.get("gpus_per_node") or 0) > 0:  # the job refuses to train on the CPU (pipeline.train.doctor)
             specific["env"]["PIPELINE_GPUS"] = str(int(p["gpus_per_node"]))
         executor.update_parameters(**executor._convert_parameters(generic), **specific)
         return executor
 
     def aggregate_script(self, executor: Any, sweep_dir: Path, depends_on: Sequence[str]) -> str:
-        from pipeline.lsf.lsf import _make_aggregate_bsub_string
+        from pipeline.launch.submitit_lsf.lsf import make_aggregate_bsub_string
 
         p, ex = self.params, executor.parameters
         command = f"{executor.python} -m pipeline.cli aggregate {shlex.quote(str(sweep_dir))}"
-        return _make_aggregate_bsub_string(
+        return make_aggregate_bsub_string(
             command, sweep_dir, depends_on=depends_on, job_name=f"{ex.get('job_name', 'sweep')}_aggregate",
             queue=p.get("aggregate_queue"), project=ex.get("project"), dialect=ex.get("dialect", "lsf10"),
             timeout_min=int(p.get("aggregate_timeout_min", 30)), mem_per_slot=p.get("aggregate_mem_per_slot"),
@@ -81,11 +81,11 @@ class LsfLauncher(BaseSubmititLauncher):
             env={k: v for k, v in (ex.get("env") or {}).items() if k != "PIPELINE_GPUS"})  # a CPU job
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        from pipeline.lsf.lsf import BsubNotFoundError, LsfConfigError
         from submitit.core.utils import FailedSubmissionError
 
         from pipeline.launch.lsf import what_to_change
         from pipeline.launch.packing import PackError
-        from pipeline.lsf.lsf import BsubNotFoundError, LsfConfigError
 
         try:
             return self._launch(job_overrides, initial_job_idx)
@@ -150,7 +150,7 @@ class LsfLauncher(BaseSubmititLauncher):
         if aggregate:
             from pipeline import rundir
 
-            rundir.set_aggregate_job(data, self._submit_aggregate(executor, sweep_dir, data["arrays"], dry_run))
+            rundir.set_aggregate_job(data, self.submit_aggregate(executor, sweep_dir, data["arrays"], dry_run))
             _sweep.write(sweep_dir, data, 0)
 
         self._report(arrays, executor, data.get("aggregate_job_id"), dry_run, wait)
@@ -178,17 +178,17 @@ class LsfLauncher(BaseSubmititLauncher):
             limit, name = p.get("timeout_min"), "timeout_min"
         return packing.check_time(k, per_run, source, limit, name)
 
-    def _submit_aggregate(self, executor: Any, sweep_dir: Path, arrays: list[dict[str, Any]],
+    def submit_aggregate(self, executor: Any, sweep_dir: Path, arrays: list[dict[str, Any]],
                           dry_run: bool) -> str | None:
         from pipeline import atomic, rundir
-        from pipeline.lsf.lsf import _run_bsub
+        from pipeline.launch.submitit_lsf.lsf import run_bsub
 
         script = sweep_dir / rundir.AGGREGATE_SCRIPT
         atomic.write_text(script, self.aggregate_script(executor, sweep_dir, [a["job_id"] for a in arrays]))
         if dry_run:
             return None
         try:
-            return _run_bsub(script)
+            return run_bsub(script)
         except Exception as e:  # noqa: BLE001 - the sweep itself is submitted: say so, do not fail it
             log.error(f"the aggregation job was not submitted ({e}); once the sweep ends run: "
                       f"python -m pipeline.cli aggregate {shlex.quote(str(sweep_dir))}")

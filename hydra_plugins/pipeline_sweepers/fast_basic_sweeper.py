@@ -8,7 +8,7 @@ key, wrong type). Only jobs whose config-group choices differ (``model=tiny`` vs
 composition of their own, once per distinct combination. The jobs then run exactly as with ``basic``.
 
 Before the first batch is launched, the preflight checks run for the swept values of every job
-(``pipeline.sweep_preflight``: once per distinct combination of the keys the checks read), so a value
+(``pipeline.launch.sweep_preflight``: once per distinct combination of the keys the checks read), so a value
 that would fail a job on a node fails the launch instead: one line, exit 2, nothing submitted.
 
 When jobs of a blocking sweep fail, the basic sweeper re-raises the first failure and nothing else is shown;
@@ -56,7 +56,7 @@ class FastBasicSweeper(BasicSweeper):
             if isinstance(e, SubmissionError):  # the scheduler refused: no job ran, none failed, no results/
                 print(f"error: {str(e).strip()}", file=sys.stderr, flush=True)
                 sys.exit(2)
-            from pipeline.callbacks import AggregateAtEnd
+            from pipeline.launch.callbacks import AggregateAtEnd
 
             AggregateAtEnd().on_multirun_end(self.config)
             sweep_dir = self.config.hydra.sweep.dir
@@ -117,9 +117,9 @@ class FastBasicSweeper(BasicSweeper):
     def _preflight(self, arguments: list) -> None:
         """The preflight checks for the swept values of every job of the sweep (all batches), before the
         sweep folder is made."""
-        from pipeline.callbacks import fail
         from pipeline.errors import PipelineError
-        from pipeline.sweep_preflight import check_sweep
+        from pipeline.launch.callbacks import fail
+        from pipeline.launch.sweep_preflight import check_sweep
 
         if getattr(self.hydra_context.config_loader, "repository", None) is None:
             return  # not Hydra's own loader: no cheap per-job composition

@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from pipeline.atomic import pid_alive
 from pipeline.launch import S_DONE, S_EXIT, S_RUNNING, Answer, SchedJob
 
 
 def base_id(job_id: str) -> str:
     return job_id
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def query(job_ids: Iterable[str], submitit_folder: str | Path | None = None) -> Answer:
@@ -29,7 +19,7 @@ def query(job_ids: Iterable[str], submitit_folder: str | Path | None = None) -> 
     for job_id in job_ids:
         if not str(job_id).isdigit():
             continue
-        if alive(int(job_id)):
+        if pid_alive(int(job_id)):
             ans.jobs[job_id] = SchedJob(job_id, "alive", S_RUNNING)
         elif submitit_folder and (Path(submitit_folder) / f"{job_id}_0_result.pkl").exists():
             ans.jobs[job_id] = SchedJob(job_id, "ended", S_DONE)

@@ -2,7 +2,7 @@
 
 One scheduler job (array element, local process) runs k sweep points one after another in ONE process,
 so Python's imports, the tokenizer, the pretrained weights file and the token cache are loaded once per
-job (:mod:`pipeline.warm`) instead of once per run. Each point keeps its own run directory, resume and
+job (:mod:`pipeline.models.warm`) instead of once per run. Each point keeps its own run directory, resume and
 result: a :class:`PackedJob` skips points whose ``metrics.json`` says ``completed`` (so a requeued job
 goes straight to the point it was in, which resumes from its ``checkpoints/last``), and a point that
 fails does not stop the points after it.
@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 #: time.time() when the current point of a packed job began (None outside packed jobs): its start-up is
-#: measured from there, not from the process start (``pipeline.train.process_age``)
+#: measured from there, not from the process start (``pipeline.train.device.process_age``)
 point_started: float | None = None
 
 

@@ -9,28 +9,18 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from pipeline.launch import (
-    S_DONE,
-    S_EXIT,
-    S_PENDING,
-    S_RUNNING,
-    S_UNKNOWN,
-    Answer,
-    Runner,
-    SchedJob,
-    first_line,
-    run_command,
-)
+from pipeline import launch as L
+from pipeline.launch import Answer, Runner, SchedJob, first_line, run_command
 
 STATES = {
-    "PENDING": S_PENDING, "REQUEUED": S_PENDING, "REQUEUE_HOLD": S_PENDING, "REQUEUE_FED": S_PENDING,
-    "RESV_DEL_HOLD": S_PENDING,
-    "RUNNING": S_RUNNING, "COMPLETING": S_RUNNING, "CONFIGURING": S_RUNNING, "SUSPENDED": S_RUNNING,
-    "STOPPED": S_RUNNING, "SIGNALING": S_RUNNING, "STAGE_OUT": S_RUNNING, "RESIZING": S_RUNNING,
-    "COMPLETED": S_DONE,
-    "FAILED": S_EXIT, "CANCELLED": S_EXIT, "TIMEOUT": S_EXIT, "NODE_FAIL": S_EXIT, "OUT_OF_MEMORY": S_EXIT,
-    "PREEMPTED": S_EXIT, "BOOT_FAIL": S_EXIT, "DEADLINE": S_EXIT, "REVOKED": S_EXIT,
-    "SPECIAL_EXIT": S_EXIT,
+    "PENDING": L.S_PENDING, "REQUEUED": L.S_PENDING, "REQUEUE_HOLD": L.S_PENDING, "REQUEUE_FED": L.S_PENDING,
+    "RESV_DEL_HOLD": L.S_PENDING,
+    "RUNNING": L.S_RUNNING, "COMPLETING": L.S_RUNNING, "CONFIGURING": L.S_RUNNING, "SUSPENDED": L.S_RUNNING,
+    "STOPPED": L.S_RUNNING, "SIGNALING": L.S_RUNNING, "STAGE_OUT": L.S_RUNNING, "RESIZING": L.S_RUNNING,
+    "COMPLETED": L.S_DONE,
+    "FAILED": L.S_EXIT, "CANCELLED": L.S_EXIT, "TIMEOUT": L.S_EXIT, "NODE_FAIL": L.S_EXIT, "OUT_OF_MEMORY": L.S_EXIT,
+    "PREEMPTED": L.S_EXIT, "BOOT_FAIL": L.S_EXIT, "DEADLINE": L.S_EXIT, "REVOKED": L.S_EXIT,
+    "SPECIAL_EXIT": L.S_EXIT,
 }
 _RANGE = re.compile(r"^(\d+)_\[([^\]]+)\]$")
 
@@ -56,7 +46,7 @@ def expand(jobid: str) -> list[str]:
 def _jobs(jobid: str, state: str, code: str | None) -> list[SchedJob]:
     raw = state.split()[0] if state.split() else state
     raw = raw.rstrip("+")
-    return [SchedJob(j, raw, STATES.get(raw, S_UNKNOWN), code) for j in expand(jobid)]
+    return [SchedJob(j, raw, STATES.get(raw, L.S_UNKNOWN), code) for j in expand(jobid)]
 
 
 def parse_sacct(text: str) -> dict[str, SchedJob]:
@@ -94,7 +84,7 @@ def query(job_ids: Iterable[str], runner: Runner = run_command) -> Answer:
         # just submitted: slurmdbd records jobs (and splits arrays into elements) a moment after sbatch,
         # while squeue knows them at once
         unseen = [i for i in ids if not any(j.startswith(f"{i}_") for j in ans.jobs)
-                  and (i not in ans.jobs or ans.jobs[i].state == S_PENDING)]
+                  and (i not in ans.jobs or ans.jobs[i].state == L.S_PENDING)]
         if unseen:
             argv = ["squeue", "-h", "-r", "-j", ",".join(unseen), "-o", "%i|%T"]
             ans.commands.append(argv)

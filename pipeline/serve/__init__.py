@@ -1,6 +1,6 @@
 """Serve a fine-tuned classifier over HTTP: a FastAPI app (JSON API + a plain HTML page) run by uvicorn.
 
-    from pipeline.predict import Classifier
+    from pipeline.models.predict import Classifier
     from pipeline.serve import create_app
     app = create_app(Classifier.load("outputs/multirun/x"))   # any ASGI server can run it
 

@@ -1,6 +1,6 @@
 """The FastAPI app behind ``pipeline serve``.
 
-One :class:`pipeline.predict.Classifier`, loaded before the app is built, answers every request. Its
+One :class:`pipeline.models.predict.Classifier`, loaded before the app is built, answers every request. Its
 calls are serialised by a lock: the tokenizer is not safe to share between threads, and on a small
 machine concurrent forward passes only fight over the same cores. A request's texts go through the
 model in batches of ``Limits.batch_size`` on the model's device.
@@ -24,7 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from pipeline.predict import Classifier, run_config
+from pipeline.models.predict import Classifier, run_config
 
 log = logging.getLogger("pipeline.serve")
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fake_lsf import _lsf
+from tests.fake_lsf import scheduler
 
 BIN = Path(__file__).resolve().parent / "bin"
 
@@ -56,7 +56,7 @@ class FakeLSF:
         self.bin = BIN
         self.env: dict[str, str] = {}
         self._mp = monkeypatch
-        self._store = _lsf.Store(str(directory))
+        self._store = scheduler.Store(str(directory))
 
     # --- environment -----------------------------------------------------------------------------
     def setenv(self, name: str, value) -> None:
@@ -172,7 +172,7 @@ def _signal_group(pid) -> None:
 
 @pytest.fixture
 def fake_lsf(tmp_path, monkeypatch):
-    """A private fake LSF 10.1 cluster: ``bsub bjobs bkill bpeek brequeue bqueues bstop bresume`` on PATH."""
+    """A private fake LSF 10.1 cluster: ``bsub bjobs bkill bpeek brequeue`` on PATH."""
     directory = tmp_path / "fake_lsf_state"
     directory.mkdir()
     for name in SCRUB:

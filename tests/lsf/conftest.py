@@ -35,7 +35,7 @@ def _repo_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def watcher():
     """The watcher LsfJob instances share, reset and made quick for the test."""
-    from pipeline.lsf.lsf import LsfJob
+    from pipeline.launch.submitit_lsf.lsf import LsfJob
 
     w = LsfJob.watcher
     saved = (w.dialect, w.max_failures, w.failure_backoff_s, w.missing_polls, w._delay_s)

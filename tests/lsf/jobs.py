@@ -31,7 +31,7 @@ def sleep(seconds: float) -> float:
 class Resumable:
     """Counts to ``total``, one step per 0.1 s, keeping its progress in ``state``; at the warning signal it
     stops at the next step boundary, then hands the signal to the handler that was there before (the
-    way ``pipeline.train.fit`` does), which checkpoints and requeues."""
+    way ``pipeline.train.train.fit`` does), which checkpoints and requeues."""
 
     def __init__(self, state: str, total: int, slow_checkpoint_s: float = 0.0) -> None:
         self.state = state

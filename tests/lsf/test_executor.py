@@ -13,7 +13,7 @@ import pytest
 import submitit
 from submitit.core import utils
 
-from pipeline.lsf.lsf import (
+from pipeline.launch.submitit_lsf.lsf import (
     BSUB_NOT_FOUND,
     BsubNotFoundError,
     LsfExecutor,

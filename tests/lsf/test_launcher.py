@@ -18,7 +18,7 @@ from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, Launche
 from hydra_plugins.pipeline_launchers.local_launcher import LocalProcessesLauncher, parallelism
 from hydra_plugins.pipeline_launchers.lsf_launcher import LsfLauncher
 from hydra_plugins.pipeline_launchers.slurm_launcher import SlurmManifestLauncher
-from pipeline.lsf.lsf import BSUB_NOT_FOUND
+from pipeline.launch.submitit_lsf.lsf import BSUB_NOT_FOUND
 from tests.lsf.conftest import run_app
 
 LSF_WAIT = ["hydra.launcher.wait=true", "hydra.launcher.timeout_min=10"]

@@ -17,12 +17,12 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from hydra_plugins.pipeline_launchers.lsf_launcher import LsfLauncher
-from pipeline.lsf.lsf import (
+from pipeline.launch.submitit_lsf.lsf import (
     LsfConfigError,
     LsfExecutor,
-    _make_aggregate_bsub_string,
-    _make_bsub_string,
     format_mem,
+    make_aggregate_bsub_string,
+    make_bsub_string,
     parse_mem_mb,
 )
 from tests.lsf.conftest import APP, GOLDEN
@@ -47,7 +47,7 @@ def preset_script(preset: str, *overrides: str, map_count: int | None = 4) -> st
     ex = preset_executor(preset, *overrides)
     params = dict(ex.parameters)
     params["env"] = {k: v for k, v in params["env"].items() if k != "PYTHONPATH"}  # machine-specific
-    return _make_bsub_string(ex._submitit_command_str, ex.folder, map_count=map_count, **params)
+    return make_bsub_string(ex._submitit_command_str, ex.folder, map_count=map_count, **params)
 
 
 @pytest.mark.parametrize("name, overrides", [(p, ()) for p in PRESETS] + [
@@ -133,12 +133,12 @@ def test_memory() -> None:
     for bad in ("", "-1GB", "0", "16XB", "sixteen", True):
         with pytest.raises(LsfConfigError):
             parse_mem_mb(bad, "m")
-    text = _make_bsub_string("cmd", "/f", cores=4, mem_gb=16.0, mem_unit="suffix", mem_limit="20GB")
+    text = make_bsub_string("cmd", "/f", cores=4, mem_gb=16.0, mem_unit="suffix", mem_limit="20GB")
     assert '#BSUB -R "rusage[mem=4GB] span[hosts=1]"' in text and "#BSUB -M 20GB" in text
 
 
 def test_additional_parameters_quoted() -> None:
-    text = _make_bsub_string("cmd", "/f", additional_parameters={"B": True, "N": False, "u": "me@dtu.dk",
+    text = make_bsub_string("cmd", "/f", additional_parameters={"B": True, "N": False, "u": "me@dtu.dk",
                                                                  "-G": "my group"})
     lines = text.splitlines()
     assert "#BSUB -B" in lines and "#BSUB -u me@dtu.dk" in lines and '#BSUB -G "my group"' in lines
@@ -146,7 +146,7 @@ def test_additional_parameters_quoted() -> None:
 
 
 def test_aggregate_script() -> None:
-    text = _make_aggregate_bsub_string("python -m pipeline.cli aggregate /s", "/s", depends_on=["12", "13[2]"],
+    text = make_aggregate_bsub_string("python -m pipeline.cli aggregate /s", "/s", depends_on=["12", "13[2]"],
                                        queue="hpc", mem_unit="suffix")
     lines = text.splitlines()
     assert '#BSUB -w "ended(12) && ended(13)"' in lines
@@ -169,7 +169,7 @@ def _run_script(text: str, cwd: Path) -> subprocess.CompletedProcess:
 @given(value=NASTY)
 def test_env_values_arrive_exactly(tmp_path: Path, value: str) -> None:
     out = tmp_path / "value.txt"
-    text = _make_bsub_string(f"printf %s \"$PIPELINE_X\" > {shlex.quote(str(out))}", tmp_path / "logs",
+    text = make_bsub_string(f"printf %s \"$PIPELINE_X\" > {shlex.quote(str(out))}", tmp_path / "logs",
                              env={"PIPELINE_X": value}, map_count=5)
     (tmp_path / "logs").mkdir(exist_ok=True)
     assert subprocess.run(["sh", "-n"], input=text, text=True).returncode == 0
@@ -184,7 +184,7 @@ def test_folder_arrives_exactly_or_is_refused(tmp_path: Path, value: str) -> Non
     folder = tmp_path / value.replace("/", "_")
     ex = LsfExecutor(folder, python="printf '%s\\n'")
     try:
-        text = _make_bsub_string(ex._submitit_command_str, folder, map_count=5)
+        text = make_bsub_string(ex._submitit_command_str, folder, map_count=5)
     except LsfConfigError as e:
         assert any(c in str(folder) for c in NO_BSUB) and "folder" in str(e)
         return
@@ -205,7 +205,7 @@ def test_aggregate_command_quoted(value: str) -> None:
     sweep = "/tmp/" + value.replace("/", "_")
     command = f"python -m pipeline.cli aggregate {shlex.quote(sweep)}"
     try:
-        text = _make_aggregate_bsub_string(command, sweep, depends_on=["5"])
+        text = make_aggregate_bsub_string(command, sweep, depends_on=["5"])
     except LsfConfigError:
         assert any(c in sweep for c in NO_BSUB)
         return

@@ -100,7 +100,7 @@ def assert_same_as_reference(run_dir: Path, reference: Path) -> None:
 
 def last_train_step(run_dir: Path) -> int:
     """The last optimizer step that metrics.jsonl records (a torn last line is skipped)."""
-    from pipeline.results import read_jsonl
+    from pipeline.results.results import read_jsonl
 
     steps = [r["step"] for r in read_jsonl(run_dir / "metrics.jsonl") if r.get("split") == "train"]
     return max(steps, default=0)

@@ -162,7 +162,7 @@ def test_second_usr2_and_term_while_checkpointing(fake_lsf, data, tmp_path: Path
     assert m["status"] == "completed" and m["attempts"] == 2 and m["steps"] == 20
     log = (run_dir / "run.log").read_text()
     assert "resumed from checkpoints/last at step" in log
-    from pipeline.checkpoint import load_last
+    from pipeline.train.checkpoint import load_last
 
     assert load_last(run_dir)["counters"]["step"] == 20
     assert not list(ckpts.glob(".*.tmp"))
@@ -194,7 +194,7 @@ def test_run_limit_requeues_resumes_then_gives_up_and_rerun_finishes(fake_lsf, r
     # names the kept checkpoint and both ways on
     (element,) = lsf.job(int(sweep_json(sweep)["jobs"][0]["job_id"].split("[")[0]))["elements"].values()
     assert element["stat"] == "EXIT" and element["exit_code"] not in (None, 0), element
-    from pipeline.checkpoint import load_last
+    from pipeline.train.checkpoint import load_last
 
     step = load_last(run_dir)["counters"]["step"]
     assert 0 < step < 80 and m["steps"] == m["checkpoint_step"] == step and m["attempts"] == 2, m

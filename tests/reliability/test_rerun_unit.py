@@ -13,13 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from pipeline import results as R
-from pipeline import sweep_status as S
-from pipeline.cli import app
+from pipeline.cli.cli import app
 from pipeline.launch import Answer
 from pipeline.launch import lsf as L
 from pipeline.launch import slurm as SL
-from pipeline.rerun import RerunError, hydra_quote, merge_overrides, parse_overrides, plan
+from pipeline.launch import sweep_status as S
+from pipeline.launch.rerun import RerunError, hydra_quote, merge_overrides, parse_overrides, plan
+from pipeline.results import results as R
 from tests.results.make_runs import write_run, write_sweep_json
 
 runner = CliRunner()

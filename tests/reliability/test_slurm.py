@@ -23,10 +23,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import results as R
-from pipeline import sweep_status as S
 from pipeline.launch import Runner, run_command
-from pipeline.results import read_jsonl
+from pipeline.launch import sweep_status as S
+from pipeline.results import results as R
+from pipeline.results.results import read_jsonl
 from tests.conftest import read_json, run_py
 from tests.reliability.conftest import (
     CONFIG,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import attempts
+from pipeline.train import attempts
 from tests.conftest import ROOT, read_json, run_py
 from tests.reliability.conftest import (
     CONFIG,
@@ -41,7 +41,7 @@ def _start(tmp_path: Path, run_dir: Path, **env: str) -> subprocess.Popen:
 
 
 def _checkpoint_step(run_dir: Path) -> int:
-    from pipeline.checkpoint import load_last
+    from pipeline.train.checkpoint import load_last
 
     return load_last(run_dir)["counters"]["step"]
 

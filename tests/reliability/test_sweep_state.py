@@ -120,7 +120,7 @@ def test_stale_marker_and_pending_after_requeue():
 
 def test_the_job_writes_the_marker_before_brequeue_and_clears_it_at_start(tmp_path, monkeypatch):
     """LsfJobEnvironment: the marker exists when brequeue runs, and a restarted job removes it."""
-    from pipeline.lsf.lsf import LsfJobEnvironment
+    from pipeline.launch.submitit_lsf.lsf import LsfJobEnvironment
 
     folder = tmp_path / ".submitit"
     folder.mkdir()
@@ -178,7 +178,7 @@ def test_aggregate_done_only_with_results_written_after_its_submission(tmp_path)
 def test_lsf10_on_an_lsf_without_exit_code_is_detected_on_the_first_poll(tmp_path, monkeypatch, caplog):
     """The watcher asks once in lsf10, is refused (exit 99), answers in openlava at once, says so once
     (naming hydra.launcher.dialect=openlava) and keeps the openlava form from then on."""
-    from pipeline.lsf.lsf import LsfJob
+    from pipeline.launch.submitit_lsf.lsf import LsfJob
 
     stub = _bjobs_stub(tmp_path / "bin", {"55[1]": "RUN", "55[2]": "DONE"}, reject_exit_code=True)
     monkeypatch.setenv("PATH", f"{stub}:{os.environ['PATH']}")

@@ -7,8 +7,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from pipeline import results as R
-from pipeline.cli import app
+from pipeline.cli.cli import app
+from pipeline.results import results as R
 from tests.results.make_runs import grid_sweep, lsf_job, write_run, write_sweep_json
 
 FILES = ("runs.csv", "summary.csv", "summary.md", "results.json", "curves.png", "final.png")
@@ -78,7 +78,7 @@ def test_aggregate_many_configs_and_out_dir(tmp_path):
 
 
 def test_curve_band():
-    from pipeline.plots import band
+    from pipeline.results.plots import band
 
     steps, mean, lo, hi = band([[(10, 0.5), (20, 0.7)], [(10, 0.7), (20, 0.9)], [(10, 0.6)]])
     assert steps == [10, 20]

@@ -1,4 +1,4 @@
-"""TF-IDF + logistic-regression baseline: the core on real BBC news, the glue through pipeline.data."""
+"""TF-IDF + logistic-regression baseline: the core on real BBC news, the glue through pipeline.data.data."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pipeline import baseline as B
-from pipeline.cli import app
+from pipeline.cli.cli import app
+from pipeline.results import baseline as B
 from tests.results.make_runs import write_run
 
 DATA_DIR = Path(os.environ.get("PIPELINE_DATA_DIR") or Path(__file__).resolve().parents[3] / "shared" / "data")
@@ -50,10 +50,10 @@ def data_config(max_rows: int = 300) -> dict:
 
 @needs_bbc
 def test_baseline_for_run_uses_the_runs_split_and_caches(tmp_path):
-    pytest.importorskip("pipeline.data")
+    pytest.importorskip("pipeline.data.data")
     from omegaconf import OmegaConf
 
-    from pipeline.data import load_splits
+    from pipeline.data.data import load_splits
 
     run = write_run(tmp_path / "sweep" / "0", ["seed=0"], config=data_config())
     cache = tmp_path / "sweep" / "results"
@@ -69,7 +69,7 @@ def test_baseline_for_run_uses_the_runs_split_and_caches(tmp_path):
 
 @needs_bbc
 def test_results_baseline_row(tmp_path):
-    pytest.importorskip("pipeline.data")
+    pytest.importorskip("pipeline.data.data")
     root = tmp_path / "sweep"
     for num, lr in enumerate(("1e-4", "2e-4")):
         write_run(root / str(num), [f"trainer.lr={lr}", "seed=0"], config=data_config())

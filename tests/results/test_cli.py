@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.cli import app
+from pipeline.cli.cli import app
 from tests.results.make_runs import grid_sweep, lsf_job, write_run, write_sweep_json
 from tests.table_fit import table_rows
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.cli import app
+from pipeline.cli.cli import app
 from tests.results.make_runs import write_run, write_sweep_json
 from tests.table_fit import table_rows
 

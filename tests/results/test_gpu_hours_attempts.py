@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline import atomic, attempts
-from pipeline import results as R
+from pipeline import atomic
+from pipeline.results import results as R
+from pipeline.train import attempts
 from tests.results.make_runs import write_run
 
 

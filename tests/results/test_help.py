@@ -6,7 +6,7 @@ import inspect
 
 from typer.testing import CliRunner
 
-from pipeline.cli import app
+from pipeline.cli.cli import app
 
 runner = CliRunner()
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline import plots
-from pipeline import results as R
+from pipeline.results import plots
+from pipeline.results import results as R
 from tests.results.make_runs import grid_sweep, write_run
 
 pytest.importorskip("matplotlib")

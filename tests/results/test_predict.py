@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.cli import app
+from pipeline.cli.cli import app
 from tests.results.make_runs import write_run
 
 LABELS = ["business", "sport", "tech"]

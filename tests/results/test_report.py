@@ -7,8 +7,8 @@ import re
 from html.parser import HTMLParser
 
 from pipeline import atomic
-from pipeline import results as R
-from pipeline.report import confusion
+from pipeline.results import results as R
+from pipeline.results.report import confusion
 from tests.results.make_runs import grid_sweep, write_run
 
 

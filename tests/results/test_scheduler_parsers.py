@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pipeline import sweep_status as S
 from pipeline.launch import lsf as L
 from pipeline.launch import slurm as SL
+from pipeline.launch import sweep_status as S
 
 # LSF 10.1: bjobs -a -o "jobid stat job_name exit_code" -json 1234 9999
 BJOBS_JSON = """{
@@ -136,7 +136,7 @@ def test_missing_binary():
 def test_local_pid_liveness(tmp_path):
     import os
 
-    from pipeline import results as R
+    from pipeline.results import results as R
     from tests.results.make_runs import write_run, write_sweep_json
 
     me, gone = str(os.getpid()), "999999999"

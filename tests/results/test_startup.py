@@ -14,7 +14,7 @@ HEAVY = ("torch", "transformers", "pandas", "numpy", "matplotlib", "sklearn", "s
 PROBE = """
 import sys, time
 t = time.perf_counter()
-from pipeline.cli import app
+from pipeline.cli.cli import app
 try:
     app(sys.argv[1:])
 except SystemExit:

@@ -1,15 +1,15 @@
 """Every table fits the terminal: results (per run, --by-seed, several sweeps), status and predict at 80
-and 120 columns, through the one renderer in pipeline.tables."""
+and 120 columns, through the one renderer in pipeline.results.tables."""
 
 from __future__ import annotations
 
 import pytest
 from typer.testing import CliRunner
 
-from pipeline import results as R
-from pipeline import sweep_status as S
-from pipeline import tables, views
-from pipeline.cli import app
+from pipeline.cli.cli import app
+from pipeline.launch import sweep_status as S
+from pipeline.results import results as R
+from pipeline.results import tables, views
 from tests.results.make_runs import grid_sweep, val_value, write_run
 from tests.table_fit import assert_fits, render
 

@@ -9,7 +9,7 @@ import statistics
 
 import pytest
 
-from pipeline import results as R
+from pipeline.results import results as R
 from tests.results.make_runs import grid_sweep, write_run
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.results import parse_overrides
+from pipeline.results.results import parse_overrides
 from tests.conftest import ROOT, TINY, run_py, train_env
 from tests.results.make_runs import write_run
 

@@ -1,0 +1,82 @@
+"""Checks that run before anything is trained or submitted: no torch import, about a second.
+
+Each failure is a ``PipelineError`` whose message names the problem and the fix. The Hydra callback in
+``pipeline.launch.callbacks`` runs them at the start of every run and sweep (on the sweep's base config), and the
+``fast_basic`` sweeper (the default) runs them for every distinct combination of swept values that a check
+reads, before the launcher submits anything (``pipeline.launch.sweep_preflight``). Launchers run none.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pipeline.data import data_report
+from pipeline.errors import PipelineError
+
+log = logging.getLogger(__name__)
+
+
+def check_output_root(root: str) -> None:
+    """Create the output root if needed and prove a file can be written there (read-only mounts and
+    root's permission bypass make ``os.access`` unreliable)."""
+    path = Path(root).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as e:
+        raise PipelineError(
+            f"output root '{path}' is not writable ({e.strerror or e}): set PIPELINE_OUTPUT_ROOT or "
+            f"paths.output_root to a folder you can write (on DTU: /work3/$USER/...)"
+        ) from None
+
+
+def check_device(cfg: Any) -> None:
+    """Only where the job will run here: a login node has no GPU, the cluster's nodes do."""
+    t = cfg.trainer
+    if t.device == "cuda" or t.precision == "fp16":
+        from pipeline.train.device import pick_device, pick_precision
+
+        pick_precision(t.precision, pick_device(t.device))
+
+
+def check_settings(cfg: Any, runs_here: bool = True) -> None:
+    """The cheap checks: config values, device (where the job runs here), tracking."""
+    from pipeline import config as config_lib
+    from pipeline.train.tracking import check_tracking
+
+    try:
+        config_lib.check(cfg)
+    except ValueError as e:
+        raise PipelineError(str(e)) from None
+    if runs_here:
+        check_device(cfg)
+    check_tracking(cfg)
+
+
+def check_data(cfg: Any) -> None:
+    """Reads, cleans and splits ``cfg.data``: every data problem surfaces here, before any job."""
+    from pipeline.data.data import load_splits
+
+    load_splits(cfg)
+    log.info(data_report.summary(data_report.for_config(cfg)))
+
+
+def check_model(cfg: Any) -> None:
+    from pipeline.models.model import offline_minilm_path, resolve_model_path
+
+    if cfg.model.pretrained or cfg.model.path:
+        resolve_model_path(cfg.model)
+    else:
+        offline_minilm_path()  # the tiny model borrows the MiniLM vocabulary
+
+
+def check(cfg: Any, runs_here: bool = True) -> None:
+    """Everything that can be known wrong before a job starts."""
+    check_settings(cfg, runs_here)
+    check_output_root(cfg.paths.output_root)
+    check_data(cfg)
+    check_model(cfg)

@@ -1,0 +1,191 @@
+"""Job states of a sweep: one scheduler query for the whole sweep, merged with the run directories.
+
+The run directory is the ground truth (``metrics.json`` says completed or failed); the scheduler only
+tells apart what the files cannot: pending vs. running vs. died without writing ``metrics.json``. A
+scheduler that fails or has forgotten the jobs (``bjobs`` forgets finished jobs after a while) costs a
+warning, never the answer. The scheduler is asked through its backend in :mod:`pipeline.launch`, and
+each job's state is decided by :func:`pipeline.launch.state.decide`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline import rundir
+from pipeline.launch import (
+    S_DONE,
+    S_EXIT,
+    Answer,
+    Runner,
+    SchedJob,
+    backend,
+    base_id,
+    run_command,
+)
+from pipeline.launch.state import FINAL_STATES, decide
+from pipeline.results.results import BAD_STATES, RUNNING, Run, Sweep, curve_key, default_mode
+
+
+def query_ids(sweep: Sweep) -> list[str]:
+    """The ids one query needs: the arrays (and plain jobs) of runs that have not finished, and the
+    current aggregation job unless its results are written."""
+    sched = sweep.scheduler
+    meta = sweep.meta or {}
+    ids: list[str] = []
+    for run in sweep.runs:
+        if run.state not in FINAL_STATES and run.job_id:
+            base = base_id(str(run.job_id), sched) if sched in ("lsf", "slurm") else str(run.job_id)
+            if base not in ids:
+                ids.append(base)
+    agg = meta.get("aggregate_job_id")
+    if agg and not rundir.results_are_current(sweep.path, meta) and str(agg) not in ids:
+        ids.append(str(agg))
+    return ids
+
+
+def query_sweep(sweep: Sweep, runner: Runner = run_command) -> Answer:
+    """At most one scheduler query (plus the fallback form where LSF rejects the first)."""
+    sched = sweep.scheduler
+    meta = sweep.meta or {}
+    ids = query_ids(sweep)
+    if sched == "local":
+        return backend("local").query(ids, meta.get("submitit_folder"))
+    if not ids or sched not in ("lsf", "slurm"):
+        return Answer(sched)
+    if sched == "lsf":
+        return backend("lsf").query(ids, str(meta.get("dialect") or "lsf10"), runner)
+    return backend("slurm").query(ids, runner)
+
+
+def requeue_age(sweep: Sweep, run: Run, now: float | None = None) -> float | None:
+    """Seconds since this run's job asked to be requeued (its marker in the submitit folder)."""
+    folder = (sweep.meta or {}).get("submitit_folder")
+    if not folder or not run.job_id:
+        return None
+    stem = run.job_id
+    if sweep.scheduler == "lsf":
+        from pipeline.launch.lsf import file_stem
+
+        try:
+            stem = file_stem(run.job_id)
+        except ValueError:
+            return None
+    return rundir.requeue_age(folder, stem, now)
+
+
+@dataclass
+class JobStatus:
+    run: Run
+    state: str
+    sched: str = ""  # the scheduler's word, when it was asked
+    runtime_s: float | None = None
+    epoch: float | None = None
+    step: float | None = None
+    best: float | None = None
+    note: str | None = None
+
+
+_LOG_ERRORS = (
+    re.compile(r"\bTERM_[A-Z_]+"),  # LSF's termination reason (TERM_RUNLIMIT, TERM_MEMLIMIT, ...)
+    re.compile(r"DUE TO TIME LIMIT|CANCELLED AT|oom[-_ ]kill|Out Of Memory", re.IGNORECASE),  # Slurm
+    re.compile(r"^\w*(Error|Exception|Interrupt)\b|Killed"),  # Python's last line, the kernel's kill
+)
+
+
+def error_from_log(*paths: str | Path | None) -> str | None:
+    """The most telling error line in the tail of a job log (for jobs that left no metrics.json)."""
+    for p in paths:
+        if not p:
+            continue
+        try:
+            with open(p, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                f.seek(max(0, f.tell() - 65536))
+                tail = f.read().decode("utf-8", "replace")
+        except OSError:
+            continue
+        lines = [ln.strip() for ln in tail.splitlines()]
+        for pat in _LOG_ERRORS:
+            hits = [ln for ln in lines if pat.search(ln)]
+            if hits:
+                return hits[-1][:200]
+    return None
+
+
+def job_status(run: Run, sj: SchedJob | None, answered: bool, metric: str, now: float,
+               complete: bool = False, requeue_age: float | None = None) -> JobStatus:
+    """Merge one run's files with what the scheduler said about it (the state: ``state.decide``)."""
+    st = JobStatus(run=run, state=run.state, sched=sj.raw if sj else "", note=run.error)
+    key = curve_key(metric)
+    better = max if default_mode(metric) == "max" else min
+    if run.state in FINAL_STATES and run.final is not None:
+        st.runtime_s = run.metrics.get("wall_time_s")
+        st.epoch = run.metrics.get("epochs")
+        st.step = run.metrics.get("steps")
+        st.best = run.metrics.get(metric)
+    d = decide(run.state, run.run_dir is not None, bool(run.job_id), sj, answered, complete, requeue_age)
+    st.state = d.state
+    if d.reason:
+        log = error_from_log(run.stderr, run.stdout) if d.ended_without_metrics else None
+        st.note = d.reason + (f": {log}" if log else "")
+    if run.run_dir is not None and (st.epoch is None or st.best is None):
+        lines = run.jsonl()
+        vals = [ln[key] for ln in lines if ln.get("split") == "val" and isinstance(ln.get(key), (int, float))]
+        if vals and st.best is None:
+            st.best = float(better(vals))
+        for ln in reversed(lines):
+            if st.step is None and isinstance(ln.get("step"), (int, float)):
+                st.step = ln["step"]
+            if st.epoch is None and isinstance(ln.get("epoch"), (int, float)):
+                st.epoch = ln["epoch"]
+            if st.step is not None and st.epoch is not None:
+                break
+        if st.runtime_s is None and st.state == RUNNING:
+            start = rundir.iso_ts(run.info.get("start_time"))
+            if start is None:
+                try:
+                    start = rundir.hydra_file(run.run_dir).stat().st_mtime
+                except OSError:
+                    start = None
+            if start is not None:
+                st.runtime_s = max(0.0, now - start)
+    return st
+
+
+def sweep_status(sweep: Sweep, answer: Answer, metric: str = "val_macro_f1") -> list[JobStatus]:
+    now = time.time()
+    out = []
+    for run in sweep.runs:
+        sj = answer.jobs.get(str(run.job_id)) if run.job_id else None
+        age = requeue_age(sweep, run, now) if run.state not in FINAL_STATES else None
+        out.append(job_status(run, sj, answer.answered, metric, now, answer.complete, age))
+    return out
+
+
+def aggregate_state(sweep: Sweep, answer: Answer) -> str | None:
+    """The current aggregation job, as the scheduler sees it; ``results/`` counts only if written after
+    that job was submitted (a rerun submits a new one while the old results are still there)."""
+    meta = sweep.meta or {}
+    agg = meta.get("aggregate_job_id")
+    if not agg:
+        return None
+    current = rundir.results_are_current(sweep.path, meta)
+    sj = answer.jobs.get(str(agg))
+    if sj is None:
+        if current:
+            return "done (results/ written)"
+        return "ended without writing results/" if answer.answered and answer.complete else "unknown"
+    if sj.state == S_DONE:
+        return "done (results/ written)" if current else f"{sj.raw} (no current results/)"
+    if sj.state == S_EXIT:
+        code = f", exit code {sj.exit_code}" if sj.exit_code else ""
+        return f"failed ({sj.raw}{code})"
+    return sj.raw  # PEND, RUN, ... (the scheduler's own word)
+
+
+def has_failures(statuses: list[JobStatus]) -> bool:
+    return any(s.state in BAD_STATES for s in statuses)

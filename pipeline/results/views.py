@@ -1,0 +1,112 @@
+"""What each command's table shows, as a :class:`pipeline.results.tables.Grid` (the renderer lives there).
+
+``results`` (and the table a blocking sweep prints at its end), ``status`` and ``predict`` all build a
+Grid here and print it with :func:`pipeline.results.tables.show`, so they share one set of fitting rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pipeline.results.tables import Column, Grid, show
+
+#: short headers for the long metric names (``--columns`` takes either)
+SHORT_METRIC = {"val_macro_f1": "val_f1", "val_accuracy": "val_acc", "test_macro_f1": "test_f1",
+                "test_accuracy": "test_acc", "wall_time_s": "time_s", "train_samples_per_s": "samples/s",
+                "gpu_hours": "gpu_h", "best_epoch": "best_ep"}
+
+STATE_STYLE = {"completed": "green", "running": "cyan", "pending": "yellow", "requeued": "yellow", "failed": "bold red",
+               "corrupt": "bold magenta", "missing": "dim", "baseline": "blue"}
+
+
+def metric_header(metric: str) -> str:
+    return SHORT_METRIC.get(metric, metric)
+
+
+def _state_styles() -> dict[str, str]:
+    return {**STATE_STYLE, **{k.upper(): v for k, v in STATE_STYLE.items()}}
+
+
+# ---------------------------------------------------------------------------------------------- results
+
+
+def results_grid(table: Any, title: str | None = None) -> Grid:
+    """The compare table (:class:`pipeline.results.results.Table`, one row per run or per configuration)."""
+    from pipeline.results import results as R
+
+    names, rows = R.human_rows(table)
+    metrics = set(table.display) | {"gpu_hours"}
+    columns = []
+    for name in names:
+        if name in metrics:
+            col = Column(name, metric_header(name), right=True, aliases=(name,),
+                         priority=7 if name == table.metric else 1 if name.startswith("val_") else 0)
+        elif name in table.params:
+            col = Column(name, right=False, param=True, priority=6)  # they tell the rows apart
+        elif name == "error":
+            col = Column(name, text=True, priority=2, min_width=24)
+        elif name in ("job", "sweep"):
+            col = Column(name, right=name == "job", keep=name == "job", priority=6)
+        elif name == "best":  # a * on the best row (also the best line under the table)
+            col = Column(name, "", priority=6)
+        else:  # n, state
+            col = Column(name, right=name == "n", priority=5)
+        columns.append(col)
+    styles = []
+    for i, row in enumerate(table.rows):
+        state = str(row.get("state", ""))
+        styles.append("bold green" if i == table.best else "red" if state in R.BAD_STATES else
+                      "dim" if state in ("missing", "running") else "")
+    return Grid(columns=columns, rows=rows, title=title, row_styles=styles)
+
+
+def print_results(console: Any, table: Any, title: str | None = None, pick: Sequence[str] | None = None) -> None:
+    """The compare table, then the totals line and the best line."""
+    from pipeline.results import results as R
+
+    show(console, results_grid(table, title), pick, footer=(R.total_line(table), R.GPU_HOURS_NOTE, R.best_line(table)))
+
+
+# ----------------------------------------------------------------------------------------------- status
+
+
+def _num(v: float | None, digits: int = 4) -> str:
+    if v is None:
+        return ""
+    return f"{v:.0f}" if digits == 0 else f"{v:.{digits}f}"
+
+
+def status_grid(statuses: Sequence[Any], metric: str, title: str | None = None) -> Grid:
+    """One row per job (:class:`pipeline.launch.sweep_status.JobStatus`)."""
+    columns = [
+        Column("job", right=True, keep=True, priority=9),
+        Column("job_id", "job id", priority=2),
+        Column("state", priority=8),
+        Column("scheduler", priority=1),
+        Column("runtime", right=True, priority=4),
+        Column("epoch", right=True, priority=3),
+        Column("step", right=True, priority=5),
+        Column("eta", "ETA", right=True, priority=5),
+        Column("best", f"best {metric_header(metric)}", right=True, priority=7, aliases=(f"best {metric}",)),
+        Column("note", text=True, priority=6, min_width=20),
+    ]
+    from pipeline.results.watch import duration, step_and_eta
+
+    rows = [[st.run.label, st.run.job_id or "", st.state.upper(), st.sched, duration(st.runtime_s),
+             _num(st.epoch, 0), *step_and_eta(st), _num(st.best), st.note or ""] for st in statuses]
+    return Grid(columns=columns, rows=rows, title=title, cell_styles={"state": _state_styles()})
+
+
+# ---------------------------------------------------------------------------------------------- predict
+
+
+def predict_grid(rows: Sequence[dict[str, Any]], labels: Sequence[str], title: str | None = None) -> Grid:
+    """One line per text: label, its probability, the start of the text; the other classes if there is room."""
+    columns = [Column("label", keep=True, priority=9), Column("prob", right=True, keep=True, priority=9),
+               Column("text", text=True, keep=True, priority=9, min_width=30)]
+    columns += [Column(f"p_{lab}", lab, right=True, keep=True, group="the probability of each class")
+                for lab in labels]
+    cells = [[row["label"], f"{row['probs'][row['label']]:.3f}", " ".join(str(row["text"]).split()),
+              *(f"{row['probs'][lab]:.3f}" for lab in labels)] for row in rows]
+    return Grid(columns=columns, rows=cells, title=title, hint="a wider terminal or --format json shows it")
