@@ -81,11 +81,11 @@ class LsfLauncher(BaseSubmititLauncher):
             env={k: v for k, v in (ex.get("env") or {}).items() if k != "PIPELINE_GPUS"})  # a CPU job
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from pipeline.lsf.lsf import BsubNotFoundError, LsfConfigError
         from submitit.core.utils import FailedSubmissionError
 
         from pipeline.launch.lsf import what_to_change
         from pipeline.launch.packing import PackError
+        from pipeline.launch.submitit_lsf.lsf import BsubNotFoundError, LsfConfigError
 
         try:
             return self._launch(job_overrides, initial_job_idx)
