@@ -38,7 +38,7 @@ def compute_baseline(path: Path) -> dict:
     from omegaconf import OmegaConf
 
     from pipeline.config import Config
-    from pipeline.data import load_splits
+    from pipeline.data.data import load_splits
     from pipeline.results.baseline import fit_baseline
 
     out = {}

@@ -48,7 +48,7 @@ def test_report_counts_drops_per_reason_classes_and_tokens(tmp_path, shared_data
     # against the transformers tokenizer the model trains with (untruncated, with [CLS]/[SEP])
     from transformers import AutoTokenizer
 
-    from pipeline.data import load_splits
+    from pipeline.data.data import load_splits
     from pipeline.models.model import offline_minilm_path
 
     texts = pd.concat([load_splits(cfg).frame(s) for s in ("train", "val", "test")]).text.tolist()
@@ -69,7 +69,7 @@ def test_drops_above_the_threshold_warn_in_one_line(tmp_path, shared_data):
 def test_dropping_more_than_half_is_an_error_unless_allowed(tmp_path, shared_data):
     file = messy_fake_news(shared_data, tmp_path, 900)
     cfg = cfg_for(tmp_path, shared_data, "fake_news", file=str(file))
-    from pipeline.data import load_splits
+    from pipeline.data.data import load_splits
 
     with pytest.raises(DataError, match=r"dropped 900 of 980 rows \(91.8%: 900 empty text\).*"
                                         r"data.drop_error_fraction=1"):

@@ -69,7 +69,7 @@ def test_aggregate_draws_the_confusion_matrix(sweep):
 def test_evaluate_prints_per_class_and_warns_on_train_overlap(tmp_path, sweep, shared_data):
     from omegaconf import OmegaConf
 
-    from pipeline.data import load_splits
+    from pipeline.data.data import load_splits
 
     cfg = OmegaConf.load(sweep / "0" / ".hydra" / "config.yaml")
     splits = load_splits(cfg)

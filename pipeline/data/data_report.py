@@ -145,7 +145,7 @@ def for_config(cfg: Any) -> dict[str, Any]:
 
     from omegaconf import OmegaConf
 
-    from pipeline.data import load_splits, resolve_data_file
+    from pipeline.data.data import load_splits, resolve_data_file
 
     key = json.dumps({k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("data", "model")} |
                      {"max_length": cfg.trainer.max_length}, sort_keys=True, default=str)

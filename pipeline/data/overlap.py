@@ -20,7 +20,7 @@ def train_hashes(run_dir: Path) -> set[str]:
     """Hashes of the run's training texts (raises OSError/DataError when its data cannot be found)."""
     from omegaconf import OmegaConf
 
-    from pipeline.data import load_splits
+    from pipeline.data.data import load_splits
 
     path = run_dir / ".hydra" / "config.yaml"
     if not path.is_file():
