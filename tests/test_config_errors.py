@@ -32,7 +32,7 @@ def test_unknown_key_is_one_line_exit_2_with_did_you_mean(tmp_path):
 def test_unknown_option_is_one_line_exit_2_with_did_you_mean(tmp_path):
     line = _one_line_error(run_py(tmp_path, "-m", "data=bbc", "seed=0,1", timeout=120), tmp_path)
     assert "data=bbc: no such option" in line and "did you mean data=bbc_news?" in line
-    assert "bbc_news, fake_news" in line
+    assert "bbc_news, csv, fake_news" in line
 
 
 def test_plus_on_a_schema_group_is_refused(tmp_path):
@@ -69,7 +69,7 @@ def test_run_py_help_lists_groups_options_and_trainer_fields(tmp_path):
     assert res.returncode == 0, res.stderr
     out = res.stdout
     assert "Config groups" in out and "Trainer fields" in out
-    for line in ("data        bbc_news*, fake_news", "model       bert_base, minilm*, tiny"):
+    for line in ("data        bbc_news*, csv, fake_news", "model       bert_base, minilm*, tiny"):
         assert line in out, out
     assert "dtu_gpua100" in out and "local*" in out
     for f in dataclasses.fields(C.TrainerConf):

@@ -34,6 +34,7 @@ TRAINER_HELP = {
     "log_every_steps": "a train line in run.log and metrics.jsonl every N steps",
     "device": "auto | cpu | cuda",
     "cpu_kernels": "auto | all | attention | dropout | none: our CPU training kernels (auto: on the CPU only)",
+    "keep_last_checkpoint": "keep checkpoints/last (the resume state) after the run completes",
 }
 
 USAGE = """\
