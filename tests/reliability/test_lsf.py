@@ -139,7 +139,8 @@ def test_second_usr2_and_term_while_checkpointing(fake_lsf, data, tmp_path: Path
                   PIPELINE_FAULTS="checkpoint_write:sleep=1.5,write_metrics.jsonl:sleep=0.1")
     sweep = tmp_path / "sweep"
     short = [*without(CONFIG, "trainer.epochs", "trainer.eval_every_steps", "trainer.checkpoint_every_steps"),
-             "trainer.epochs=1", "trainer.eval_every_steps=0", "trainer.checkpoint_every_steps=0"]
+             "trainer.epochs=1", "trainer.eval_every_steps=0", "trainer.checkpoint_every_steps=0",
+             "trainer.keep_last_checkpoint=true"]  # the resume state is read back at the end
     res = run_py(tmp_path, "-m", "cluster=lsf", "hydra.launcher.aggregate=false", *short,
                  f"hydra.sweep.dir={sweep}", env=env, timeout=120)
     assert res.returncode == 0, res.stderr[-3000:]
