@@ -122,3 +122,32 @@ def test_a_run_warns_about_drops_in_one_line_and_records_the_report(tmp_path, sh
     assert len(said) == 1 and "data.drop_warn_fraction=0.1" in said[0]  # once, at preflight
     report = json.loads((run_dir / "run_info.json").read_text())["data_report"]
     assert report["dropped"] == {"empty text": 150} and report["rows_used"] == 830
+
+
+def test_jobs_read_the_report_that_preflight_measured(tmp_path, shared_data, monkeypatch):
+    """A scheduler job is a fresh process: it reads the report from paths.cache_dir instead of tokenising
+    the whole file again; another file, max_length or a damaged cache file means a new measurement."""
+    cfg = cfg_for(tmp_path, shared_data, "fake_news")
+    cfg.trainer.max_length = 128
+    first = data_report.for_config(cfg)  # preflight, at submission
+    cached = list((tmp_path / "cache" / "data_reports").glob("*.json"))
+    assert len(cached) == 1
+    measured = []
+
+    def counting(texts, model_cfg):
+        measured.append(len(texts))
+        return real(texts, model_cfg)
+
+    real = data_report.token_lengths
+    monkeypatch.setattr(data_report, "token_lengths", counting)
+    monkeypatch.setattr(data_report, "_MEMO", {})  # as in a new process
+    again = data_report.for_config(cfg)
+    assert measured == [] and again == first
+    assert list(again["classes"]) == list(first["classes"])  # the labels' order survives the file
+    cfg.trainer.max_length = 64  # the truncated share depends on it
+    monkeypatch.setattr(data_report, "_MEMO", {})
+    assert data_report.for_config(cfg)["tokens"]["max_length"] == 64 and measured == [980]
+    cfg.trainer.max_length = 128
+    cached[0].write_text('{"rows_read": ')  # torn: rebuilt, never trusted
+    monkeypatch.setattr(data_report, "_MEMO", {})
+    assert data_report.for_config(cfg) == first and measured == [980, 980]

@@ -7,6 +7,10 @@ Built from the split ``pipeline.data.data.load_splits`` makes (so it counts exac
 model's tokenizer, loaded from its ``tokenizer.json`` with the ``tokenizers`` library (no torch import, so
 preflight stays fast). :func:`check_drops` is the rule for rows lost in cleaning: a one-line warning above
 ``data.drop_warn_fraction``, an error above ``data.drop_error_fraction`` (0.5 unless the user raises it).
+
+Tokenising a whole file takes seconds, so a report is made once per data file, data settings, tokenizer
+and max_length: memoised in the process and kept in ``paths.cache_dir/data_reports/``. Preflight makes it at
+submission; each job of the sweep reads it from there.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline import atomic
 from pipeline.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -140,24 +145,62 @@ _MEMO: dict[str, dict[str, Any]] = {}
 
 
 def for_config(cfg: Any) -> dict[str, Any]:
-    """The report for ``cfg`` (memoised per process: preflight and the job share it)."""
+    """The report for ``cfg``, computed once: memoised per process, and kept on disk in
+    ``paths.cache_dir/data_reports/`` so that the jobs of a sweep read what preflight measured at submission
+    instead of tokenising the whole file again at every job start."""
+    import json
+
+    from pipeline.data.data import load_splits, resolve_data_file
+
+    splits = load_splits(cfg)  # memoised in this process by pipeline.data.data
+    try:
+        source = str(resolve_data_file(cfg.data.file, cfg.paths.data_dir))
+    except DataError:
+        source = str(cfg.data.file)  # prepared splits without the raw file
+    key = report_key(cfg, splits.data_sha256, source)
+    if key in _MEMO:
+        return _MEMO[key]
+    cache_dir = cfg.paths.get("cache_dir")
+    path = Path(str(cache_dir)) / "data_reports" / f"{key}.json" if cache_dir else None
+    report = _read_cached(path)
+    if report is None:
+        report = build(splits, cfg, source)
+        if path is not None:
+            try:
+                atomic.write_text(path, json.dumps(report, indent=2) + "\n")  # in order: classes as labelled
+            except OSError as e:  # a read-only cache costs the next job a re-measure, nothing more
+                log.warning("could not write data report cache %s (%s)", path, e)
+    _MEMO.clear()
+    _MEMO[key] = report
+    return report
+
+
+def report_key(cfg: Any, data_sha256: str, source: str) -> str:
+    """What the report depends on: the data file's content and settings, the tokenizer file, max_length."""
+    import hashlib
     import json
 
     from omegaconf import OmegaConf
 
-    from pipeline.data.data import load_splits, resolve_data_file
+    file = tokenizer_file(cfg.model)
+    st = file.stat() if file is not None else None
+    spec = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("data", "model")} | {
+        "max_length": int(cfg.trainer.max_length), "data_sha256": data_sha256, "source": source,
+        "tokenizer": [str(file), st.st_size, st.st_mtime_ns] if st else None, "v": 1}
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:24]
 
-    key = json.dumps({k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("data", "model")} |
-                     {"max_length": cfg.trainer.max_length}, sort_keys=True, default=str)
-    if key not in _MEMO:
-        splits = load_splits(cfg)
-        try:
-            source = str(resolve_data_file(cfg.data.file, cfg.paths.data_dir))
-        except DataError:
-            source = str(cfg.data.file)  # prepared splits without the raw file
-        _MEMO.clear()
-        _MEMO[key] = build(splits, cfg, source)
-    return _MEMO[key]
+
+def _read_cached(path: Path | None) -> dict[str, Any] | None:
+    if path is None or not path.is_file():
+        return None
+    import json
+
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError) as e:  # a damaged cache file is rebuilt, never trusted
+        log.warning("ignoring unreadable data report cache %s (%s)", path, e)
+        return None
+    return report if isinstance(report, dict) and "rows_read" in report else None
 
 
 def lines(report: dict[str, Any]) -> list[str]:
