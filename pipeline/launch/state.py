@@ -27,13 +27,15 @@ class Decision:
 
 
 def decide(files: str, has_run_dir: bool, has_job_id: bool, job: SchedJob | None, answered: bool,
-           complete: bool, requeue_age: float | None = None) -> Decision:
+           complete: bool, requeue_age: float | None = None, packed: bool = False) -> Decision:
     """The state of one job.
 
     ``files``: the run directory's own state (completed, failed, corrupt, running: no metrics.json yet,
     missing: no run directory). ``job``: the scheduler's answer for this job (None: not listed).
     ``complete``: the answer lists every unfinished job asked about (so "not listed" means "ended").
     ``requeue_age``: seconds since the job wrote its requeue marker, None without one.
+    ``packed``: the scheduler job runs several sweep points one after another (``runs_per_job`` > 1), so
+    its RUN is not this point's: a point without a run directory has not started yet.
     """
     if files in FINAL_STATES:
         return Decision(files)
@@ -50,6 +52,8 @@ def decide(files: str, has_run_dir: bool, has_job_id: bool, job: SchedJob | None
         return Decision(REQUEUED if requeue_age is not None else PENDING,
                         "pending again after a requeue" if requeue_age is not None else None)
     if job.state == S_RUNNING:
+        if packed and not has_run_dir:
+            return Decision(PENDING, "waits for its turn in a packed job")
         return Decision(RUNNING)
     if job.state in (S_EXIT, S_DONE):
         if requeue_asked:  # LSF shows EXIT for a few seconds between brequeue's kill and the new PEND

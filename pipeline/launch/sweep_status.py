@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,7 +118,7 @@ def error_from_log(*paths: str | Path | None) -> str | None:
 
 
 def job_status(run: Run, sj: SchedJob | None, answered: bool, metric: str, now: float,
-               complete: bool = False, requeue_age: float | None = None) -> JobStatus:
+               complete: bool = False, requeue_age: float | None = None, packed: bool = False) -> JobStatus:
     """Merge one run's files with what the scheduler said about it (the state: ``state.decide``)."""
     st = JobStatus(run=run, state=run.state, sched=sj.raw if sj else "", note=run.error)
     key = curve_key(metric)
@@ -127,7 +128,7 @@ def job_status(run: Run, sj: SchedJob | None, answered: bool, metric: str, now: 
         st.epoch = run.metrics.get("epochs")
         st.step = run.metrics.get("steps")
         st.best = run.metrics.get(metric)
-    d = decide(run.state, run.run_dir is not None, bool(run.job_id), sj, answered, complete, requeue_age)
+    d = decide(run.state, run.run_dir is not None, bool(run.job_id), sj, answered, complete, requeue_age, packed)
     st.state = d.state
     if d.reason:
         log = error_from_log(run.stderr, run.stdout) if d.ended_without_metrics else None
@@ -158,11 +159,13 @@ def job_status(run: Run, sj: SchedJob | None, answered: bool, metric: str, now: 
 
 def sweep_status(sweep: Sweep, answer: Answer, metric: str = "val_macro_f1") -> list[JobStatus]:
     now = time.time()
+    points = Counter(str(run.job_id) for run in sweep.runs if run.job_id)  # > 1: a packed scheduler job
     out = []
     for run in sweep.runs:
         sj = answer.jobs.get(str(run.job_id)) if run.job_id else None
         age = requeue_age(sweep, run, now) if run.state not in FINAL_STATES else None
-        out.append(job_status(run, sj, answer.answered, metric, now, answer.complete, age))
+        packed = points[str(run.job_id)] > 1
+        out.append(job_status(run, sj, answer.answered, metric, now, answer.complete, age, packed))
     return out
 
 

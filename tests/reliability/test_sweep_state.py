@@ -105,6 +105,24 @@ def test_exit_during_a_requeue_is_not_failed(tmp_path):
     assert r.returncode == 1  # job 1 failed
 
 
+def test_points_waiting_in_a_running_packed_job_are_pending(tmp_path):
+    """runs_per_job=3: one scheduler job runs points 0-2 one after another, so its RUN says nothing about
+    point 2 before point 2 has started; when the job ends, a point it never reached has failed."""
+    root = tmp_path / "sweep"
+    jobs = [{"job_num": n, "job_id": f"1234[{n // 3 + 1}]", "overrides": [f"seed={n}"]} for n in range(6)]
+    write_run(root / "0", ["seed=0"], state="completed", job_id="1234[1]", scheduler="lsf")
+    write_run(root / "1", ["seed=1"], state="running", job_id="1234[1]", scheduler="lsf")
+    write_sweep_json(root, "lsf", jobs)
+    stub = _bjobs_stub(tmp_path / "bin", {"1234[1]": "RUN", "1234[2]": "PEND"})
+    r = _pipeline("status", str(root), path_prefix=stub)
+    assert status_rows(r.stdout) == {"0": "COMPLETED", "1": "RUNNING", "2": "PENDING", "3": "PENDING",
+                                     "4": "PENDING", "5": "PENDING"}, r.stdout
+    stub = _bjobs_stub(tmp_path / "bin", {"1234[1]": "EXIT", "1234[2]": "RUN"})
+    r = _pipeline("status", str(root), path_prefix=stub)
+    assert status_rows(r.stdout) == {"0": "COMPLETED", "1": "FAILED", "2": "FAILED", "3": "PENDING",
+                                     "4": "PENDING", "5": "PENDING"}, r.stdout
+
+
 def test_stale_marker_and_pending_after_requeue():
     from pipeline.launch import SchedJob
     from pipeline.launch.state import decide
