@@ -3,8 +3,8 @@
 - unit: grouping, the time check (one line, exit 2, before submission), narrowing a pickled pack to one
   run, the warm model cache giving exactly the weights of a cold load;
 - a packed sweep (k=3 over 7 points, so the last job is short) completes with every run dir right, on
-  local processes (the fake LSF: tests/lsf/test_packed_sweep.py); ``pipeline status`` and ``results``
-  work per run;
+  local processes and on the real Slurm (the fake LSF: tests/lsf/test_packed_sweep.py); ``pipeline status``
+  and ``results`` work per run, and status shows at most one point of a running job as running;
 - ``pipeline rerun --failed`` in a packed sweep resubmits only the failed point.
 """
 
@@ -158,6 +158,37 @@ def test_packed_local_sweep_k3_over_7_points(shared_data, tmp_path: Path) -> Non
     results = cli("results", str(sweep), "--format", "json", env=env)
     assert results.returncode == 0, results.stderr
     assert len(json.loads(results.stdout)["rows"]) == 7
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_packed_slurm_sweep_k3_over_7_points(slurm_cluster, shared_data, tmp_path: Path) -> None:
+    """The real Slurm: one sbatch array of 3 tasks runs the 7 points; while it runs, `pipeline status` never
+    shows more than one point of a task as running (the others wait their turn: pending)."""
+    import time
+
+    from tests.reliability.conftest import cli, status_rows
+
+    sweep = tmp_path / "sweep"
+    env = train_env(tmp_path)
+    res = run_py(tmp_path, "-m", "cluster=slurm", f"hydra.launcher.partition={slurm_cluster.partition}",
+                 "hydra.launcher.wait=false", *SHORT, SEVEN, "hydra.launcher.runs_per_job=3",
+                 f"hydra.sweep.dir={sweep}", env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    packs = [p["job_nums"] for p in read_json(sweep / "sweep.json")["packs"]]
+    seen: set[str] = set()
+    deadline = time.time() + 600
+    while not all((sweep / str(n) / "metrics.json").is_file() for n in range(7)):
+        assert time.time() < deadline, "the packed Slurm sweep did not finish"
+        rows = status_rows(cli("status", str(sweep), "--columns", "job,state", env=env).stdout)
+        seen.update(rows.values())
+        for nums in packs:
+            running = [n for n in nums if "RUNNING" in rows.get(str(n), "")]
+            assert len(running) <= 1, (nums, rows)  # one process runs a task's points one after another
+        time.sleep(1)
+    assert any("PENDING" in r for r in seen) and any("RUNNING" in r for r in seen), seen
+    manifest = check_packed_sweep(sweep, "slurm")
+    assert len({p["job_id"].split("_")[0] for p in manifest["packs"]}) == 1  # one sbatch array
 
 
 def test_packed_k_too_long_for_the_limit_is_refused_before_anything_runs(tmp_path: Path) -> None:
