@@ -35,6 +35,13 @@ def test_unknown_option_is_one_line_exit_2_with_did_you_mean(tmp_path):
     assert "bbc_news, csv, fake_news" in line
 
 
+def test_unknown_launcher_key_is_one_line_exit_2_before_anything_is_submitted(tmp_path):
+    line = _one_line_error(run_py(tmp_path, "-m", "cluster=lsf", "hydra.launcher.queu=gpua100", "seed=0,1",
+                                  timeout=120), tmp_path)
+    assert line == ("error: unknown config key hydra.launcher.queu: did you mean hydra.launcher.queue? (no launcher "
+                    "has a key 'queu'; docs/dtu.md and docs/packing.md describe the launchers' keys)")
+
+
 def test_plus_on_a_schema_group_is_refused(tmp_path):
     """Hydra's own hint (+trainer.lrr=...) would add a key training never reads and start a default run."""
     line = _one_line_error(run_py(tmp_path, "+trainer.lrr=1e-4", timeout=120), tmp_path)
@@ -48,6 +55,11 @@ def test_plus_on_a_schema_group_is_refused(tmp_path):
     (["trainer.epochs=abc"], "trainer.epochs takes an integer"),
     (["trainer.dynamic_padding=maybe"], "takes true or false"),
     (["sed=1"], "did you mean seed?"),
+    (["cluster=dtu_gpuv100", "hydra.launcher.queu=gpua100"], "unknown config key hydra.launcher.queu: did you "
+                                                            "mean hydra.launcher.queue?"),
+    (["hydra.launcher.runs_per_jobs=4"], "did you mean hydra.launcher.runs_per_job?"),
+    (["hydra.run.dirr=/tmp/x"], "unknown config key hydra.run.dirr: did you mean hydra.run.dir?"),
+    (["hydra.sweeper.max_batch=5"], "did you mean hydra.sweeper.max_batch_size?"),
 ])
 def test_near_misses(args, message):
     with pytest.raises(OverrideError, match=message.replace("?", r"\?").replace("+", r"\+")):
@@ -59,6 +71,12 @@ def test_near_misses(args, message):
     ["hydra.launcher.max_parallel=2", "+hydra.launcher.additional_parameters.W=10", "~seed"],
     ["data.text_columns=[title,text]", "model.path=bert-base-uncased", "trainer.max_steps=-1", "seed=range(0,3)"],
     ["cluster=dtu_gpua100", "trainer.lr=${trainer.weight_decay}", "data.max_rows=null"],
+    ["trainer.dynamic_padding=1", "trainer.group_by_length=no", "hydra.job.chdir=False"],  # OmegaConf's booleans
+    # hydra.* keys: Hydra's own, and any registered launcher's or sweeper's (the run's launcher may come
+    # from a preset, configs/local/ or an experiment; Hydra checks the key against the one it composes)
+    ["hydra.run.dir=/tmp/x", "hydra.sweep.subdir=${hydra.job.num}", "hydra.job.chdir=true", "hydra.verbose=true",
+     "hydra.job.env_set.A=1", "hydra.sweeper.params.seed=0,1", "hydra.launcher.queue=gpua100",
+     "hydra.launcher.runs_per_job=3", "hydra.launcher.partition=debug", "hydra/launcher=lsf"],
 ])
 def test_valid_overrides_pass(args):
     check(args, CONFIGS)

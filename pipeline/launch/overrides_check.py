@@ -5,9 +5,14 @@ schema then accepts silently (a ``+`` adds the key) while training never reads i
 :func:`check` on its arguments first. It knows two things, both cheap (no composition):
 
 - config groups are the folders of ``configs/``; their options are the YAML files there;
-- every other key lives in the typed schema of :mod:`pipeline.config` (``Config`` and its dataclasses).
+- every other key lives in the typed schema of :mod:`pipeline.config` (``Config`` and its dataclasses);
+- ``hydra.*`` keys live in Hydra's ``HydraConf``, except ``hydra.launcher.*`` and ``hydra.sweeper.*``,
+  whose schema is the chosen plugin's. Which launcher a run gets can be set in many places (a cluster
+  preset, ``configs/local/``, an experiment), so a launcher or sweeper key is refused only when no
+  registered launcher (sweeper) has it: a typo is caught, and Hydra still checks the key against the
+  launcher it composes.
 
-``hydra.*`` keys and anything it cannot parse are left to Hydra.
+Anything it cannot parse is left to Hydra.
 """
 
 from __future__ import annotations
@@ -58,6 +63,9 @@ def _scalar_type(tp: Any) -> type | None:
     return args[0] if len(args) == 1 and args[0] in (int, float, bool) else None
 
 
+_BOOL_WORDS = ("true", "false", "yes", "no", "on", "off", "y", "n")
+
+
 def _check_value(key: str, tp: Any, values: list[str]) -> None:
     kind = _scalar_type(tp)
     if kind is None:
@@ -67,7 +75,7 @@ def _check_value(key: str, tp: Any, values: list[str]) -> None:
             continue
         try:
             if kind is bool:
-                ok = v.lower() in ("true", "false")
+                ok = v.lower() in _BOOL_WORDS or v.lstrip("+-").isdigit()  # what OmegaConf accepts
             elif kind is int:
                 int(v)
                 ok = True
@@ -81,9 +89,11 @@ def _check_value(key: str, tp: Any, values: list[str]) -> None:
             raise OverrideError(f"{key}={v}: {key} takes {wanted}")
 
 
-def _check_key(key: str, add: bool, values: list[str], groups: list[str]) -> None:
-    node: Any = C.Config
-    walked: list[str] = []
+def _check_key(key: str, add: bool, values: list[str], groups: list[str], root: Any = C.Config,
+               prefix: str = "") -> None:
+    """Walk ``key`` down the dataclass ``root`` (whose own path is ``prefix``, e.g. ``hydra``)."""
+    node: Any = root
+    walked: list[str] = [prefix] if prefix else []
     for part in key.split("."):
         if not (isinstance(node, type) and dataclasses.is_dataclass(node)):
             return  # inside a dict/list/Any field: free-form
@@ -101,7 +111,39 @@ def _check_key(key: str, add: bool, values: list[str], groups: list[str]) -> Non
             raise OverrideError(f"unknown config key {full}: {hint}({listed})")
         node = fields[part]
         walked.append(part)
-    _check_value(key, node, values)
+    _check_value(".".join(walked), node, values)
+
+
+def _plugin_schemas(kind: str) -> list[type]:
+    """The config dataclasses of every registered ``hydra/<kind>`` plugin (launcher, sweeper)."""
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    import hydra_plugins.pipeline_launchers.config  # noqa: F401  (registers the launchers' schemas)
+    import hydra_plugins.pipeline_sweepers.fast_basic_sweeper  # noqa: F401
+
+    nodes = ConfigStore.instance().repo.get("hydra", {}).get(kind, {})
+    types = [OmegaConf.get_type(n.node) for n in nodes.values() if hasattr(n, "node")]
+    return [t for t in types if isinstance(t, type) and dataclasses.is_dataclass(t)]
+
+
+def _check_hydra_key(key: str, add: bool, values: list[str]) -> None:
+    from hydra.conf import HydraConf
+
+    parts = key.split(".")
+    if len(parts) < 2:
+        return
+    if parts[1] not in ("launcher", "sweeper"):
+        _check_key(".".join(parts[1:]), add, values, [], root=HydraConf, prefix="hydra")
+        return
+    if len(parts) < 3:
+        return
+    kind, name = parts[1], parts[2]
+    known = sorted({f for schema in _plugin_schemas(kind) for f in _fields(schema)} - {"_target_"})
+    if known and name not in known:
+        hint = _did_you_mean(f"hydra.{kind}.", _near(name, known))
+        where = "; docs/dtu.md and docs/packing.md describe the launchers' keys" if kind == "launcher" else ""
+        raise OverrideError(f"unknown config key hydra.{kind}.{name}: {hint}(no {kind} has a key {name!r}{where})")
 
 
 def _choices(override: Any) -> list[str]:
@@ -128,9 +170,12 @@ def check(args: list[str], config_dir: Path) -> None:
     groups = sorted(p.name for p in config_dir.iterdir() if p.is_dir() and p.name != "hydra")
     for o in overrides:
         key = o.key_or_group
-        if key == "hydra" or key.startswith(("hydra.", "hydra/")) or o.is_delete() or o.package:
+        if key == "hydra" or key.startswith("hydra/") or o.is_delete() or o.package:
             continue
         values = _choices(o)
+        if key.startswith("hydra."):
+            _check_hydra_key(key, o.is_add(), values)
+            continue
         if key in groups:
             options = group_options(config_dir, key)
             for v in values:
