@@ -17,6 +17,22 @@ from pipeline.data import data
 from pipeline.errors import DataError
 
 
+def write_table(df: pd.DataFrame, path: Path) -> Path:
+    """``df`` in the format its name says: .csv, .csv.gz, .tsv, .jsonl, else Parquet."""
+    if path.name.endswith(".csv.gz"):
+        with gzip.open(path, "wt") as f:
+            df.to_csv(f, index=False)
+    elif path.suffix == ".csv":
+        df.to_csv(path, index=False)
+    elif path.suffix == ".tsv":
+        df.to_csv(path, sep="\t", index=False)
+    elif path.suffix == ".jsonl":
+        df.to_json(path, orient="records", lines=True)
+    else:
+        df.to_parquet(path, index=False)
+    return path
+
+
 def make_cfg(tmp_path: Path, shared: Path, **data_over) -> object:
     cfg = OmegaConf.structured(Config)
     cfg.paths.data_dir = str(shared)
@@ -63,18 +79,7 @@ def test_fake_news_text_only_and_classic_file_shape(tmp_path, shared_data):
 @pytest.mark.parametrize("fmt", ["csv", "csv.gz", "tsv", "jsonl", "parquet"])
 def test_formats(tmp_path, shared_data, fmt):
     df = pd.read_csv(shared_data / "bbc_news.csv.gz").groupby("label").head(12)[["title", "text", "label"]]
-    path = tmp_path / f"sample.{fmt}"
-    if fmt == "csv":
-        df.to_csv(path, index=False)
-    elif fmt == "csv.gz":
-        with gzip.open(path, "wt") as f:
-            df.to_csv(f, index=False)
-    elif fmt == "tsv":
-        df.to_csv(path, sep="\t", index=False)
-    elif fmt == "jsonl":
-        df.to_json(path, orient="records", lines=True)
-    else:
-        df.to_parquet(path)
+    path = write_table(df, tmp_path / f"sample.{fmt}")
     s = data.load_splits(make_cfg(tmp_path, shared_data, file=str(path), dedup=False))
     assert sum(len(s.frame(x)) for x in data.SPLITS) == 60
 

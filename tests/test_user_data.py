@@ -12,7 +12,8 @@ from omegaconf import OmegaConf
 
 from pipeline.data import data, data_options
 from pipeline.errors import DataError
-from tests.conftest import read_json, run_py
+from tests.conftest import ROOT, read_json, run_py
+from tests.test_data import make_cfg, write_table
 
 NAMES = ["business", "entertainment", "politics", "sport", "tech"]
 FAST = ["model=tiny", "trainer.max_length=32", "trainer.batch_size=8", "trainer.max_steps=6",
@@ -26,24 +27,11 @@ def user_frame(shared: Path, n: int = 150) -> pd.DataFrame:
                          "body": src.text.tolist()})
 
 
-def write(df: pd.DataFrame, path: Path) -> Path:
-    kind = path.suffix
-    if kind == ".csv":
-        df.to_csv(path, index=False)
-    elif kind == ".tsv":
-        df.to_csv(path, sep="\t", index=False)
-    elif kind == ".jsonl":
-        df.to_json(path, orient="records", lines=True)
-    else:
-        df.to_parquet(path, index=False)
-    return path
-
-
 @pytest.mark.parametrize("suffix,label_column", [(".csv", "category"), (".tsv", "0"), (".jsonl", "category"),
                                                  (".parquet", "-3")])
 def test_user_file_trains_on_top_of_the_default_config(tmp_path, shared_data, suffix, label_column):
     """The default config is BBC's (dedup_columns: [text] for bbc_news.csv.gz): none of it may leak."""
-    file = write(user_frame(shared_data), tmp_path / f"news{suffix}")
+    file = write_table(user_frame(shared_data), tmp_path / f"news{suffix}")
     run_dir = tmp_path / "run"
     r = run_py(tmp_path, *FAST, f"data.file={file}", "data.text_columns=[headline,body]",
                f"data.label_column={label_column}", f"data.label_names=[{','.join(NAMES)}]",
@@ -61,7 +49,7 @@ def test_user_file_trains_on_top_of_the_default_config(tmp_path, shared_data, su
 
 
 def test_csv_base_is_dataset_neutral(tmp_path, shared_data):
-    file = write(user_frame(shared_data), tmp_path / "news.jsonl")
+    file = write_table(user_frame(shared_data), tmp_path / "news.jsonl")
     run_dir = tmp_path / "run"
     r = run_py(tmp_path, *FAST, "data=csv", f"data.file={file}", "data.text_columns=[body]",
                "data.label_column=category", f"hydra.run.dir={run_dir}")
@@ -77,13 +65,9 @@ def test_data_csv_without_a_file_says_so(tmp_path):
 
 
 def cfg_for(tmp_path: Path, shared: Path, yaml: str = "bbc_news", **over):
-    base = OmegaConf.load(Path(__file__).resolve().parent.parent / "configs" / "data" / f"{yaml}.yaml")
-    from pipeline.config import Config
-
-    cfg = OmegaConf.structured(Config)
-    cfg.data = OmegaConf.merge(cfg.data, base)
-    cfg.paths.data_dir = str(shared)
-    cfg.paths.cache_dir = str(tmp_path / "cache")
+    """The schema's config with configs/data/<yaml>.yaml merged in, then ``over`` set on ``data``."""
+    cfg = make_cfg(tmp_path, shared)
+    cfg.data = OmegaConf.merge(cfg.data, OmegaConf.load(ROOT / "configs" / "data" / f"{yaml}.yaml"))
     for k, v in over.items():
         cfg.data[k] = v
     return cfg
@@ -108,7 +92,7 @@ def test_file_specific_settings_apply_only_to_their_own_file(tmp_path, shared_da
     ("label_column", "7", "data.label_column=7 is out of range"),
 ])
 def test_each_column_setting_is_checked_and_named(tmp_path, shared_data, key, value, named):
-    file = write(user_frame(shared_data, 50), tmp_path / "news.csv")
+    file = write_table(user_frame(shared_data, 50), tmp_path / "news.csv")
     cfg = cfg_for(tmp_path, shared_data, "csv", file=str(file), text_columns=["headline", "body"],
                   label_column="category")
     cfg.data[key] = value
@@ -121,7 +105,7 @@ def test_each_column_setting_is_checked_and_named(tmp_path, shared_data, key, va
 
 
 def test_label_names_as_a_map_and_unnamed_ids(tmp_path, shared_data):
-    file = write(user_frame(shared_data, 50), tmp_path / "news.parquet")
+    file = write_table(user_frame(shared_data, 50), tmp_path / "news.parquet")
     cfg = cfg_for(tmp_path, shared_data, "csv", file=str(file), text_columns=["body"], label_column="category",
                   label_names={i: n for i, n in enumerate(NAMES)})
     assert data.load_splits(cfg).labels == NAMES

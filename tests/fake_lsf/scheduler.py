@@ -476,19 +476,18 @@ def parse_dependency(text: str):
         pos += 1
         return tok
 
-    def expr():
-        node = term()
-        while peek() == "||":
+    def chain(op, name, operand):  # operand (op operand)*, left-associative
+        node = operand()
+        while peek() == op:
             take()
-            node = ("or", node, term())
+            node = (name, node, operand())
         return node
 
+    def expr():
+        return chain("||", "or", term)
+
     def term():
-        node = factor()
-        while peek() == "&&":
-            take()
-            node = ("and", node, factor())
-        return node
+        return chain("&&", "and", factor)
 
     def factor():
         tok = peek()

@@ -11,49 +11,19 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli.cli import app
+from tests.results.lsf_captures import bjobs_json
 from tests.results.make_runs import grid_sweep, lsf_job, write_run, write_sweep_json
 from tests.table_fit import table_rows
 
 runner = CliRunner()
 
-# what LSF 10.1 prints for: bjobs -a -o "jobid stat job_name exit_code" -json 1234
-BJOBS_JSON = """{
-  "COMMAND":"bjobs",
-  "JOBS":5,
-  "RECORDS":[
-    {
-      "JOBID":"1234",
-      "STAT":"DONE",
-      "JOB_NAME":"train[1]",
-      "EXIT_CODE":""
-    },
-    {
-      "JOBID":"1234",
-      "STAT":"EXIT",
-      "JOB_NAME":"train[2]",
-      "EXIT_CODE":"1"
-    },
-    {
-      "JOBID":"1234",
-      "STAT":"RUN",
-      "JOB_NAME":"train[3]",
-      "EXIT_CODE":""
-    },
-    {
-      "JOBID":"1234",
-      "STAT":"PEND",
-      "JOB_NAME":"train[4]",
-      "EXIT_CODE":""
-    },
-    {
+# what LSF 10.1 prints for: bjobs -a -o "jobid stat job_name exit_code" -json 1234 1240
+BJOBS_JSON = bjobs_json('''    {
       "JOBID":"1240",
       "STAT":"PEND",
       "JOB_NAME":"aggregate",
       "EXIT_CODE":""
-    }
-  ]
-}
-"""
+    }''')
 
 
 def stub(bindir: Path, name: str, stdout: str, rc: int = 0, stderr: str = "") -> Path:

@@ -5,42 +5,12 @@ from __future__ import annotations
 from pipeline.launch import lsf as L
 from pipeline.launch import slurm as SL
 from pipeline.launch import sweep_status as S
+from tests.results.lsf_captures import bjobs_json
 
 # LSF 10.1: bjobs -a -o "jobid stat job_name exit_code" -json 1234 9999
-BJOBS_JSON = """{
-  "COMMAND":"bjobs",
-  "JOBS":5,
-  "RECORDS":[
-    {
-      "JOBID":"1234",
-      "STAT":"DONE",
-      "JOB_NAME":"train[1]",
-      "EXIT_CODE":""
-    },
-    {
-      "JOBID":"1234",
-      "STAT":"EXIT",
-      "JOB_NAME":"train[2]",
-      "EXIT_CODE":"1"
-    },
-    {
-      "JOBID":"1234",
-      "STAT":"RUN",
-      "JOB_NAME":"train[3]",
-      "EXIT_CODE":""
-    },
-    {
-      "JOBID":"1234",
-      "STAT":"PEND",
-      "JOB_NAME":"train[4]",
-      "EXIT_CODE":""
-    },
-    {
+BJOBS_JSON = bjobs_json('''    {
       "ERROR":"Job <9999> is not found"
-    }
-  ]
-}
-"""
+    }''')
 
 # old LSF / OpenLava: plain bjobs -a 1234 (EXEC_HOST empty while pending, JOB_NAME truncated with '*')
 BJOBS_PLAIN = """JOBID   USER    STAT  QUEUE      FROM_HOST   EXEC_HOST   JOB_NAME   SUBMIT_TIME
