@@ -2,7 +2,7 @@
 
 Hydra's own report of a typo is several lines and exit 1, and it suggests ``+trainer.lrr=...``, which the
 schema then accepts silently (a ``+`` adds the key) while training never reads it. ``run.py`` calls
-:func:`check` on its arguments first. It knows two things, both cheap (no composition):
+:func:`check` on its arguments first. It knows three things, all cheap (no composition):
 
 - config groups are the folders of ``configs/``; their options are the YAML files there;
 - every other key lives in the typed schema of :mod:`pipeline.config` (``Config`` and its dataclasses);
@@ -105,9 +105,11 @@ def _check_key(key: str, add: bool, values: list[str], groups: list[str], root: 
             hint = _did_you_mean(f"{where}." if where else "", _near(part, candidates))
             listed = f"{where or 'top-level'} keys: {', '.join(fields)}"
             if add:
+                why = "(Hydra's HydraConf), so Hydra would refuse it" if prefix else \
+                    "(pipeline/config.py), so training would never read it"
                 raise OverrideError(
-                    f"+{full}: {where or 'the config'} has no key {part!r} and its schema is fixed "
-                    f"(pipeline/config.py), so training would never read it; {hint}({listed})")
+                    f"+{full}: {where or 'the config'} has no key {part!r} and its schema is fixed {why}; "
+                    f"{hint}({listed})")
             raise OverrideError(f"unknown config key {full}: {hint}({listed})")
         node = fields[part]
         walked.append(part)
