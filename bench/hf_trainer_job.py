@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -72,6 +71,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     from transformers.utils import logging as hf_logging
 
+    from pipeline.config import optimizer_steps
     from pipeline.data import data
     from pipeline.models.model import build_model, load_tokenizer
     from pipeline.train.device import cpu_has_bf16, pick_device, process_age
@@ -102,8 +102,8 @@ def main(argv: list[str] | None = None) -> dict:
     set_seed(cfg.seed)  # the classification head is initialised from the seed, as in run.py
     model = build_model(cfg.model, splits.labels, len(tokenizer), cfg.seed)  # pretrained or from its config
 
-    steps_per_epoch = math.ceil(math.ceil(len(train) / t.batch_size) / t.grad_accum)
-    total_steps = t.epochs * steps_per_epoch
+    steps_per_epoch, _ = optimizer_steps(t, len(train))
+    total_steps = t.epochs * steps_per_epoch  # the Trainer runs num_train_epochs; max_steps is not passed
     workdir = args.workdir or args.out.with_suffix(".trainer")
     targs = TrainingArguments(
         output_dir=str(workdir), use_cpu=device == "cpu", seed=cfg.seed, report_to="none", disable_tqdm=True,

@@ -7,6 +7,7 @@ Hydra error before anything runs or is submitted.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,6 +115,13 @@ def register() -> None:
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 MONITORS = ("accuracy", "macro_f1", "loss")
 CPU_KERNELS = ("auto", "all", "attention", "dropout", "none")  # = pipeline.models.cpu_kernels.CHOICES
+
+
+def optimizer_steps(t: Any, n_train: int) -> tuple[int, int]:
+    """(steps per epoch, steps in all) for ``n_train`` training rows under trainer settings ``t``: a partial
+    batch and a partial accumulation group each count as one; ``max_steps`` > 0 wins over ``epochs``."""
+    per_epoch = math.ceil(math.ceil(n_train / t.batch_size) / t.grad_accum)
+    return per_epoch, t.max_steps if t.max_steps > 0 else t.epochs * per_epoch
 
 
 def check(cfg: Any) -> None:

@@ -9,7 +9,6 @@ reads, before the launcher submits anything (``pipeline.launch.sweep_preflight``
 from __future__ import annotations
 
 import logging
-import math
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -75,16 +74,12 @@ def check_data(cfg: Any) -> None:
 MIN_STEPS = 80
 
 
-def optimizer_steps(t: Any, n_train: int) -> int:
-    """The optimizer steps a run of ``n_train`` training rows takes under trainer settings ``t``."""
-    per_epoch = math.ceil(math.ceil(n_train / t.batch_size) / t.grad_accum)
-    return t.max_steps if t.max_steps > 0 else t.epochs * per_epoch
-
-
 def short_training(cfg: Any, n_train: int) -> str | None:
     """One warning line when a pretrained model gets fewer than ``MIN_STEPS`` optimizer steps."""
+    from pipeline.config import optimizer_steps
+
     t = cfg.trainer
-    steps = optimizer_steps(t, n_train)
+    _, steps = optimizer_steps(t, n_train)
     if not (cfg.model.pretrained or cfg.model.path) or steps >= MIN_STEPS:
         return None
     if t.max_steps > 0:

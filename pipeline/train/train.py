@@ -192,9 +192,7 @@ def _build(cfg: DictConfig, device: str, precision: str) -> Job:
         {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
     ]
     optimizer = torch.optim.AdamW(groups, lr=t.lr, fused=True)  # one kernel for all tensors, CPU and GPU
-    batches_per_epoch = math.ceil(len(enc["train"]) / t.batch_size)
-    steps_per_epoch = math.ceil(batches_per_epoch / t.grad_accum)
-    total_steps = t.max_steps if t.max_steps > 0 else t.epochs * steps_per_epoch
+    steps_per_epoch, total_steps = config_lib.optimizer_steps(t, len(enc["train"]))
     scheduler = get_linear_schedule_with_warmup(optimizer, int(t.warmup_ratio * total_steps), total_steps)
     return Job(splits=splits, tokenizer=tokenizer, train_set=enc["train"], val_set=enc["val"],
                test_set=enc["test"], model=model, optimizer=optimizer, scheduler=scheduler,
