@@ -1688,6 +1688,8 @@ def _select_targets(st: dict, cmd: str, refs: list[str], a: dict):
 
 
 def _parse_simple(argv, flags: str, args: str, cmd: str, usage: str):
+    """(flags, option values, job refs) of a bkill/brequeue/bpeek command line; a bad option raises
+    BsubError, which main() prints and turns into exit 255, as LSF does."""
     f: set[str] = set()
     a: dict[str, str] = {}
     refs: list[str] = []
@@ -1719,11 +1721,7 @@ BKILL_USAGE = ("Usage: bkill [-h] [-V] [-l] [-b] [-d] [-r] [-s signal_value | si
 
 def main_bkill(argv: list[str]) -> int:
     log_call("bkill", argv)
-    try:
-        f, a, refs = _parse_simple(argv, "bdlrC", "s J q u m g sla app", "bkill", BKILL_USAGE)
-    except BsubError as exc:
-        sys.stderr.write(f"{exc}\n")
-        return 255
+    f, a, refs = _parse_simple(argv, "bdlrC", "s J q u m g sla app", "bkill", BKILL_USAGE)
     if "-l" in f:
         print(" ".join(sorted(SIGNAL_NAMES, key=lambda k: SIGNAL_NAMES[k])))
         return 0
@@ -1778,11 +1776,7 @@ BREQUEUE_USAGE = ("Usage: brequeue [-h] [-V] [-a] [-d] [-e] [-H] [-p] [-r] [-J j
 
 def main_brequeue(argv: list[str]) -> int:
     log_call("brequeue", argv)
-    try:
-        f, a, refs = _parse_simple(argv, "adeHpr", "J u", "brequeue", BREQUEUE_USAGE)
-    except BsubError as exc:
-        sys.stderr.write(f"{exc}\n")
-        return 255
+    f, a, refs = _parse_simple(argv, "adeHpr", "J u", "brequeue", BREQUEUE_USAGE)
     allowed: set[str] = set()
     if "-a" in f:
         allowed |= {"DONE", "EXIT", "RUN", "USUSP", "SSUSP"}
@@ -1848,11 +1842,7 @@ def main_bpeek(argv: list[str]) -> int:
     log_call("bpeek", argv)
     usage = ("Usage: bpeek [-h] [-V] [-f] [-q queue_name | -m host_name | -J job_name | job_ID\n"
              "             | \"job_ID[index]\"]")
-    try:
-        f, a, refs = _parse_simple(argv, "f", "q m J", "bpeek", usage)
-    except BsubError as exc:
-        sys.stderr.write(f"{exc}\n")
-        return 255
+    f, a, refs = _parse_simple(argv, "f", "q m J", "bpeek", usage)
     store = Store(state_dir())
     st = store.read()
     now = time.time()
@@ -1937,6 +1927,9 @@ COMMANDS = {
 def main(cmd: str, argv: list[str]) -> int:
     try:
         return COMMANDS[cmd](argv)
+    except BsubError as exc:  # what LSF's commands print for a bad option or argument
+        sys.stderr.write(f"{exc}\n")
+        return 255
     except BrokenPipeError:
         return 0
 
