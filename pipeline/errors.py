@@ -4,6 +4,14 @@
 and exit non-zero.
 """
 
+from __future__ import annotations
+
+
+def first_line(text: object) -> str:
+    """The first non-empty line of a message (of an exception, a scheduler's answer), stripped; "" if none."""
+    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
+    return lines[0] if lines else ""
+
 
 class PipelineError(Exception):
     """Bad input or environment; the message is the whole story."""

@@ -59,6 +59,24 @@ WANDB_ID_TXT = "wandb_id.txt"
 RUN_LOG = "run.log"
 RERUN_ARCHIVE = ".rerun"
 REQUEUE_MARKER_SUFFIX = "_requeue_requested.json"
+HYDRA_YAML = "hydra.yaml"
+PROGRESS_JSON = "progress.json"
+ATTEMPTS_JSON = "attempts.json"
+#: inside ``checkpoints/best``: the step, epoch, validation metrics and max_length of that checkpoint
+BEST_JSON = "best.json"
+
+# the files of ``<sweep>/results/`` (``pipeline aggregate``)
+RUNS_CSV = "runs.csv"
+SUMMARY_CSV = "summary.csv"
+SUMMARY_MD = "summary.md"
+CURVES_PNG = "curves.png"
+FINAL_PNG = "final.png"
+CONFUSION_PNG = "confusion.png"
+REPORT_HTML = "report.html"
+
+# a study (``hydra/sweeper=study``): its Optuna journal and its settings, in the sweep directory
+STUDY_JOURNAL = "study.journal"
+STUDY_JSON = "study.json"
 
 # --------------------------------------------------------------------------------------- status values
 
@@ -66,9 +84,11 @@ REQUEUE_MARKER_SUFFIX = "_requeue_requested.json"
 COMPLETED, FAILED, CORRUPT, RUNNING, PENDING, MISSING = (
     "completed", "failed", "corrupt", "running", "pending", "missing",
 )
+#: a run a study's pruner stopped early: final and good, like completed (never rerun, not a failure)
+PRUNED = "pruned"
 #: a job the scheduler is requeueing (run-limit checkpoint, then brequeue / scontrol requeue)
 REQUEUED = "requeued"
-STATES = (COMPLETED, RUNNING, REQUEUED, PENDING, FAILED, CORRUPT, MISSING)
+STATES = (COMPLETED, PRUNED, RUNNING, REQUEUED, PENDING, FAILED, CORRUPT, MISSING)
 BAD_STATES = (FAILED, CORRUPT)
 #: how long a requeue marker explains an ``EXIT`` (LSF shows it ~3 s before ``PEND``)
 REQUEUE_GRACE_S = 120.0
@@ -99,6 +119,19 @@ def hydra_file(run_dir: Path, name: str = CONFIG_YAML) -> Path:
 
 def results_json(sweep_dir: Path) -> Path:
     return Path(sweep_dir) / RESULTS_DIR / RESULTS_JSON
+
+
+def results_file(sweep_dir: Path, name: str) -> Path:
+    """``<sweep>/results/<name>`` (name: one of the results-file constants above)."""
+    return Path(sweep_dir) / RESULTS_DIR / name
+
+
+def progress_json(run_dir: Path) -> Path:
+    return Path(run_dir) / PROGRESS_JSON
+
+
+def attempts_json(run_dir: Path) -> Path:
+    return Path(run_dir) / ATTEMPTS_JSON
 
 
 # ---------------------------------------------------------------------------------------- the manifest
