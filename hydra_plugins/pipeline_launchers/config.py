@@ -5,7 +5,7 @@
 - ``slurm``: hydra-submitit-launcher's ``submitit_slurm`` that also writes ``sweep.json``.
 
 Unknown keys fail when Hydra composes the config (these are structured configs); the values are checked
-again by ``pipeline.launch.submitit_lsf.lsf.make_bsub_string`` before anything is submitted.
+again by ``pipeline.launch.submitit_lsf.script.make_bsub_string`` before anything is submitted.
 """
 
 from dataclasses import dataclass, field

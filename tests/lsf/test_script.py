@@ -17,9 +17,9 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from hydra_plugins.pipeline_launchers.lsf_launcher import LsfLauncher
-from pipeline.launch.submitit_lsf.lsf import (
+from pipeline.launch.submitit_lsf.lsf import LsfExecutor
+from pipeline.launch.submitit_lsf.script import (
     LsfConfigError,
-    LsfExecutor,
     format_mem,
     make_aggregate_bsub_string,
     make_bsub_string,
