@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.launch.bsub_lines import BsubLineError, parse_bsub_lines
+from tests.bsub_lines import BsubLineError, parse_bsub_lines
 from tests.conftest import ROOT, SHARED_DATA
 
 JOBS = ROOT / "jobs"
@@ -103,6 +103,15 @@ def test_misplaced_and_repeated_lines_are_reported():
         parse_bsub_lines("#!/bin/bash\n#BSUB -q hpc\n#BSUB -q gpua100\n", "s")
     with pytest.raises(BsubLineError, match="the command goes below #BSUB"):
         parse_bsub_lines("#BSUB python run.py\n", "s")
+
+
+def test_checker_command_names_the_bad_line(tmp_path):
+    bad = tmp_path / "mine.bsub"
+    bad.write_text("#!/bin/bash\n#BSUB -q hpc\n#BSUB -W 24h\necho hi\n")
+    r = subprocess.run([sys.executable, str(ROOT / "tests" / "bsub_lines.py"), str(JOBS / "train.bsub"), str(bad)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and r.stdout.startswith(f"{JOBS / 'train.bsub'}: -q gpua100 "), r.stdout
+    assert r.stderr.strip() == f"{bad}:3: -W '24h': give [hours:]minutes, e.g. 24:00 or 90"
 
 
 def test_aggregate_bsub_without_a_sweep_says_what_to_set(tmp_path):

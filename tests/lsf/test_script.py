@@ -25,6 +25,7 @@ from pipeline.launch.submitit_lsf.script import (
     make_bsub_string,
     parse_mem_mb,
 )
+from tests.bsub_lines import parse_bsub_lines
 from tests.lsf.conftest import APP, GOLDEN
 
 PRESETS = ["dtu_gpuv100", "dtu_gpuv100_32gb", "dtu_gpua100", "dtu_gpua100_80gb", "dtu_gpua40", "dtu_gpul40s",
@@ -63,6 +64,7 @@ def test_golden_script(name: str, overrides: tuple[str, ...]) -> None:
     assert text == path.read_text()
     check = subprocess.run(["bash", "-n"], input=text, text=True, capture_output=True)
     assert check.returncode == 0, check.stderr
+    parse_bsub_lines(text, f"{name}.bsub")  # every #BSUB line as LSF 10.1's bsub reads it, above any command
 
 
 def test_dtu_gpu_lines() -> None:
