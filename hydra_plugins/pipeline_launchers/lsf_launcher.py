@@ -75,7 +75,8 @@ class LsfLauncher(BaseSubmititLauncher):
         command = f"{executor.python} -m pipeline.cli aggregate {shlex.quote(str(sweep_dir))}"
         return make_aggregate_bsub_string(
             command, sweep_dir, depends_on=depends_on, job_name=f"{ex.get('job_name', 'sweep')}_aggregate",
-            queue=p.get("aggregate_queue"), project=ex.get("project"), dialect=ex.get("dialect", "lsf10"),
+            queue=p.get("aggregate_queue") or ex.get("queue"),  # null: the sweep's own queue
+            project=ex.get("project"), dialect=ex.get("dialect", "lsf10"),
             timeout_min=int(p.get("aggregate_timeout_min", 30)), mem_per_slot=p.get("aggregate_mem_per_slot"),
             mem_unit=ex.get("mem_unit", "MB"), setup=ex.get("setup"),
             env={k: v for k, v in (ex.get("env") or {}).items() if k != "PIPELINE_GPUS"})  # a CPU job

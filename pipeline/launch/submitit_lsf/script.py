@@ -4,7 +4,11 @@
 ``make_bsub_string``'s keyword parameters are the list of valid executor parameters
 (``default_parameters``); every value is checked before any script exists, and one LSF would reject or
 misread is refused with one line (``LsfConfigError``) rather than passed on mangled. The queue's facts
-(``max_timeout_min``, ``gpu_queue``) emit nothing: they only refuse a job the queue cannot run.
+(``max_timeout_min``, ``gpu_queue``, ``queue_gpus``, ``node_gpus``, ``node_mem_gb``) emit nothing: they
+only refuse a job the queue cannot run.
+
+Memory: ``mem_per_slot`` is LSF's ``rusage[mem=...]`` (per slot: LSF multiplies it by ``-n``);
+``mem_limit`` is ``-M``, a size or ``auto``: the per-slot request plus ``MEM_LIMIT_MARGIN`` (docs/lsf.md).
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from pipeline.launch.lsf import DIALECTS, file_stem, split_job_id
 
 MEM_UNITS = ("suffix", "KB", "MB", "GB", "TB")
 GPU_MODES = ("exclusive_process", "shared")
+#: ``mem_limit: auto`` = the per-slot request x (1 + this): DTU's own example pairs rusage[mem=4GB] with
+#: -M 5GB, room for short peaks (a checkpoint save, the tokenizer's batch) above what the job reserves
+MEM_LIMIT_MARGIN = 0.25
 _MB_PER = {"K": 1 / 1024, "": 1, "M": 1, "G": 1024, "T": 1024**2}
 _MEM_RE = re.compile(r"^\s*(?P<num>\d+(?:\.\d+)?)\s*(?P<unit>[KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
 _BARE = re.compile(r"^[A-Za-z0-9_@%+=:,./-]+$")
@@ -72,10 +79,29 @@ def format_walltime(minutes: int) -> str:
     return f"{minutes // 60}:{minutes % 60:02d}"
 
 
+def resolve_mem_limit(mem_limit: tp.Any, per_slot_mb: int | None) -> int | None:
+    """``-M`` in MB: a size as given, ``auto`` = the per-slot request + ``MEM_LIMIT_MARGIN`` (none without
+    a request), None = no limit. A limit below the request is refused: LSF would kill the job inside
+    the memory it reserved."""
+    if mem_limit is None:
+        return None
+    if str(mem_limit).strip().lower() == "auto":
+        return None if per_slot_mb is None else math.ceil(per_slot_mb * (1 + MEM_LIMIT_MARGIN))
+    mb = parse_mem_mb(mem_limit, "mem_limit")
+    if per_slot_mb is not None and mb < per_slot_mb:
+        raise LsfConfigError(f"mem_limit={mem_limit} is below the request of {format_mem(per_slot_mb, 'suffix')} per "
+                             f"slot (mem_per_slot): raise it, or set auto (the request + {MEM_LIMIT_MARGIN:.0%})")
+    return mb
+
+
 def _int(key: str, value: tp.Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise LsfConfigError(f"{key}={value!r}: expected an integer >= {minimum}")
     return value
+
+
+def _optional_int(key: str, value: tp.Any) -> int | None:
+    return None if value is None else _int(key, value, 1)
 
 
 def _bsub_value(key: str, value: tp.Any, quote: bool = False) -> str:
@@ -173,6 +199,24 @@ def _per_slot_mb(mem_gb: float | None, mem_per_slot: tp.Any, cores: int) -> int 
     return None
 
 
+def _check_fits_node(*, queue: str | None, gpus: int, cores: int, per_slot_mb: int | None,
+                     queue_gpus: int | None, node_gpus: int | None, node_mem_gb: int | None) -> None:
+    """A job needs one host (span[hosts=1]): more GPUs or memory than a node of the queue has would pend
+    forever, so it is refused before submission."""
+    where = f"queue {queue}" if queue else "the queue"
+    if node_gpus is not None and gpus > node_gpus:
+        raise LsfConfigError(f"gpus_per_node={gpus}: a node of {where} has {node_gpus} GPUs (node_gpus): ask for "
+                             f"at most {node_gpus} (hydra.launcher.gpus_per_node) or pick another queue")
+    if queue_gpus is not None and gpus > queue_gpus:
+        raise LsfConfigError(f"gpus_per_node={gpus}: {where} has {queue_gpus} GPUs in all (queue_gpus): ask for "
+                             f"at most {queue_gpus} (hydra.launcher.gpus_per_node) or pick another queue")
+    if node_mem_gb is not None and per_slot_mb is not None and per_slot_mb * cores > node_mem_gb * 1024:
+        total = format_mem(per_slot_mb * cores, "suffix")
+        raise LsfConfigError(
+            f"the job asks for {cores} x {format_mem(per_slot_mb, 'suffix')} = {total} of host memory; a node of "
+            f"{where} has {node_mem_gb}GB (node_mem_gb): lower hydra.launcher.mem_per_slot or cpus_per_task")
+
+
 # ------------------------------------------------------------------------------------------------ options
 
 
@@ -251,6 +295,9 @@ def make_bsub_string(
     gpus: int = 0,
     gpu_mode: str = "exclusive_process",
     gpu_queue: bool | None = None,
+    queue_gpus: int | None = None,
+    node_gpus: int | None = None,
+    node_mem_gb: int | None = None,
     mem_gb: float | None = None,
     mem_per_slot: str | int | None = None,
     mem_unit: str = "MB",
@@ -282,11 +329,14 @@ def make_bsub_string(
     cores [-n]: job slots (CPU cores), all on one host with span_hosts=1 [-R span[hosts=1]]
     gpus [-gpu "num=G:mode=M"]: GPUs, only emitted when > 0; gpu_mode: exclusive_process or shared;
         gpu_queue: False refuses GPUs (a CPU queue), True/None accept them
+    queue_gpus, node_gpus, node_mem_gb: the queue's GPUs in all, GPUs and host memory (GB) of one of its
+        nodes (None: unknown); a job that cannot fit is refused
     mem_per_slot [-R rusage[mem=...]]: memory per slot, "16GB"/"512MB" or a number of MB; or mem_gb,
         the job's total, split evenly over the slots
     mem_unit: how memory is written: "suffix" ("16GB", LSF 10) or a plain integer in KB/MB/GB/TB, the
         cluster's LSF_UNIT_FOR_LIMITS (LSF's default is KB, many sites set MB)
-    mem_limit [-M]: hard memory limit (same forms as mem_per_slot)
+    mem_limit [-M]: hard memory limit (same forms as mem_per_slot), or "auto": the per-slot request
+        plus MEM_LIMIT_MARGIN
     select [-R select[...]], resources: more sections of the one -R string (e.g. "gpu80gb")
     warning_time_min, warning_signal [-wa SIG -wt MIN]: early warning before the run limit (LSF 10 only;
         without it LSF sends USR2 at the limit and kills 10 minutes later)
@@ -308,6 +358,10 @@ def make_bsub_string(
     _check_queue_limits(queue=queue, dialect=dialect, timeout_min=timeout_min, max_timeout_min=max_timeout_min,
                         gpus=gpus, gpu_queue=gpu_queue, warning_time_min=warning_time_min)
     per_slot_mb = _per_slot_mb(mem_gb, mem_per_slot, cores)
+    _check_fits_node(queue=queue, gpus=gpus, cores=cores, per_slot_mb=per_slot_mb,
+                     queue_gpus=_optional_int("queue_gpus", queue_gpus),
+                     node_gpus=_optional_int("node_gpus", node_gpus),
+                     node_mem_gb=_optional_int("node_mem_gb", node_mem_gb))
     if span_hosts is not None:
         span_hosts = _int("span_hosts", span_hosts, 1)
     _int("array_parallelism", array_parallelism, 1)
@@ -321,9 +375,8 @@ def make_bsub_string(
         opts = [("J", _bsub_value("job_name", f"{name}[1-{map_count}]%{min(array_parallelism, map_count)}"))]
     else:
         opts = [("J", name)]
-    limit_mb = None if mem_limit is None else parse_mem_mb(mem_limit, "mem_limit")
     opts += _resources(cores=cores, gpus=gpus, gpu_mode=gpu_mode, mem_per_slot_mb=per_slot_mb, mem_unit=mem_unit,
-                       mem_limit_mb=limit_mb, select=select, span_hosts=span_hosts,
+                       mem_limit_mb=resolve_mem_limit(mem_limit, per_slot_mb), select=select, span_hosts=span_hosts,
                        resources=resources, queue=queue, project=project, timeout_min=timeout_min)
     if warning_time_min is not None:
         if not re.match(r"^[A-Z0-9]+$", str(warning_signal)):
