@@ -106,6 +106,7 @@ class LsfLauncher(BaseSubmititLauncher):
 
         # 1. everything that can be wrong fails here, before any file or bsub
         from pipeline.launch import packing
+        from pipeline.launch.submitit_lsf import queues
 
         k = packing.runs_per_job(p)
         executor = self.make_executor()
@@ -113,6 +114,7 @@ class LsfLauncher(BaseSubmititLauncher):
         if aggregate:
             self.aggregate_script(executor, sweep_dir, ["0"])
         executor.check_can_submit()
+        queues.check_queues(p, aggregate)  # a queue bqueues does not list: one line, exit 2
 
         sweep_dir.mkdir(parents=True, exist_ok=True)
         if "mode" in self.config.hydra.sweep:
@@ -155,6 +157,8 @@ class LsfLauncher(BaseSubmititLauncher):
             _sweep.write(sweep_dir, data, 0)
 
         self._report(arrays, executor, data.get("aggregate_job_id"), dry_run, wait)
+        if note := queues.parallelism_note(p, len(groups), k):  # more jobs at once than the queue has GPUs
+            print(note, file=sys.stdout, flush=True)
         if k > 1:
             print(f"[lsf] {packing.describe(k, len(fns))}; {time_line}", file=sys.stdout, flush=True)
         if wait:
