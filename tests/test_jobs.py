@@ -175,6 +175,46 @@ def test_train_bsub_runs_one_fine_tune(fake_lsf, job_env, monkeypatch, tmp_path)
 
 @pytest.mark.lsf
 @pytest.mark.slow
+def test_train_bsub_on_a_cpu_queue_trains_on_the_cpu(fake_lsf, job_env, monkeypatch, tmp_path):
+    """Issue 22 item 8: on the CPU queue train.bsub said "this job was given 1 GPU(s)" (PIPELINE_GPUS
+    defaulted to 1 whatever the queue). Now it asks for the GPUs its queue gives: none on hpc."""
+    monkeypatch.setenv("OVERRIDES", " ".join([t for t in TINY_CPU if t != "trainer.device=cpu"] + ["trainer.epochs=1"]))
+    monkeypatch.delenv("PIPELINE_GPUS", raising=False)
+    jobid = submit(fake_lsf, job_env, "train.bsub", "-q", "hpc")
+    fake_lsf.wait_all(timeout=240)
+    log = job_log(job_env, "train", jobid)
+    assert fake_lsf.stat(jobid) == "DONE", log
+    assert "queue hpc, PIPELINE_GPUS=0" in log and "GPU(s)" not in log
+    assert json.loads((tmp_path / "outputs" / "jobs" / f"bert-train-{jobid}" / "metrics.json").read_text())[
+        "status"] == "completed"
+
+
+@pytest.mark.lsf
+def test_train_bsub_asked_for_a_gpu_it_cannot_use_names_pipeline_gpus_0(fake_lsf, job_env, monkeypatch, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible here")
+    monkeypatch.setenv("OVERRIDES", " ".join([t for t in TINY_CPU if t != "trainer.device=cpu"]))
+    monkeypatch.setenv("PIPELINE_GPUS", "1")  # asked for by hand on the CPU queue
+    jobid = submit(fake_lsf, job_env, "train.bsub", "-q", "hpc")
+    fake_lsf.wait_all(timeout=240)
+    log = job_log(job_env, "train", jobid)
+    assert fake_lsf.stat(jobid) == "EXIT", log
+    cause = [ln for ln in log.splitlines() if "but cannot use them" in ln]
+    assert cause and cause[-1].endswith("to train on the CPU instead: PIPELINE_GPUS=0 or trainer.device=cpu"), log
+    assert not fake_lsf.calls("brequeue")  # a Python error, not a signal: never requeued
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_scripts_keep_jobs_off_the_hub(name):
+    """Compute nodes need not reach the Hugging Face hub: every script exports HF_HUB_OFFLINE=1 unless the
+    submitting shell set it (HF_HUB_OFFLINE=0 for a config that downloads, model.download=true)."""
+    assert 'export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}' in (JOBS / name).read_text()
+
+
+@pytest.mark.lsf
+@pytest.mark.slow
 def test_train_bsub_requeues_itself_at_the_warning_and_resumes(fake_lsf, job_env, monkeypatch, tmp_path):
     monkeypatch.setenv("OVERRIDES", " ".join([*TINY_CPU, "trainer.epochs=6", "trainer.checkpoint_every_steps=1000"]))
     jobid = submit(fake_lsf, job_env, "train.bsub", "-q", "hpc", "-J", "requeue-me")
