@@ -26,8 +26,9 @@ from pipeline.launch.lsf import DIALECTS, file_stem, split_job_id
 
 MEM_UNITS = ("suffix", "KB", "MB", "GB", "TB")
 GPU_MODES = ("exclusive_process", "shared")
-#: ``mem_limit: auto`` = the per-slot request x (1 + this): DTU's own example pairs rusage[mem=4GB] with
-#: -M 5GB, room for short peaks (a checkpoint save, the tokenizer's batch) above what the job reserves
+#: ``mem_limit: auto`` = the per-slot request x (1 + this): DTU pairs rusage[mem=...] with -M slightly
+#: above it; this leaves room for short peaks (a checkpoint save, a batch of long texts) above the
+#: reservation and still stops a job that keeps growing near what it asked for (docs/lsf.md)
 MEM_LIMIT_MARGIN = 0.25
 _MB_PER = {"K": 1 / 1024, "": 1, "M": 1, "G": 1024, "T": 1024**2}
 _MEM_RE = re.compile(r"^\s*(?P<num>\d+(?:\.\d+)?)\s*(?P<unit>[KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
