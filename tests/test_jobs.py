@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.launch.bsub_lines import BsubLineError, parse_bsub_lines
+from tests.bsub_lines import BsubLineError, parse_bsub_lines
 from tests.conftest import ROOT, SHARED_DATA
 
 JOBS = ROOT / "jobs"
@@ -105,6 +105,15 @@ def test_misplaced_and_repeated_lines_are_reported():
         parse_bsub_lines("#BSUB python run.py\n", "s")
 
 
+def test_checker_command_names_the_bad_line(tmp_path):
+    bad = tmp_path / "mine.bsub"
+    bad.write_text("#!/bin/bash\n#BSUB -q hpc\n#BSUB -W 24h\necho hi\n")
+    r = subprocess.run([sys.executable, str(ROOT / "tests" / "bsub_lines.py"), str(JOBS / "train.bsub"), str(bad)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and r.stdout.startswith(f"{JOBS / 'train.bsub'}: -q gpua100 "), r.stdout
+    assert r.stderr.strip() == f"{bad}:3: -W '24h': give [hours:]minutes, e.g. 24:00 or 90"
+
+
 def test_aggregate_bsub_without_a_sweep_says_what_to_set(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     r = subprocess.run(["bash", str(JOBS / "aggregate.bsub")], cwd=tmp_path, env=env, capture_output=True,
@@ -162,6 +171,46 @@ def test_train_bsub_runs_one_fine_tune(fake_lsf, job_env, monkeypatch, tmp_path)
     assert "run completed" in log and "Successfully completed." in log
     assert json.loads((run_dir / "run_info.json").read_text())["job_id"] == str(jobid)
     assert not fake_lsf.calls("brequeue")
+
+
+@pytest.mark.lsf
+@pytest.mark.slow
+def test_train_bsub_on_a_cpu_queue_trains_on_the_cpu(fake_lsf, job_env, monkeypatch, tmp_path):
+    """Issue 22 item 8: on the CPU queue train.bsub said "this job was given 1 GPU(s)" (PIPELINE_GPUS
+    defaulted to 1 whatever the queue). Now it asks for the GPUs its queue gives: none on hpc."""
+    monkeypatch.setenv("OVERRIDES", " ".join([t for t in TINY_CPU if t != "trainer.device=cpu"] + ["trainer.epochs=1"]))
+    monkeypatch.delenv("PIPELINE_GPUS", raising=False)
+    jobid = submit(fake_lsf, job_env, "train.bsub", "-q", "hpc")
+    fake_lsf.wait_all(timeout=240)
+    log = job_log(job_env, "train", jobid)
+    assert fake_lsf.stat(jobid) == "DONE", log
+    assert "queue hpc, PIPELINE_GPUS=0" in log and "GPU(s)" not in log
+    assert json.loads((tmp_path / "outputs" / "jobs" / f"bert-train-{jobid}" / "metrics.json").read_text())[
+        "status"] == "completed"
+
+
+@pytest.mark.lsf
+def test_train_bsub_asked_for_a_gpu_it_cannot_use_names_pipeline_gpus_0(fake_lsf, job_env, monkeypatch, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is visible here")
+    monkeypatch.setenv("OVERRIDES", " ".join([t for t in TINY_CPU if t != "trainer.device=cpu"]))
+    monkeypatch.setenv("PIPELINE_GPUS", "1")  # asked for by hand on the CPU queue
+    jobid = submit(fake_lsf, job_env, "train.bsub", "-q", "hpc")
+    fake_lsf.wait_all(timeout=240)
+    log = job_log(job_env, "train", jobid)
+    assert fake_lsf.stat(jobid) == "EXIT", log
+    cause = [ln for ln in log.splitlines() if "but cannot use them" in ln]
+    assert cause and cause[-1].endswith("to train on the CPU instead: PIPELINE_GPUS=0 or trainer.device=cpu"), log
+    assert not fake_lsf.calls("brequeue")  # a Python error, not a signal: never requeued
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_scripts_keep_jobs_off_the_hub(name):
+    """Compute nodes need not reach the Hugging Face hub: every script exports HF_HUB_OFFLINE=1 unless the
+    submitting shell set it (HF_HUB_OFFLINE=0 for a config that downloads, model.download=true)."""
+    assert 'export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}' in (JOBS / name).read_text()
 
 
 @pytest.mark.lsf

@@ -5,7 +5,7 @@
 - ``slurm``: hydra-submitit-launcher's ``submitit_slurm`` that also writes ``sweep.json``.
 
 Unknown keys fail when Hydra composes the config (these are structured configs); the values are checked
-again by ``pipeline.launch.submitit_lsf.lsf.make_bsub_string`` before anything is submitted.
+again by ``pipeline.launch.submitit_lsf.script.make_bsub_string`` before anything is submitted.
 """
 
 from dataclasses import dataclass, field
@@ -42,13 +42,19 @@ class LsfQueueConf(BaseQueueConf):
     max_timeout_min: int | None = None
     # true: a GPU queue; false: a CPU queue (gpus_per_node > 0 fails before submission); null: unknown
     gpu_queue: bool | None = None
+    # GPUs the queue has in all: a sweep running more at once is told how many run and in how many waves
+    queue_gpus: int | None = None
+    # GPUs of one node of the queue: a job asking more fails before submission; null: unknown
+    node_gpus: int | None = None
+    # host memory (GB) of one node of the queue: a job asking more fails before submission; null: unknown
+    node_mem_gb: int | None = None
     # GPU mode in -gpu "num=G:mode=...": exclusive_process or shared
     gpu_mode: str = "exclusive_process"
     # memory per slot for -R rusage[mem=...], e.g. 8GB or 4096 (MB); or set mem_gb, the job's total
     mem_per_slot: str | None = None
     # how memory is written: suffix (16GB, LSF 10) or the cluster's LSF_UNIT_FOR_LIMITS (KB, MB, GB, TB)
     mem_unit: str = "MB"
-    # bsub -M hard memory limit (same forms as mem_per_slot); null: none
+    # bsub -M hard memory limit (same forms as mem_per_slot), or auto: mem_per_slot + 25%; null: none
     mem_limit: str | None = None
     # -R select[...] section, e.g. gpu80gb
     select: str | None = None
@@ -76,8 +82,8 @@ class LsfQueueConf(BaseQueueConf):
     python: str | None = None
     # submit one job that runs `python -m pipeline.cli aggregate <sweep>` once all arrays ended
     aggregate: bool = True
-    # queue of the aggregation job (a CPU queue); null: the cluster's default queue
-    aggregate_queue: str | None = "hpc"
+    # queue of the aggregation job (a CPU queue); null: the sweep's own queue (the cluster's default if none)
+    aggregate_queue: str | None = None
     # run limit of the aggregation job
     aggregate_timeout_min: int = 30
     # memory per slot of the aggregation job

@@ -75,7 +75,8 @@ class LsfLauncher(BaseSubmititLauncher):
         command = f"{executor.python} -m pipeline.cli aggregate {shlex.quote(str(sweep_dir))}"
         return make_aggregate_bsub_string(
             command, sweep_dir, depends_on=depends_on, job_name=f"{ex.get('job_name', 'sweep')}_aggregate",
-            queue=p.get("aggregate_queue"), project=ex.get("project"), dialect=ex.get("dialect", "lsf10"),
+            queue=p.get("aggregate_queue") or ex.get("queue"),  # null: the sweep's own queue
+            project=ex.get("project"), dialect=ex.get("dialect", "lsf10"),
             timeout_min=int(p.get("aggregate_timeout_min", 30)), mem_per_slot=p.get("aggregate_mem_per_slot"),
             mem_unit=ex.get("mem_unit", "MB"), setup=ex.get("setup"),
             env={k: v for k, v in (ex.get("env") or {}).items() if k != "PIPELINE_GPUS"})  # a CPU job
@@ -105,6 +106,7 @@ class LsfLauncher(BaseSubmititLauncher):
 
         # 1. everything that can be wrong fails here, before any file or bsub
         from pipeline.launch import packing
+        from pipeline.launch.submitit_lsf import queues
 
         k = packing.runs_per_job(p)
         executor = self.make_executor()
@@ -112,6 +114,7 @@ class LsfLauncher(BaseSubmititLauncher):
         if aggregate:
             self.aggregate_script(executor, sweep_dir, ["0"])
         executor.check_can_submit()
+        queues.check_queues(p, aggregate)  # a queue bqueues does not list: one line, exit 2
 
         sweep_dir.mkdir(parents=True, exist_ok=True)
         if "mode" in self.config.hydra.sweep:
@@ -154,6 +157,8 @@ class LsfLauncher(BaseSubmititLauncher):
             _sweep.write(sweep_dir, data, 0)
 
         self._report(arrays, executor, data.get("aggregate_job_id"), dry_run, wait)
+        if note := queues.parallelism_note(p, len(groups), k):  # more jobs at once than the queue has GPUs
+            print(note, file=sys.stdout, flush=True)
         if k > 1:
             print(f"[lsf] {packing.describe(k, len(fns))}; {time_line}", file=sys.stdout, flush=True)
         if wait:

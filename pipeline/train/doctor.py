@@ -258,8 +258,8 @@ def require_gpu_if_requested(device: str, env: Mapping[str, str] | None = None) 
     if requested <= 0 or device == "cpu":
         return
     line = job_verdict(requested, device, gather())
-    if line:
-        raise GpuUnusable(line)
+    if line:  # PIPELINE_GPUS=0 wins over any scheduler allocation (requested_gpus)
+        raise GpuUnusable(f"{line}; to train on the CPU instead: PIPELINE_GPUS=0 or trainer.device=cpu")
 
 
 # ---------------------------------------------------------------------------------- pipeline doctor

@@ -16,19 +16,22 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
+from hydra_plugins.pipeline_launchers.config import LsfQueueConf
 from hydra_plugins.pipeline_launchers.lsf_launcher import LsfLauncher
-from pipeline.launch.submitit_lsf.lsf import (
+from pipeline.launch.submitit_lsf.lsf import LsfExecutor
+from pipeline.launch.submitit_lsf.script import (
+    MEM_LIMIT_MARGIN,
     LsfConfigError,
-    LsfExecutor,
     format_mem,
     make_aggregate_bsub_string,
     make_bsub_string,
     parse_mem_mb,
 )
+from tests.bsub_lines import parse_bsub_lines
 from tests.lsf.conftest import APP, GOLDEN
 
-PRESETS = ["dtu_gpuv100", "dtu_gpuv100_32gb", "dtu_gpua100", "dtu_gpua100_80gb", "dtu_gpua40", "dtu_gpul40s",
-           "dtu_cpu", "lsf"]
+PRESETS = ["dtu_gpuv100", "dtu_gpuv100_32gb", "dtu_gpua100", "dtu_gpua100_80gb", "dtu_gpua40", "dtu_gpua10",
+           "dtu_gpul40s", "dtu_gpuh100", "dtu_cpu", "lsf"]
 FOLDER = "/work3/s123456/bert-hpc/multirun/2026-01-31_12-00-00/.submitit"
 
 
@@ -63,6 +66,7 @@ def test_golden_script(name: str, overrides: tuple[str, ...]) -> None:
     assert text == path.read_text()
     check = subprocess.run(["bash", "-n"], input=text, text=True, capture_output=True)
     assert check.returncode == 0, check.stderr
+    parse_bsub_lines(text, f"{name}.bsub")  # every #BSUB line as LSF 10.1's bsub reads it, above any command
 
 
 def test_dtu_gpu_lines() -> None:
@@ -70,7 +74,7 @@ def test_dtu_gpu_lines() -> None:
     for line in ['#BSUB -J "train[1-4]%4"', "#BSUB -q gpua100", "#BSUB -n 4",
                  '#BSUB -gpu "num=1:mode=exclusive_process"',
                  '#BSUB -R "rusage[mem=8GB] span[hosts=1] select[gpu80gb]"', "#BSUB -W 4:00",
-                 "#BSUB -wa USR2", "#BSUB -wt 10", f"#BSUB -o {FOLDER}/%J_%I_0_log.out",
+                 "#BSUB -M 10GB", "#BSUB -wa USR2", "#BSUB -wt 10", f"#BSUB -o {FOLDER}/%J_%I_0_log.out",
                  "export SUBMITIT_EXECUTOR=lsf", "export PIPELINE_GPUS=1"]:
         assert line in text.splitlines()
     assert sum(line.startswith("#BSUB -R") for line in text.splitlines()) == 1
@@ -116,6 +120,12 @@ def test_unknown_parameter_lists_valid_ones_with_defaults(tmp_path: Path) -> Non
     ("lsf", ["+hydra.launcher.additional_parameters.W=10"], "unknown or reserved bsub flag -W"),
     ("lsf", ["+hydra.launcher.additional_parameters.u='a\"b'"], "LSF cannot take"),
     ("lsf", ["hydra.launcher.mem_gb=8"], "mem_gb and mem_per_slot are both set"),
+    ("dtu_gpua40", ["hydra.launcher.gpus_per_node=3"], "gpus_per_node=3: a node of queue gpua40 has 2 GPUs"),
+    ("dtu_gpuh100", ["hydra.launcher.mem_per_slot=200GB"],
+     "the job asks for 4 x 200GB = 800GB of host memory; a node of queue gpuh100 has 720GB (node_mem_gb)"),
+    ("lsf", ["hydra.launcher.queue_gpus=2", "hydra.launcher.gpus_per_node=4"], "queue has 2 GPUs in all"),
+    ("dtu_gpua100", ["hydra.launcher.mem_limit=4GB"], "mem_limit=4GB is below the request of 8GB per slot"),
+    ("lsf", ["hydra.launcher.node_gpus=0"], "node_gpus=0: expected an integer >= 1"),
 ])
 def test_bad_input_fails_with_one_line(preset: str, overrides: list[str], message: str) -> None:
     with pytest.raises(LsfConfigError) as err:
@@ -135,6 +145,36 @@ def test_memory() -> None:
             parse_mem_mb(bad, "m")
     text = make_bsub_string("cmd", "/f", cores=4, mem_gb=16.0, mem_unit="suffix", mem_limit="20GB")
     assert '#BSUB -R "rusage[mem=4GB] span[hosts=1]"' in text and "#BSUB -M 20GB" in text
+
+
+def test_mem_limit_auto_is_the_request_plus_the_margin() -> None:
+    def limit(**kw) -> list[str]:
+        return [ln for ln in make_bsub_string("cmd", "/f", cores=4, mem_limit="auto", **kw).splitlines()
+                if ln.startswith("#BSUB -M")]
+
+    assert limit(mem_per_slot="8GB", mem_unit="suffix") == ["#BSUB -M 10GB"]  # 8 GB + 25 %
+    assert limit(mem_per_slot="2GB", mem_unit="suffix") == ["#BSUB -M 2560MB"]
+    assert limit(mem_per_slot="8GB", mem_unit="MB") == ["#BSUB -M 10240"]    # the cluster's LSF_UNIT_FOR_LIMITS
+    assert limit(mem_gb=32, mem_unit="suffix") == ["#BSUB -M 10GB"]           # 32 GB over 4 slots, + 25 %
+    assert limit() == []                                                      # no request: nothing to derive
+    assert MEM_LIMIT_MARGIN == 0.25
+
+
+def test_aggregation_job_defaults_to_the_sweeps_own_queue() -> None:
+    def agg_queue(preset: str, *overrides: str) -> list[str]:
+        with initialize_config_dir(config_dir=str(APP.parent), version_base="1.3"):
+            cfg = compose("config", overrides=[f"cluster={preset}", f"hydra.launcher.submitit_folder={FOLDER}",
+                                               "hydra.launcher.python=python3", *overrides], return_hydra_config=True)
+        params = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
+        params.pop("_target_")
+        launcher = LsfLauncher(**params)
+        text = launcher.aggregate_script(launcher.make_executor(), Path(FOLDER).parent, ["12"])
+        return [ln for ln in text.splitlines() if ln.startswith("#BSUB -q")]
+
+    assert agg_queue("lsf", "hydra.launcher.queue=normal") == ["#BSUB -q normal"]
+    assert agg_queue("lsf") == []                        # no queue named: the cluster's default
+    assert agg_queue("dtu_gpua100") == ["#BSUB -q hpc"]  # the DTU presets send it to the CPU queue
+    assert LsfQueueConf().aggregate_queue is None        # the generic schema names no site's queue
 
 
 def test_additional_parameters_quoted() -> None:

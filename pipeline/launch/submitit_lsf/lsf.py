@@ -7,8 +7,8 @@
   (or resubmission where brequeue is refused), once, whatever other signals arrive meanwhile.
 - ``LsfExecutor``: a ``PicklingExecutor``; a batch of N jobs is one ``bsub`` array ``-J "name[1-N]%P"``
   (several arrays above ``max_array_size``), each script read by ``bsub`` on stdin and kept next to the logs.
-- ``make_bsub_string``: the pure function that writes the job script; its signature is the list of
-  valid parameters.
+- the job script itself comes from ``pipeline.launch.submitit_lsf.script.make_bsub_string``, a pure function
+  whose signature is the list of valid parameters.
 
 Files of job ``123[4]`` in the submitit folder use the stem ``123_4`` (what LSF writes for ``%J_%I``):
 ``123_4_submitted.pkl``, ``123_4_0_result.pkl``, ``123_4_0_log.out``/``.err``; the array's script is
@@ -17,11 +17,8 @@ Files of job ``123[4]`` in the submitit folder use the stem ``123_4`` (what LSF 
 
 from __future__ import annotations
 
-import functools
-import inspect
 import json
 import logging
-import math
 import os
 import re
 import shlex
@@ -38,10 +35,8 @@ from pathlib import Path
 from submitit.core import core, job_environment, logger, utils
 
 from pipeline import rundir
-from pipeline.errors import PipelineError
 from pipeline.launch import Answer
 from pipeline.launch.lsf import (
-    DIALECTS,
     FINISHED_STATES,
     bjobs_command,
     element_id,
@@ -52,15 +47,15 @@ from pipeline.launch.lsf import (
     split_job_id,
 )
 from pipeline.launch.state import decide
+from pipeline.launch.submitit_lsf.script import LsfConfigError as LsfConfigError
+from pipeline.launch.submitit_lsf.script import default_parameters as _get_default_parameters
+from pipeline.launch.submitit_lsf.script import make_aggregate_bsub_string as make_aggregate_bsub_string
+from pipeline.launch.submitit_lsf.script import make_bsub_string
 
 _log = logging.getLogger(__name__)
 BSUB_NOT_FOUND = "bsub not found on PATH: run this on an LSF login node, or use cluster=local"
 
 # ------------------------------------------------------------------------------------------------ errors
-
-
-class LsfConfigError(PipelineError, ValueError):
-    """A parameter LSF would reject, or that would submit a different job than the one asked for."""
 
 
 class BsubNotFoundError(utils.FailedSubmissionError):
@@ -625,343 +620,3 @@ def run_bsub(script: Path, own_session: bool = False) -> str:
     if proc.stderr.strip():
         logger.get_logger().warning(f"bsub (job {job_id}) said on stderr: {proc.stderr.strip()[:500]}")
     return job_id
-
-
-# ------------------------------------------------------------------------------------------------ script
-
-MEM_UNITS = ("suffix", "KB", "MB", "GB", "TB")
-GPU_MODES = ("exclusive_process", "shared")
-_MB_PER = {"K": 1 / 1024, "": 1, "M": 1, "G": 1024, "T": 1024**2}
-_MEM_RE = re.compile(r"^\s*(?P<num>\d+(?:\.\d+)?)\s*(?P<unit>[KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
-_BARE = re.compile(r"^[A-Za-z0-9_@%+=:,./-]+$")
-_NAME_BAD = re.compile(r"[^A-Za-z0-9_.-]")
-_QUEUE = re.compile(r"^[A-Za-z0-9_.-]+$")
-
-#: bsub flags accepted in ``additional_parameters`` (those the other parameters own are refused)
-ADDITIONAL_FLAGS = frozenset({
-    "B", "N", "u", "m", "G", "app", "U", "sla", "L", "b", "t", "E", "Ep", "x", "r", "rn", "k", "sp",
-    "g", "Jd", "Lp", "c", "F", "D", "S", "v", "cwd", "outdir", "We", "hl", "ext", "a", "Ne", "rnc",
-})
-#: flags OpenLava and old LSF do not know (or misread: "-We" is read as "-W e")
-LSF10_ONLY_FLAGS = frozenset({"cwd", "outdir", "We", "hl", "Ne", "rnc", "a", "ext"})
-
-
-def parse_mem_mb(value: tp.Any, key: str) -> int:
-    """``"16GB"``, ``"16G"``, ``"512MB"``, ``"1.5 GiB"`` or a number of MB -> MB (rounded up)."""
-    if isinstance(value, bool):
-        raise LsfConfigError(f"{key}={value!r}: not a memory size")
-    if isinstance(value, (int, float)):
-        mb = float(value)
-    else:
-        m = _MEM_RE.match(str(value))
-        if m is None:
-            raise LsfConfigError(f"{key}={value!r}: not a memory size; write a number of MB or e.g. '16GB', '512MB'")
-        mb = float(m.group("num")) * _MB_PER[m.group("unit").upper()]
-    if mb <= 0 or math.isnan(mb):
-        raise LsfConfigError(f"{key}={value!r}: memory must be positive")
-    return math.ceil(mb)
-
-
-def format_mem(mb: int, unit: str) -> str:
-    """MB -> what LSF reads: ``"16GB"`` (unit ``suffix``) or a plain integer in ``LSF_UNIT_FOR_LIMITS``."""
-    if unit == "suffix":
-        return f"{mb // 1024}GB" if mb % 1024 == 0 else f"{mb}MB"
-    return str(math.ceil(mb / _MB_PER[unit[0]])) if unit != "KB" else str(mb * 1024)
-
-
-def format_walltime(minutes: int) -> str:
-    return f"{minutes // 60}:{minutes % 60:02d}"
-
-
-def _int(key: str, value: tp.Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise LsfConfigError(f"{key}={value!r}: expected an integer >= {minimum}")
-    return value
-
-
-def _bsub_value(key: str, value: tp.Any, quote: bool = False) -> str:
-    """A #BSUB option value: bare when safe (unless ``quote``), else in double quotes; characters LSF
-    cannot read there (double quote, backslash, newline) are refused rather than passed on mangled."""
-    text = str(value)
-    bad = next((c for c in text if c in '"\\\n\r\0'), None)
-    if bad is not None or not text:
-        raise LsfConfigError(f"{key}={text!r}: LSF cannot take {bad!r} in a #BSUB line" if bad else
-                             f"{key}: empty value")
-    return text if _BARE.match(text) and not quote else f'"{text}"'
-
-
-def _path_pattern(folder: str, kind: str, resubmit_of: str | None) -> str:
-    """submitit's folder placeholders (%j, %t, %A, %a) in LSF's terms (%J job, %I array index)."""
-    if resubmit_of is not None:
-        base, index = split_job_id(resubmit_of)
-        subs = {"%j": file_stem(resubmit_of), "%A": base, "%a": str(index or 0), "%t": "0"}
-    elif kind == "array":
-        subs = {"%j": "%J_%I", "%A": "%J", "%a": "%I", "%t": "0"}
-    else:
-        subs = {"%j": "%J", "%A": "%J", "%a": "0", "%t": "0"}
-    return re.sub(r"%[jtAa]", lambda m: subs[m.group(0)], folder)
-
-
-def _shell_path(pattern: str) -> str:
-    """An LSF path pattern as a shell word: %J/%I become $LSB_JOBID/$LSB_JOBINDEX, the rest is quoted."""
-    parts = re.split(r"(%J|%I)", pattern)
-    out = []
-    for part in parts:
-        if part == "%J":
-            out.append('"${LSB_JOBID}"')
-        elif part == "%I":
-            out.append('"${LSB_JOBINDEX}"')
-        elif part:
-            out.append(shlex.quote(part))
-    return "".join(out)
-
-
-def _resources(*, cores: int, gpus: int, gpu_mode: str, mem_per_slot_mb: int | None, mem_unit: str,
-               mem_limit: tp.Any, select: str | None, span_hosts: int | None, resources: str | None,
-               queue: str | None, project: str | None, timeout_min: int) -> list[tuple[str, str]]:
-    """The resource options shared by job scripts and the aggregation script, in emission order."""
-    opts: list[tuple[str, str]] = []
-    if queue is not None:
-        if not _QUEUE.match(str(queue)):
-            raise LsfConfigError(f"queue={queue!r}: not a queue name")
-        opts.append(("q", str(queue)))
-    if project is not None:
-        opts.append(("P", _bsub_value("project", project)))
-    opts.append(("n", str(cores)))
-    if gpus > 0:
-        opts.append(("gpu", _bsub_value("gpu", f"num={gpus}:mode={gpu_mode}", quote=True)))
-    sections = []
-    if mem_per_slot_mb is not None:
-        sections.append(f"rusage[mem={format_mem(mem_per_slot_mb, mem_unit)}]")
-    if span_hosts is not None:
-        sections.append(f"span[hosts={span_hosts}]")
-    if select:
-        sections.append(select if select.startswith("select[") else f"select[{select}]")
-    if resources:
-        sections.append(str(resources))
-    if sections:
-        opts.append(("R", _bsub_value("resources", " ".join(sections), quote=True)))
-    if mem_limit is not None:
-        opts.append(("M", format_mem(parse_mem_mb(mem_limit, "mem_limit"), mem_unit)))
-    opts.append(("W", format_walltime(timeout_min)))
-    return opts
-
-
-@functools.lru_cache
-def _get_default_parameters() -> dict[str, tp.Any]:
-    """Parameters that can be set through update_parameters, with their defaults."""
-    specs = inspect.getfullargspec(make_bsub_string)
-    defaults = dict(zip(specs.kwonlyargs, [specs.kwonlydefaults[k] for k in specs.kwonlyargs]))  # type: ignore[index]
-    return {k: v for k, v in defaults.items() if k not in {"map_count", "resubmit_of"}}
-
-
-# pylint: disable=too-many-arguments,too-many-locals
-def make_bsub_string(
-    command: str,
-    folder: str | Path,
-    *,
-    job_name: str = "submitit",
-    queue: str | None = None,
-    project: str | None = None,
-    dialect: str = "lsf10",
-    timeout_min: int = 60,
-    max_timeout_min: int | None = None,
-    cores: int = 1,
-    gpus: int = 0,
-    gpu_mode: str = "exclusive_process",
-    gpu_queue: bool | None = None,
-    mem_gb: float | None = None,
-    mem_per_slot: str | int | None = None,
-    mem_unit: str = "MB",
-    mem_limit: str | int | None = None,
-    select: str | None = None,
-    span_hosts: int | None = 1,
-    resources: str | None = None,
-    warning_time_min: int | None = None,
-    warning_signal: str = "USR2",
-    nodes: int = 1,
-    tasks_per_node: int = 1,
-    stderr_to_stdout: bool = False,
-    array_parallelism: int = 256,
-    max_array_size: int = 1000,
-    setup: tp.Sequence[str] | None = None,
-    env: tp.Mapping[str, tp.Any] | None = None,
-    additional_parameters: tp.Mapping[str, tp.Any] | None = None,
-    map_count: int | None = None,
-    resubmit_of: str | None = None,
-) -> str:
-    """The bsub job script (read by ``bsub < script``) that runs ``command``.
-
-    Parameters (bsub option in brackets)
-    ----------
-    job_name [-J]: job name; characters other than letters, digits, ``_ . -`` become ``_``
-    queue [-q], project [-P]: queue and project (None: LSF's defaults)
-    dialect: ``lsf10`` (IBM Spectrum LSF 10) or ``openlava`` (no -gpu, -wa/-wt, memory units)
-    timeout_min [-W H:MM]: run limit; max_timeout_min: the queue's limit, checked here
-    cores [-n]: job slots (CPU cores), all on one host with span_hosts=1 [-R span[hosts=1]]
-    gpus [-gpu "num=G:mode=M"]: GPUs, only emitted when > 0; gpu_mode: exclusive_process or shared;
-        gpu_queue: False refuses GPUs (a CPU queue), True/None accept them
-    mem_per_slot [-R rusage[mem=...]]: memory per slot, "16GB"/"512MB" or a number of MB; or mem_gb,
-        the job's total, split evenly over the slots
-    mem_unit: how memory is written: "suffix" ("16GB", LSF 10) or a plain integer in KB/MB/GB/TB, the
-        cluster's LSF_UNIT_FOR_LIMITS (LSF's default is KB, many sites set MB)
-    mem_limit [-M]: hard memory limit (same forms as mem_per_slot)
-    select [-R select[...]], resources: more sections of the one -R string (e.g. "gpu80gb")
-    warning_time_min, warning_signal [-wa SIG -wt MIN]: early warning before the run limit (LSF 10 only;
-        without it LSF sends USR2 at the limit and kills 10 minutes later)
-    nodes, tasks_per_node: must be 1 (one process per job)
-    stderr_to_stdout: one log file (no -e)
-    array_parallelism [-J "name[1-N]%P"]: array elements running at once; max_array_size: the
-        cluster's MAX_JOB_ARRAY_SIZE, bigger batches are split into several arrays
-    setup: shell lines run before the command (module load, conda activate), verbatim
-    env: environment variables exported before the command (values shell-quoted)
-    additional_parameters: more bsub flags ({"B": True, "u": "me@dtu.dk"}), known flags only
-    """
-    if dialect not in DIALECTS:
-        raise LsfConfigError(f"dialect={dialect!r}: valid dialects are {', '.join(DIALECTS)}")
-    if mem_unit not in MEM_UNITS:
-        raise LsfConfigError(f"mem_unit={mem_unit!r}: valid units are {', '.join(MEM_UNITS)}")
-    if dialect == "openlava" and mem_unit == "suffix":
-        raise LsfConfigError("mem_unit='suffix': the openlava dialect reads plain numbers only; "
-                             "set mem_unit to the cluster's LSF_UNIT_FOR_LIMITS (KB, MB, ...)")
-    if gpu_mode not in GPU_MODES:
-        raise LsfConfigError(f"gpu_mode={gpu_mode!r}: valid modes are {', '.join(GPU_MODES)}")
-    timeout_min = _int("timeout_min", timeout_min, 1)
-    cores = _int("cores (cpus_per_task)", cores, 1)
-    gpus = _int("gpus (gpus_per_node)", gpus or 0, 0)
-    if _int("nodes", nodes, 1) != 1 or _int("tasks_per_node", tasks_per_node, 1) != 1:
-        raise LsfConfigError(f"nodes={nodes}, tasks_per_node={tasks_per_node}: the LSF executor runs one "
-                             "process per job; use cores (cpus_per_task) and gpus for a bigger job")
-    if max_timeout_min is not None and timeout_min > max_timeout_min:
-        raise LsfConfigError(
-            f"timeout_min={timeout_min} is above the {max_timeout_min}-minute limit of queue {queue}: ask for "
-            f"at most {max_timeout_min} (hydra.launcher.timeout_min) or pick another queue")
-    if gpus > 0 and gpu_queue is False:
-        raise LsfConfigError(
-            f"gpus_per_node={gpus} on queue {queue}, a CPU queue: use a GPU preset (e.g. cluster=dtu_gpua100) "
-            "or hydra.launcher.gpus_per_node=0")
-    if gpus > 0 and dialect == "openlava":
-        raise LsfConfigError(f"gpus_per_node={gpus}: the openlava dialect has no -gpu option; request GPUs "
-                             "through hydra.launcher.resources (e.g. rusage[ngpus=1]) and set gpus_per_node=0")
-    if warning_time_min is not None:
-        if dialect == "openlava":
-            raise LsfConfigError("warning_time_min: the openlava dialect has no -wa/-wt (it would read -wt 5 as "
-                                 "a dependency on job 't'); LSF sends USR2 at the run limit anyway")
-        if not 0 < _int("warning_time_min", warning_time_min, 1) < timeout_min:
-            raise LsfConfigError(f"warning_time_min={warning_time_min}: must be below timeout_min={timeout_min}")
-    if mem_gb is not None and mem_per_slot is not None:
-        raise LsfConfigError("mem_gb and mem_per_slot are both set: give one (mem_gb is the job's total)")
-    mem_mb = None
-    if mem_per_slot is not None:
-        mem_mb = parse_mem_mb(mem_per_slot, "mem_per_slot")
-    elif mem_gb is not None:
-        mem_mb = math.ceil(parse_mem_mb(f"{mem_gb}GB", "mem_gb") / cores)
-    if span_hosts is not None:
-        span_hosts = _int("span_hosts", span_hosts, 1)
-    _int("array_parallelism", array_parallelism, 1)
-    _int("max_array_size", max_array_size, 1)
-    if map_count is not None and not 1 <= map_count <= max_array_size:
-        raise LsfConfigError(f"an array of {map_count} jobs: arrays hold 1 to max_array_size={max_array_size}")
-
-    name = _NAME_BAD.sub("_", str(job_name)) or "submitit"
-    kind = "array" if map_count is not None else "job"
-    if map_count is not None:
-        opts = [("J", _bsub_value("job_name", f"{name}[1-{map_count}]%{min(array_parallelism, map_count)}"))]
-    else:
-        opts = [("J", name)]
-    opts += _resources(cores=cores, gpus=gpus, gpu_mode=gpu_mode, mem_per_slot_mb=mem_mb, mem_unit=mem_unit,
-                       mem_limit=mem_limit, select=select, span_hosts=span_hosts, resources=resources,
-                       queue=queue, project=project, timeout_min=timeout_min)
-    if warning_time_min is not None:
-        if not re.match(r"^[A-Z0-9]+$", str(warning_signal)):
-            raise LsfConfigError(f"warning_signal={warning_signal!r}: a signal name like USR2")
-        opts += [("wa", str(warning_signal)), ("wt", str(warning_time_min))]
-
-    folder_pattern = _path_pattern(str(folder), kind, resubmit_of)
-    stem = file_stem(resubmit_of) if resubmit_of is not None else ("%J_%I" if kind == "array" else "%J")
-    stdout = f"{folder_pattern}/{stem}_0_log.out"
-    stderr = f"{folder_pattern}/{stem}_0_log.err"
-    opts.append(("o", _bsub_value("folder", stdout)))
-    if not stderr_to_stdout:
-        opts.append(("e", _bsub_value("folder", stderr)))
-
-    for key, value in (additional_parameters or {}).items():
-        flag = str(key).lstrip("-")
-        if flag not in ADDITIONAL_FLAGS:
-            raise LsfConfigError(
-                f"additional_parameters: unknown or reserved bsub flag -{flag}; accepted: "
-                f"{', '.join(sorted(ADDITIONAL_FLAGS))} (queue, cores, memory, time, logs have their own keys)")
-        if dialect == "openlava" and flag in LSF10_ONLY_FLAGS:
-            raise LsfConfigError(f"additional_parameters: -{flag} is not understood by the openlava dialect")
-        if value is False or value is None:
-            continue
-        opts.append((flag, "" if value is True else _bsub_value(f"additional_parameters.{flag}", value)))
-
-    lines = ["#!/bin/bash", ""]
-    lines += [f"#BSUB -{k} {v}".rstrip() for k, v in opts]
-    lines += [
-        "",
-        "# the job's output goes straight to its log files (LSF would hold -o/-e back until the job ends)",
-        f"SUBMITIT_LOG={_shell_path(f'{folder_pattern}/{stem}_0_log')}",
-        'exec >>"$SUBMITIT_LOG.out" ' + ("2>&1" if stderr_to_stdout else '2>>"$SUBMITIT_LOG.err"'),
-    ]
-    if setup:
-        lines += ["", "# setup"] + [str(x) for x in setup]
-    lines += ["", "# command", "export SUBMITIT_EXECUTOR=lsf"]
-    if resubmit_of is not None:
-        lines.append(f"export SUBMITIT_LSF_JOB_ID={shlex.quote(resubmit_of)}")
-    for key, value in (env or {}).items():
-        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", str(key)):
-            raise LsfConfigError(f"env: {key!r} is not an environment variable name")
-        lines.append(f"export {key}={shlex.quote(str(value))}")
-    # exec: Python must be the job's top process. LSF signals the whole job (the warning USR2, the kill
-    # sequence); a shell in between would die of USR2 and LSF would then kill Python mid-checkpoint.
-    lines += [f"exec {command}", ""]
-    return "\n".join(lines)
-
-
-def make_aggregate_bsub_string(
-    command: str,
-    log_dir: str | Path,
-    *,
-    depends_on: tp.Sequence[str],
-    job_name: str = "aggregate",
-    queue: str | None = None,
-    project: str | None = None,
-    dialect: str = "lsf10",
-    timeout_min: int = 30,
-    cores: int = 1,
-    mem_per_slot: str | int | None = "4GB",
-    mem_unit: str = "MB",
-    setup: tp.Sequence[str] | None = None,
-    env: tp.Mapping[str, tp.Any] | None = None,
-) -> str:
-    """The script of the small job that runs ``command`` once every job of ``depends_on`` has ended
-    (``-w "ended(ID1) && ended(ID2)"``: done or failed, so a partial sweep is still aggregated); its
-    output goes to ``<log_dir>/aggregate_%J.out``."""
-    if dialect not in DIALECTS:
-        raise LsfConfigError(f"dialect={dialect!r}: valid dialects are {', '.join(DIALECTS)}")
-    if mem_unit not in MEM_UNITS or (dialect == "openlava" and mem_unit == "suffix"):
-        raise LsfConfigError(f"mem_unit={mem_unit!r}: not usable with the {dialect} dialect")
-    if not depends_on:
-        raise LsfConfigError("the aggregation job needs at least one job to wait for")
-    condition = " && ".join(f"ended({split_job_id(j)[0]})" for j in dict.fromkeys(depends_on))
-    name = _NAME_BAD.sub("_", str(job_name)) or "aggregate"
-    opts = [("J", name)]
-    opts += _resources(cores=_int("cores", cores, 1), gpus=0, gpu_mode="shared",
-                       mem_per_slot_mb=None if mem_per_slot is None else parse_mem_mb(mem_per_slot, "mem_per_slot"),
-                       mem_unit=mem_unit, mem_limit=None, select=None, span_hosts=1, resources=None,
-                       queue=queue, project=project, timeout_min=_int("timeout_min", timeout_min, 1))
-    log = f"{log_dir}/aggregate_%J.out"
-    opts += [("w", _bsub_value("depends_on", condition, quote=True)), ("o", _bsub_value("log_dir", log))]
-    lines = ["#!/bin/bash", ""] + [f"#BSUB -{k} {v}" for k, v in opts]
-    lines += ["", f"exec >>{_shell_path(log)} 2>&1  # straight to the log (LSF would hold -o back)"]
-    if setup:
-        lines += ["", "# setup"] + [str(x) for x in setup]
-    lines += ["", "# command"]
-    for key, value in (env or {}).items():
-        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", str(key)):
-            raise LsfConfigError(f"env: {key!r} is not an environment variable name")
-        lines.append(f"export {key}={shlex.quote(str(value))}")
-    lines += [command, ""]
-    return "\n".join(lines)

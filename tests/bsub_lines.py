@@ -2,6 +2,10 @@
 
     parse_bsub_lines(Path("jobs/train.bsub").read_text(), "jobs/train.bsub")
     -> [(2, "-q", "gpua100"), (3, "-J", "bert-train"), ...]
+    python tests/bsub_lines.py jobs/train.bsub      # check a script you edited: its options, or the error
+
+The tests check the hand-written ``jobs/*.bsub`` (tests/test_jobs.py) and every script the launcher writes
+for a preset (tests/lsf/test_script.py) with it; nothing in the package needs it at run time.
 
 A ``#BSUB`` line holds bsub options exactly as on the command line (shell quoting, ``#`` starts a
 comment). bsub stops reading them at the first command line of the script, so a ``#BSUB`` line below a
@@ -15,6 +19,8 @@ from __future__ import annotations
 import difflib
 import re
 import shlex
+import sys
+from pathlib import Path
 
 from pipeline.errors import PipelineError
 
@@ -136,3 +142,19 @@ def parse_bsub_lines(text: str, source: str = "<script>") -> list[tuple[int, str
             seen.setdefault(option, lineno)
             out.append((lineno, option, value))
     return out
+
+
+def main(argv: list[str]) -> int:
+    """``python tests/bsub_lines.py SCRIPT...``: each script's options, or its first bad line (exit 1)."""
+    for name in argv:
+        try:
+            options = parse_bsub_lines(Path(name).read_text(), name)
+        except (OSError, BsubLineError) as e:
+            print(e, file=sys.stderr)
+            return 1
+        print(f"{name}: " + " ".join(o if v is None else f"{o} {shlex.quote(v)}" for _, o, v in options))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
