@@ -54,14 +54,15 @@ def test_preflight_runs_once_per_distinct_combination_not_per_job(tmp_path):
     """2,500 jobs: 250 seeds x 5 learning rates x 2 data sizes. The data is read and split twice (once per
     data setting), the short-training check made once per data setting (the learning rate does not change
     the steps), the config checked once per lr x data size; nothing per seed. The model and the output root
-    are the base config's, which the Preflight callback checked: not again."""
+    are the base config's, which the Preflight callback checked: not again; the storage footprint once."""
     r = _sweep(tmp_path, "seed=range(0,250)", "trainer.lr=1e-4,2e-4,3e-4,4e-4,5e-4", "data.max_rows=100,200",
                "hydra.launcher.max_array_size=1000")
     assert r.returncode == 0, r.stderr[-3000:]
     m = re.search(r"preflight of (\d+) combinations of swept values in [\d.]+ s: (\{.*\})", r.stdout + r.stderr)
     assert m, (r.stdout + r.stderr)[-3000:]
     assert m.group(1) == "10"
-    assert m.group(2) == "{'settings': 10, 'output_root': 0, 'model': 0, 'data': 2, 'training': 2}"
+    assert m.group(2) == ("{'settings': 10, 'output_root': 0, 'model': 0, 'data': 2, 'training': 2, "
+                          "'footprint': 1}")
     assert "DRYRUN3 (500 jobs, job_num 2000-2499)" in r.stdout  # and then it submits all of them
 
 

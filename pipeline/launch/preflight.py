@@ -3,7 +3,8 @@
 Each failure is a ``PipelineError`` whose message names the problem and the fix. The Hydra callback in
 ``pipeline.launch.callbacks`` runs them at the start of every run and sweep (on the sweep's base config), and the
 ``fast_basic`` sweeper (the default) runs them for every distinct combination of swept values that a check
-reads, before the launcher submits anything (``pipeline.launch.sweep_preflight``). Launchers run none.
+reads, and the storage check for all jobs of the sweep, before the launcher submits anything
+(``pipeline.launch.sweep_preflight``). Launchers run none.
 
 Imports: pandas and ``tokenizers`` for the data check, ``huggingface_hub`` for a hub model; torch only in
 :func:`check_device`, for a run on this machine that asks for CUDA or fp16 (only torch can tell whether a
@@ -111,11 +112,42 @@ def short_training(cfg: Any, n_train: int) -> str | None:
             f"model may be fine-tuned too little; raise {knob} (docs/results.md, \"Default recipe\")")
 
 
+def is_sweep(cfg: Any) -> bool:
+    """True for the base config of a sweep (``-m``), as Hydra's callbacks get it."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.is_config(cfg) and str(OmegaConf.select(cfg, "hydra.mode", default="")).endswith("MULTIRUN")
+
+
+def output_folder(cfg: Any, sweep: bool = False) -> str:
+    """Where the runs are written: Hydra's sweep or run folder, else ``paths.output_root``."""
+    from omegaconf import OmegaConf
+
+    folder = OmegaConf.select(cfg, "hydra.sweep.dir" if sweep else "hydra.run.dir", default=None) \
+        if OmegaConf.is_config(cfg) else None
+    return str(folder or cfg.paths.output_root)
+
+
+def check_storage(cfg: Any) -> None:
+    """One run's footprint against the free space of its output folder (:mod:`pipeline.launch.storage`)."""
+    from pipeline.launch import storage
+
+    footprint = storage.run_footprint(cfg)
+    if footprint is None:
+        return  # a hub model the job downloads: its size is not known here
+    warning = storage.check(storage.Estimate([(footprint, 1)], 1), output_folder(cfg))
+    if warning:
+        log.warning(warning)
+
+
 def check(cfg: Any, runs_here: bool = True) -> None:
-    """Everything that can be known wrong before a job starts."""
+    """Everything that can be known wrong before a job starts. A sweep's storage is checked for all its
+    jobs together by the sweep preflight, not here on its base config."""
     check_settings(cfg, runs_here)
     check_model(cfg)
     check_output_root(cfg.paths.output_root)
+    if not is_sweep(cfg):
+        check_storage(cfg)
     warning = short_training(cfg, check_data(cfg))
     if warning:
         log.warning(warning)

@@ -11,7 +11,8 @@ file, and logs the data report's line) runs once per distinct ``data``/``paths``
 short-training warning once per distinct data setting and the trainer and model keys it reads
 (``preflight.SHORT_TRAINING_KEYS``); the model check once per distinct ``model``/``paths`` setting; the
 cheap config checks once per distinct combination of the rest. A 2,500-job sweep over lr x batch size x
-seed on one dataset reads its data once.
+seed on one dataset reads its data once. Then the storage check adds up what all jobs of the sweep will
+write (``pipeline.launch.storage``) and compares it with the free space of the sweep folder.
 """
 
 from __future__ import annotations
@@ -19,10 +20,14 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import PipelineError
+
+if TYPE_CHECKING:
+    from pipeline.launch.storage import RunFootprint
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +66,10 @@ def _signature(cfg: Any, *parts: str) -> str:
 SETTINGS_KEYS = ("trainer", "data", "tracking", "cluster_name")
 DATA_KEYS = ("data", "paths")
 MODEL_KEYS = ("model", "paths")
+FOOTPRINT_KEYS = ("model", "trainer.keep_last_checkpoint")
 
 
-#: the checks the ``Preflight`` callback ran on the sweep's base config
+#: the checks the ``Preflight`` callback ran on the sweep's base config (all but the storage footprint)
 CALLBACK_CHECKED = ("settings", "output_root", "model", "data", "training")
 
 
@@ -106,9 +112,9 @@ class _Once:
         return results[signature]
 
 
-def _check_combo(once: _Once, cfg: Any, runs_here: bool) -> None:
-    """The checks of one combination of swept values."""
-    from pipeline.launch import preflight
+def _check_combo(once: _Once, cfg: Any, runs_here: bool) -> Any:
+    """The checks of one combination of swept values; its run footprint."""
+    from pipeline.launch import preflight, storage
 
     def warn_short(c: Any, jobs: str) -> None:
         rows = once.results["data"][_signature(c, *DATA_KEYS)]
@@ -123,26 +129,40 @@ def _check_combo(once: _Once, cfg: Any, runs_here: bool) -> None:
     once("model", MODEL_KEYS, cfg, lambda c, _: preflight.check_model(c))
     once("data", DATA_KEYS, cfg, preflight.check_data)
     once("training", (*DATA_KEYS, *preflight.SHORT_TRAINING_KEYS), cfg, warn_short)
+    return once("footprint", FOOTPRINT_KEYS, cfg, lambda c, _: storage.run_footprint(c))
 
 
 def check_sweep(jobs: Iterable[Sequence[str]], config_of: Callable[[tuple[str, ...]], Any],
                 runs_here: Callable[[Any], bool]) -> dict[str, int]:
-    """Run the preflight checks for every distinct combination of checked overrides among ``jobs``.
+    """Run the preflight checks for every distinct combination of checked overrides among ``jobs``, then
+    the storage check for all of them.
 
     ``config_of(overrides)`` composes the config of a job with those overrides. Raises ``PipelineError``
     (the check's own message, plus the swept values it failed for) at the first failure; logs each
     warning once, with the swept values it is about. Returns how many times each kind of check ran
     (what the base config shares with the callback's check is not counted).
     """
+    from pipeline.launch import preflight, storage
+
     tic = time.perf_counter()
-    combos = sorted({checked_overrides(job) for job in jobs})
+    counts = Counter(checked_overrides(job) for job in jobs)
+    combos = sorted(counts)
     common = tuple(sorted(set.intersection(*(set(c) for c in combos)))) if combos else ()
     base = config_of(common)  # the sweep's base config: what the Preflight callback checked
     once = _Once(base)
+    runs: dict[RunFootprint, int] = {}
     for combo in combos:
         once.swept = tuple(o for o in combo if o not in common)
         cfg = base if combo == common else config_of(combo)
-        _check_combo(once, cfg, runs_here(cfg))
+        footprint = _check_combo(once, cfg, runs_here(cfg))
+        if footprint is not None:
+            runs[footprint] = runs.get(footprint, 0) + counts[combo]
+    if runs:
+        n_runs = sum(runs.values())
+        warning = storage.check(storage.Estimate(list(runs.items()), storage.parallel_runs(base, n_runs)),
+                                preflight.output_folder(base, sweep=True))
+        if warning:
+            log.warning(warning)
     log.debug("preflight of %d combinations of swept values in %.2f s: %s", len(combos),
               time.perf_counter() - tic, once.ran)
     return once.ran
