@@ -108,8 +108,8 @@ def short_training(cfg: Any, n_train: int) -> str | None:
     else:
         epochs = f"{t.epochs} epoch" + "s" * (t.epochs != 1)
         how, knob = f"{n_train:,} training rows / batch {t.batch_size * t.grad_accum} x {epochs}", "trainer.epochs"
-    return (f"{steps} optimizer step{'s' * (steps != 1)} in all ({how}), fewer than {MIN_STEPS}: a pretrained "
-            f"model may be fine-tuned too little; raise {knob} (docs/results.md, \"Default recipe\")")
+    return (f"{steps} optimizer step{'s' * (steps != 1)} in all ({how}), fewer than {MIN_STEPS} (docs/results.md, "
+            f"\"Default recipe\"): a pretrained model may be fine-tuned too little; raise {knob}")
 
 
 def is_sweep(cfg: Any) -> bool:
