@@ -36,6 +36,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from pipeline import rundir
+
 ROOT = Path(__file__).resolve().parent.parent
 
 REAL = ["data=fake_news", "model=minilm", "trainer.max_length=128", "trainer.batch_size=16", "seed=0"]
@@ -62,14 +64,14 @@ class Run:
 
 def _read(run_dir: Path) -> dict:
     try:
-        return json.loads((run_dir / "metrics.json").read_text())
+        return json.loads(rundir.metrics_json(run_dir).read_text())
     except (OSError, ValueError):
         return {}
 
 
 def _record(arm: str, name: str, params: dict, run_dir: Path, cpu_s: float) -> Run:
     done = _read(run_dir)
-    return Run(arm, name, params, done.get("status", "failed"), int(done.get("steps") or 0), round(cpu_s, 2),
+    return Run(arm, name, params, done.get("status", rundir.FAILED), int(done.get("steps") or 0), round(cpu_s, 2),
                (done.get("val") or {}).get("accuracy"), (done.get("test") or {}).get("accuracy"),
                done.get("val_size"))
 
@@ -134,7 +136,7 @@ def best_so_far(runs: list[Run]) -> list[tuple[int, float, float]]:
     out, steps, cpu, best = [], 0, 0.0, None
     for r in runs:
         steps, cpu = steps + r.steps, cpu + r.cpu_s
-        if r.status == "completed" and r.val is not None and (best is None or r.val > best):
+        if r.status == rundir.COMPLETED and r.val is not None and (best is None or r.val > best):
             best = r.val
         out.append((steps, cpu, float("nan") if best is None else best))
     return out
@@ -143,7 +145,7 @@ def best_so_far(runs: list[Run]) -> list[tuple[int, float, float]]:
 def reached(runs: list[Run], target: float) -> tuple[int, float] | None:
     """The compute (steps, CPU-s) at the end of the first completed run with validation accuracy >= target."""
     for (steps, cpu, _), r in zip(best_so_far(runs), runs):
-        if r.status == "completed" and r.val is not None and r.val >= target - 1e-12:
+        if r.status == rundir.COMPLETED and r.val is not None and r.val >= target - 1e-12:
             return steps, cpu
     return None
 
@@ -153,7 +155,7 @@ def summary_rows(arms: dict[str, list[Run]], target: float) -> list[str]:
     lines = [f"{'arm':<13}{'best val':>9}{'test':>7}{'reached at (steps, CPU-s)':>29}{'of grid':>9}{'spent':>8}",
              "-" * 75]
     for arm, runs in arms.items():
-        done = [r for r in runs if r.status == "completed" and r.val is not None]
+        done = [r for r in runs if r.status == rundir.COMPLETED and r.val is not None]
         best = max(done, key=lambda r: r.val) if done else None
         hit = reached(runs, target)
         at = f"{hit[0]} steps, {hit[1]:.0f} s" if hit else "not reached"
@@ -221,7 +223,7 @@ def main(argv: list[str] | None = None) -> None:
     for seed in args.seeds:
         arms[f"study seed {seed}"] = run_study(out, base, epochs, seed, budget, trials)
     val_size = next((r.val_size for r in arms["grid"] if r.val_size), None) or 1
-    grid_best = max((r.val for r in arms["grid"] if r.status == "completed" and r.val is not None), default=0.0)
+    grid_best = max((r.val for r in arms["grid"] if r.status == rundir.COMPLETED and r.val is not None), default=0.0)
     target = grid_best - 1 / val_size
     print(f"grid best validation accuracy {grid_best:.3f}; target {target:.3f} (one of {val_size} articles "
           f"less); budget {budget} steps per arm")
