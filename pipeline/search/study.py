@@ -34,7 +34,6 @@ from pipeline.search.space import Space, SpaceError, grid_values
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("asha", "median", "hyperband", "none")
 LOCKS = ("symlink", "open")
-MONITORS = ("accuracy", "macro_f1", "loss")
 #: a trial's states as Optuna names them (``TrialState.<name>``); COMPLETE + PRUNED are finished
 RUNNING, COMPLETE, PRUNED, FAIL, WAITING = "RUNNING", "COMPLETE", "PRUNED", "FAIL", "WAITING"
 FINISHED = (COMPLETE, PRUNED)
@@ -62,6 +61,8 @@ class StudySettings:
 
     def check(self) -> None:
         """StudyError (one line) for a setting that cannot work."""
+        from pipeline.config import MONITORS
+
         for name, allowed in (("sampler", SAMPLERS), ("pruner", PRUNERS), ("lock", LOCKS),
                               ("monitor", MONITORS)):
             if getattr(self, name) not in allowed:
