@@ -74,9 +74,11 @@ FINAL_PNG = "final.png"
 CONFUSION_PNG = "confusion.png"
 REPORT_HTML = "report.html"
 
-# a study (``hydra/sweeper=study``): its Optuna journal and its settings, in the sweep directory
+# a study (``hydra/sweeper=study``): its Optuna journal and its settings, in the sweep directory, and one
+# record per worker slot (``study_workers/<slot>.json``: the trial that worker holds; ``pipeline.search``)
 STUDY_JOURNAL = "study.journal"
 STUDY_JSON = "study.json"
+STUDY_WORKERS_DIR = "study_workers"
 
 # --------------------------------------------------------------------------------------- status values
 
@@ -132,6 +134,11 @@ def progress_json(run_dir: Path) -> Path:
 
 def attempts_json(run_dir: Path) -> Path:
     return Path(run_dir) / ATTEMPTS_JSON
+
+
+def study_worker_json(sweep_dir: Path, slot: int) -> Path:
+    """``<sweep>/study_workers/<slot>.json``: the trial a study's worker slot holds."""
+    return Path(sweep_dir) / STUDY_WORKERS_DIR / f"{int(slot)}.json"
 
 
 # ---------------------------------------------------------------------------------------- the manifest
