@@ -13,10 +13,11 @@ speed and memory are bert-base's, its accuracy is not meant to be).
 Reported: training samples/s over whole epochs (evaluation excluded, warm-up steps included: both loops
 alike), peak GPU memory (``torch.cuda.max_memory_allocated``), GPU utilisation (NVML, sampled a few times a
 second by ``pipeline.train.gpu_use``: the run's ``metrics.json`` "gpu" for ours, the same sampler around
-the whole Trainer run for HF) with the share of samples below ``LOW_UTIL_PCT`` and any warning, MFU = samples/s x FLOPs per sample / the GPU's dense bf16 peak
-(fp16 on a V100, which has no bf16), test accuracy, and ours/HF per model and precision. FLOPs per
-training sample: 6 N T + 12 L h T^2 (N the non-embedding parameters, L layers, h hidden, T the sample's
-tokens after truncation, averaged over the training split): the useful work, padding not counted.
+the whole Trainer run for HF) with the share of samples below ``LOW_UTIL_PCT`` and any warning, MFU =
+samples/s x FLOPs per sample / the GPU's dense bf16 peak (fp16 on a V100, which has no bf16), test accuracy,
+and ours/HF per model and precision. FLOPs per training sample: 6 N T + 12 L h T^2 (N the non-embedding
+parameters, L layers, h hidden, T the sample's tokens after truncation, averaged over the training split):
+the useful work, padding not counted.
 
 ``--dry-run`` runs the same code on the CPU with tiny settings (a test runs it, so that it does not rot): the
 same two models with bert-base shrunk to 2 tiny layers, 30 rows (2 steps), 32 tokens, bf16 only (fp16 needs CUDA),
