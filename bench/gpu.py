@@ -11,11 +11,13 @@ and ``bert-base`` (12 layers, 768 hidden, 3072 FFN: bert-base's shape, initialis
 speed and memory are bert-base's, its accuracy is not meant to be).
 
 Reported: training samples/s over whole epochs (evaluation excluded, warm-up steps included: both loops
-alike), peak GPU memory
-(``torch.cuda.max_memory_allocated``), MFU = samples/s x FLOPs per sample / the GPU's dense bf16 peak
-(fp16 on a V100, which has no bf16), test accuracy, and ours/HF per model and precision. FLOPs per
-training sample: 6 N T + 12 L h T^2 (N the non-embedding parameters, L layers, h hidden, T the sample's
-tokens after truncation, averaged over the training split): the useful work, padding not counted.
+alike), peak GPU memory (``torch.cuda.max_memory_allocated``), GPU utilisation (NVML, sampled a few times a
+second by ``pipeline.train.gpu_use``: the run's ``metrics.json`` "gpu" for ours, the same sampler around
+the whole Trainer run for HF) with the share of samples below ``LOW_UTIL_PCT`` and any warning, MFU =
+samples/s x FLOPs per sample / the GPU's dense bf16 peak (fp16 on a V100, which has no bf16), test accuracy,
+and ours/HF per model and precision. FLOPs per training sample: 6 N T + 12 L h T^2 (N the non-embedding
+parameters, L layers, h hidden, T the sample's tokens after truncation, averaged over the training split):
+the useful work, padding not counted.
 
 ``--dry-run`` runs the same code on the CPU with tiny settings (a test runs it, so that it does not rot): the
 same two models with bert-base shrunk to 2 tiny layers, 30 rows (2 steps), 32 tokens, bf16 only (fp16 needs CUDA),
@@ -30,9 +32,12 @@ import logging
 import os
 import subprocess
 import sys
+import textwrap
 import time
 from datetime import datetime
 from pathlib import Path
+
+from pipeline.train.gpu_use import LOW_UTIL_PCT
 
 ROOT = Path(__file__).resolve().parent.parent
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": "4294967296", "MALLOC_TRIM_THRESHOLD_": "4294967296"}
@@ -77,8 +82,7 @@ def flops_per_sample(layers: int, hidden: int, ffn: int, lengths: list[int]) -> 
 
 
 def run_ours(out: Path, overrides: list[str]) -> None:
-    """``pipeline.train.train.fit`` in this process, then its figures, peak memory and the FLOPs per sample."""
-    import torch
+    """``pipeline.train.train.fit`` in this process, then its figures, its GPU use and the FLOPs per sample."""
     from transformers import AutoConfig
 
     from bench.hf_trainer_job import compose
@@ -97,12 +101,14 @@ def run_ours(out: Path, overrides: list[str]) -> None:
     enc = data.tokenize_splits(splits, tokenizer, tokenizer_id, cfg.trainer.max_length, cfg.data,
                                cfg.paths.cache_dir)
     lengths = [int(x) for x in enc["train"].lengths]
+    gpu = m.get("gpu") or {}  # the run's own record (pipeline.train.gpu_use); absent on CPU
     result = {
         # over whole epochs, every step counted, as the Trainer's figure (and bench.train) counts them
         "train_samples_per_s": m["train_size"] * m["epochs"] / m["train_time_s"] if m["train_time_s"] else None,
         "test_accuracy": m["test"]["accuracy"],
         "precision": m["precision"], "device": m["device"],
-        "peak_mem_gb": torch.cuda.max_memory_allocated() / 2**30 if m["device"] == "cuda" else None,
+        "peak_mem_gb": gpu.get("peak_mem_gb"), "gpu_util": gpu.get("util_mean"),
+        "gpu_low_frac": gpu.get("low_util_frac"), "gpu_warning": gpu.get("warning"),
         "flops_per_sample": flops_per_sample(model_cfg.num_hidden_layers, model_cfg.hidden_size,
                                              model_cfg.intermediate_size, lengths),
     }
@@ -110,15 +116,24 @@ def run_ours(out: Path, overrides: list[str]) -> None:
 
 
 def run_hf(out: Path, overrides: list[str], precision: str) -> None:
+    """The HF Trainer on the same job, its GPU sampled by the same sampler as ours (whole run: the Trainer
+    gives no hook between its steps and its evaluations)."""
+    import torch
+
     from bench import hf_trainer_job
+    from pipeline.train.gpu_use import GpuUse
 
     flags = {"bf16": ["--bf16"], "fp16": ["--fp16"], "fp32": ["--no-bf16"]}[precision]
     raw = out.with_suffix(".hf.json")
+    use = GpuUse.start("cuda") if torch.cuda.is_available() else None
     r = hf_trainer_job.main(["--variant", "best", *flags, "--out", str(raw), *overrides])
+    gpu = use.finish() if use else {}
     precision_used = "fp16" if r["fp16"] else "bf16" if r["bf16"] else "fp32"
     out.write_text(json.dumps({"train_samples_per_s": r["train_samples_per_s"], "precision": precision_used,
                                "test_accuracy": r["test"]["accuracy"], "device": r["device"],
-                               "peak_mem_gb": r["peak_mem_gb"]}, indent=2) + "\n")
+                               "peak_mem_gb": r["peak_mem_gb"], "gpu_util": gpu.get("util_mean"),
+                               "gpu_low_frac": gpu.get("low_util_frac"), "gpu_warning": gpu.get("warning")},
+                              indent=2) + "\n")
 
 
 # ------------------------------------------------------------------------------------ the whole benchmark
@@ -151,17 +166,19 @@ def spawn(loop: str, precision: str, overrides: list[str], out: Path, log: Path)
 
 
 def table(rows: list[dict], peak: float | None) -> str:
-    """Markdown, under 80 columns: one row per run, then ours/HF per model and precision."""
-    lines = ["| model     | prec | loop | samples/s | peak GB |   MFU | test acc |",
-             "|-----------|------|------|----------:|--------:|------:|---------:|"]
+    """Markdown, under 80 columns: one row per run (GPU %: NVML's mean utilisation while training), then
+    ours/HF per model and precision, then any low-utilisation warning."""
+    lines = ["| model     | prec | loop | samples/s | peak GB | GPU % |   MFU | test acc |",
+             "|-----------|------|------|----------:|--------:|------:|------:|---------:|"]
     for r in rows:
         mfu = "-"
         if peak and r.get("flops_per_sample") and r["train_samples_per_s"]:
             mfu = f"{100 * r['train_samples_per_s'] * r['flops_per_sample'] / (peak * 1e12):.1f}%"
         mem = f"{r['peak_mem_gb']:.2f}" if r.get("peak_mem_gb") is not None else "-"
+        util = f"{r['gpu_util']:.0f}" if r.get("gpu_util") is not None else "-"
         rate = f"{r['train_samples_per_s']:.1f}" if r["train_samples_per_s"] else "-"
         lines.append(f"| {r['model']:<9} | {r['precision']:<4} | {r['loop']:<4} | {rate:>9} | {mem:>7} "
-                     f"| {mfu:>5} | {r['test_accuracy']:>8.4f} |")
+                     f"| {util:>5} | {mfu:>5} | {r['test_accuracy']:>8.4f} |")
     lines.append("")
     for model in dict.fromkeys(r["model"] for r in rows):
         for prec in dict.fromkeys(r["precision"] for r in rows if r["model"] == model):
@@ -170,6 +187,13 @@ def table(rows: list[dict], peak: float | None) -> str:
             if ours and hf and ours["train_samples_per_s"] and hf["train_samples_per_s"]:
                 lines.append(f"{model} {prec}: ours/HF samples/s = "
                              f"{ours['train_samples_per_s'] / hf['train_samples_per_s']:.2f}")
+    for r in rows:  # GPU use (pipeline.train.gpu_use): mean utilisation, share of low samples, the warning
+        if r.get("gpu_util") is not None:
+            tag = f"{r['model']} {r['precision']} {r['loop']}"
+            lines.append(f"GPU use {tag}: {r['gpu_util']:.0f}% busy, below {LOW_UTIL_PCT:.0f}% in "
+                         f"{100 * (r.get('gpu_low_frac') or 0):.0f}% of samples, peak {r['peak_mem_gb']:.2f} GiB")
+            if r.get("gpu_warning"):
+                lines += textwrap.wrap(f"  warning: {r['gpu_warning']}", 80, subsequent_indent="    ")
     return "\n".join(lines)
 
 

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The GPU check, on one GPU node, offline, in under 8 minutes (issues 15 and 16):
 #   1. pipeline doctor --require-gpu   torch's CUDA build, driver, GPU arch, bf16, a CUDA matmul
-#   2. pytest -m gpu tests             fp16 AMP + GradScaler, CUDA RNG in checkpoints, exact resume on CUDA
+#   2. pytest -m gpu tests             fp16 AMP + GradScaler, CUDA RNG in checkpoints, exact resume on CUDA,
+#                                      the NVML sampler (non-zero utilisation), metrics.json "gpu"
 #   3. python -m bench.gpu             ours vs HF Trainer, MiniLM and bert-base-sized, bf16 and fp16:
-#                                      samples/s, peak memory, MFU; a table for docs/performance.md
+#                                      samples/s, peak memory, GPU utilisation (NVML), MFU; a table for
+#                                      docs/performance.md, and each run's GPU use and warning below it
 #
 #   bench/gpu.sh               # on a GPU node (e.g. an interactive GPU shell, or bsub < a job running it)
 #   bench/gpu.sh --dry-run     # the same steps on a CPU with tiny settings (tests/test_bench_gpu.py)

@@ -5,10 +5,14 @@ write the same path at once (the array elements of a sweep share the token cache
 temp file, named ``.<name>.<host>.<pid>.<random>.tmp``, and the last ``os.replace`` wins. A writer deletes
 only temp files that are provably dead: left by a process of this host that no longer exists, or untouched
 for ``STALE_AFTER_S`` (a writer on another node of a shared file system that was killed).
+
+A write refused for lack of space or quota (``ENOSPC``, ``EDQUOT``) raises :class:`DiskFull` naming the
+file or folder it was writing, after removing its temp copy: what was there before is intact.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import glob
 import json
@@ -26,13 +30,47 @@ from pipeline import faults
 
 #: a temp file or folder untouched this long is dead whoever wrote it (no write stalls for a day)
 STALE_AFTER_S = 24 * 3600
+#: a write that fails with these ran out of space (ENOSPC) or quota (EDQUOT; BeeGFS and NFS quotas)
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DiskFull(OSError):
+    """A write failed for lack of free space or quota; ``filename`` is the file or folder being written.
+    Whatever was there before is intact (the half-written temp copy has been removed)."""
+
+
+def is_disk_full(error: BaseException | None) -> bool:
+    """ENOSPC or EDQUOT anywhere in the exception's chain: as an ``OSError``, or as the OS's own words in the
+    message of a library that dropped the errno (safetensors' Rust writer, torch's zip writer)."""
+    texts = tuple(os.strerror(n) for n in DISK_FULL_ERRNOS)
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS:
+            return True
+        if any(text in str(error) for text in texts):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def raise_disk_full(error: BaseException, path: str | os.PathLike) -> None:
+    """Raise :class:`DiskFull` for ``path`` if ``error`` is a full disk or quota; else return."""
+    if is_disk_full(error) and not isinstance(error, DiskFull):
+        code = getattr(error, "errno", None)
+        code = code if code in DISK_FULL_ERRNOS else errno.ENOSPC
+        raise DiskFull(code, os.strerror(code), str(path)) from error
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_dead_temps(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".tmp")
+    except OSError as e:
+        raise_disk_full(e, path)
+        raise
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(_half_then_fault(f, data, path))  # tests: die with the temp file half written
@@ -40,8 +78,9 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        raise_disk_full(e, path)
         raise
 
 
@@ -67,12 +106,22 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def append_jsonl(path: str | os.PathLike, obj: Any) -> None:
-    """Append one JSON line with a single ``write`` call (a reader skips a torn last line)."""
-    line = json.dumps(obj, default=str) + "\n"
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(_half_then_fault(f, line, Path(path)))  # tests: die with half the line written
-        f.flush()
-        os.fsync(f.fileno())
+    """Append one JSON line. A write that fails (a full disk) is cut off again, so the file never holds
+    part of a line from it; a kill mid-write can leave a torn last line, which readers skip."""
+    path = Path(path)
+    line = (json.dumps(obj, default=str) + "\n").encode("utf-8")
+    with open(path, "ab", buffering=0) as f:
+        start = f.seek(0, os.SEEK_END)
+        try:
+            rest = _half_then_fault(f, line, path)  # tests: die with half the line written
+            while rest:
+                rest = rest[f.write(rest):]
+            os.fsync(f.fileno())
+        except BaseException as e:
+            with contextlib.suppress(OSError):
+                f.truncate(start)
+            raise_disk_full(e, path)
+            raise
 
 
 def write_dir(path: str | os.PathLike, fill: Callable[[Path], None]) -> None:
@@ -85,17 +134,28 @@ def write_dir(path: str | os.PathLike, fill: Callable[[Path], None]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_dead_temps(path)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".tmp"))
-    old = path.with_name(path.name + ".old")
+    try:
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=_temp_prefix(path), suffix=".tmp"))
+    except OSError as e:
+        raise_disk_full(e, path)
+        raise
+    old = aside(path)
     try:
         fill(tmp)
         _fsync_tree(tmp)
         _apply_umask(tmp)
         _swap_in(tmp, path, old)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)  # the space the half-built copy took is free again
+        raise_disk_full(e, path)
         raise
     _discard(old)
+
+
+def aside(path: str | os.PathLike) -> Path:
+    """Where ``write_dir`` keeps the previous copy of ``path`` while it swaps the new one in."""
+    path = Path(path)
+    return path.with_name(path.name + ".old")
 
 
 def _swap_in(tmp: Path, path: Path, old: Path, tries: int = 1000) -> None:
@@ -175,7 +235,7 @@ def resolve_dir(path: str | os.PathLike) -> Path | None:
     path = Path(path)
     if path.is_dir():
         return path
-    old = path.with_name(path.name + ".old")
+    old = aside(path)
     return old if old.is_dir() else None
 
 

@@ -115,6 +115,11 @@ def checkpoint_dir(run_dir: Path, which: str = LAST_CHECKPOINT) -> Path:
     return Path(run_dir) / CHECKPOINTS_DIR / which
 
 
+def relative_checkpoint(which: str = LAST_CHECKPOINT) -> str:
+    """``checkpoints/last`` (or ``/best``): a checkpoint as messages and ``metrics.json`` name it."""
+    return f"{CHECKPOINTS_DIR}/{which}"
+
+
 def hydra_file(run_dir: Path, name: str = CONFIG_YAML) -> Path:
     return Path(run_dir) / HYDRA_DIR / name
 

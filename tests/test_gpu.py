@@ -1,4 +1,4 @@
-"""The GPU path: fp16 AMP with GradScaler, CUDA RNG state in checkpoints, exact resume on CUDA.
+"""The GPU path: fp16 AMP with GradScaler, CUDA RNG state in checkpoints, exact resume on CUDA, GPU use.
 
 Marked ``gpu``: ``pytest -m gpu tests`` (bench/gpu.sh runs them). Without a usable CUDA device they skip and
 say why (on the development machine: a CPU-only torch and no GPU).
@@ -94,6 +94,33 @@ def test_cuda_rng_state_travels_in_the_checkpoint(tmp_path: Path):
     assert torch.equal(torch.rand(1000, device="cuda"), expected)
 
 
+def test_the_nvml_sampler_sees_the_gpu_working():
+    """The real sampler (pynvml) on the training GPU: found by UUID, non-zero utilisation under matmuls, the
+    peak from torch's allocator."""
+    import time
+
+    import pynvml
+    import torch
+
+    from pipeline.train.gpu_use import GpuUse
+
+    use = GpuUse.start("cuda")
+    assert use is not None and use.sampler is not None, "NVML could not be used (see the warning above)"
+    uuid = pynvml.nvmlDeviceGetUUID(use.sampler.handle)
+    assert str(torch.cuda.get_device_properties(0).uuid) in (uuid.decode() if isinstance(uuid, bytes) else uuid)
+    a = torch.randn(4096, 4096, device="cuda")
+    deadline = time.time() + 3
+    while time.time() < deadline:
+        for _ in range(20):
+            a = torch.tanh(a @ a)
+        torch.cuda.synchronize()
+    gpu = use.finish()
+    assert gpu["name"] == torch.cuda.get_device_name(0) and gpu["count"] == torch.cuda.device_count()
+    assert gpu["util_samples"] >= 5 and gpu["util_mean"] > 0, gpu
+    assert 0 < gpu["peak_mem_gb"] < gpu["mem_total_gb"]
+    print("sampler on", gpu["name"], gpu)
+
+
 def _final(run_dir: Path) -> dict:
     m = read_json(run_dir / "metrics.json")
     return {k: m[k] for k in ("status", "val", "test", "best_step", "steps", "device", "precision")}
@@ -120,3 +147,9 @@ def test_resume_on_cuda_is_exact(tmp_path: Path, precision: str):
     assert "resumed from checkpoints/last at step 15" in (run_dir / "run.log").read_text()
     assert _final(run_dir) == _final(ref)
     assert _final(ref)["device"] == "cuda" and _final(ref)["precision"] == precision
+    gpu = read_json(ref / "metrics.json")["gpu"]  # the run's GPU use, as pipeline.train.gpu_use records it
+    assert set(gpu) == {"name", "count", "peak_mem_gb", "mem_total_gb", "util_mean", "util_samples",
+                        "low_util_frac", "warning"}
+    assert gpu["peak_mem_gb"] > 0 and isinstance(gpu["util_samples"], int), gpu  # a 2 s run: few samples
+    assert set(read_json(ref / "progress.json")["gpu"]) == {"util", "mem_gb", "peak_mem_gb", "mem_total_gb"}
+    print("tiny run on", gpu["name"], gpu)

@@ -1,10 +1,14 @@
 """The output file system fills up or turns read-only mid-run: a clear error, earlier checkpoints intact.
 
-Uses a real tmpfs mount (root only; skipped elsewhere with the reason).
+Uses real tmpfs mounts (root only; skipped elsewhere with the reason). A full disk (or quota) ends the run
+``failed`` with ``disk full at PATH (quota or free space)`` and the command that resumes it; once space is
+freed, that command (``python run.py hydra.run.dir=...``, or ``pipeline rerun SWEEP --failed``) resumes
+from the checkpoint the failed write left whole.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,21 +17,37 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, TINY, run_py, train_env
+from tests.conftest import ROOT, TINY, read_json, run_py, train_env
 
 STEPS = ["trainer.eval_every_steps=10", "trainer.checkpoint_every_steps=10"]
+
+
+def _mount_tmpfs(mnt: Path, size: str) -> None:
+    mnt.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a small tmpfs")
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount tmpfs here: {r.stderr.decode().strip()}")
 
 
 @pytest.fixture
 def small_fs(tmp_path):
     mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("needs root to mount a small tmpfs")
-    # tiny model: checkpoints/last ~25 MB, best ~9 MB; 45 MB holds the first pair but not a second copy of last
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=45m", "tmpfs", str(mnt)], capture_output=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount tmpfs here: {r.stderr.decode().strip()}")
+    _mount_tmpfs(mnt, "45m")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.fixture
+def full_fs(tmp_path):
+    """A 100 MB tmpfs with a 55 MB ballast file: 45 MB free hold the first checkpoints of the tiny model
+    (checkpoints/last ~25 MB, best ~9 MB) but not a second copy of last beside the first. Deleting the
+    ballast is "freeing space"."""
+    mnt = tmp_path / "mnt"
+    _mount_tmpfs(mnt, "100m")
+    with open(mnt / "ballast", "wb") as f:
+        f.write(b"\0" * (55 << 20))
     yield mnt
     subprocess.run(["umount", "-l", str(mnt)], check=False)
 
@@ -38,15 +58,59 @@ def _load_step(run_dir: Path) -> int:
     return load_last(run_dir)["counters"]["step"]
 
 
-def test_disk_full_keeps_previous_checkpoint(tmp_path, small_fs):
-    run_dir = small_fs / "run"
-    env = train_env(tmp_path, PIPELINE_OUTPUT_ROOT=str(tmp_path / "outputs"))
-    r = run_py(tmp_path, *TINY, *STEPS, f"hydra.run.dir={run_dir}", env=env)
-    assert r.returncode != 0
-    assert "No space left on device" in r.stderr and "previous checkpoint is intact" in r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+def _assert_failed_whole(run_dir: Path, line: str) -> None:
+    """metrics.json says failed with the disk-full line; checkpoints/last is the step-10 one, whole; no
+    half-written copy, torn JSON or partial metrics.jsonl line is left."""
+    from pipeline.train import attempts
+
+    m = read_json(run_dir / "metrics.json")
+    assert m["status"] == "failed" and m["error"] == line
     assert _load_step(run_dir) == 10  # the first checkpoint survived the failed second one
-    assert not list((run_dir / "checkpoints").glob(".*.tmp"))  # no half-written copy left behind
+    assert not list((run_dir / "checkpoints").glob(".*.tmp")) and not list(run_dir.glob(".*.tmp"))
+    for path in run_dir.glob("*.json"):
+        json.loads(path.read_text())
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r["split"] == "val"][:2] == [10, 20]
+    assert attempts.read(run_dir)[-1]["status"] == "failed"
+
+
+def test_disk_full_is_one_line_keeps_the_checkpoint_and_resumes_once_space_is_freed(tmp_path, full_fs):
+    run_dir = full_fs / "run"
+    env = train_env(tmp_path)
+    r = run_py(tmp_path, *TINY, *STEPS, f"hydra.run.dir={run_dir}", env=env)
+    assert r.returncode == 2, r.stderr[-2000:]
+    (line,) = r.stderr.strip().splitlines()
+    assert line == (f"error: disk full at {run_dir}/checkpoints/last (quota or free space): checkpoints/last is "
+                    "intact; free space there or raise the quota (or point PIPELINE_OUTPUT_ROOT elsewhere), then "
+                    f"`python run.py hydra.run.dir={run_dir}` resumes it")
+    _assert_failed_whole(run_dir, line.removeprefix("error: "))
+
+    (full_fs / "ballast").unlink()  # space freed
+    resumed = run_py(tmp_path, *TINY, *STEPS, f"hydra.run.dir={run_dir}", env=env)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resumed from checkpoints/last at step 10" in (run_dir / "run.log").read_text()
+    m = read_json(run_dir / "metrics.json")
+    assert m["status"] == "completed" and m["steps"] == 80 and m["attempts"] == 2
+
+
+def test_disk_full_in_a_sweep_is_resumed_by_rerun_failed(tmp_path, full_fs):
+    sweep = full_fs / "sweep"
+    env = train_env(tmp_path)
+    r = run_py(tmp_path, "-m", *TINY, *STEPS, f"hydra.sweep.dir={sweep}", env=env)
+    assert r.returncode != 0
+    run_dir = sweep / "0"
+    line = read_json(run_dir / "metrics.json")["error"]
+    assert line.startswith(f"disk full at {run_dir}/checkpoints/last (quota or free space): ")
+    assert line.endswith(f"then `pipeline rerun {sweep} --failed` resumes it")
+    _assert_failed_whole(run_dir, line)
+
+    (full_fs / "ballast").unlink()  # space freed
+    rerun = subprocess.run([sys.executable, "-m", "pipeline.cli", "rerun", str(sweep), "--failed"], cwd=ROOT,
+                           env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-2000:]
+    assert "resumed from checkpoints/last at step 10" in (run_dir / "run.log").read_text()
+    m = read_json(run_dir / "metrics.json")
+    assert m["status"] == "completed" and m["steps"] == 80 and m["attempts"] == 2
 
 
 def test_read_only_mid_run_keeps_checkpoint(tmp_path, small_fs):

@@ -727,13 +727,14 @@ def serve(
     The model is loaded once, then: POST /predict (one text or a list), GET /health, GET /model, a page at
     / to paste a text into, and the API docs at /docs. See docs/serve.md.
     """
+    from pipeline.errors import PipelineError
     from pipeline.models import predict as P
 
     try:
         clf = P.Classifier.load(path, device=device)
     except P.CheckpointNotFoundError as e:
         _fail(str(e))
-    except (RuntimeError, AssertionError) as e:  # --device foo; --device cuda without CUDA (an AssertionError)
+    except (RuntimeError, AssertionError, PipelineError) as e:  # --device foo; --device cuda without CUDA
         _fail(f"--device {device}: {str(e).strip().splitlines()[0]}")
     from pipeline.serve import Limits, run
 

@@ -47,10 +47,11 @@ def wanted(choice: str, device: str) -> tuple[bool, bool]:
     return choice in ("auto", "all", "attention"), choice in ("auto", "all", "dropout")
 
 
-def apply(model: Any, choice: str, device: str) -> Applied:
-    """Put the kernels ``choice`` asks for into ``model`` (in memory only: checkpoints are unchanged)."""
+def apply(model: Any, choice: str, device: str, attention_in_use: str = "sdpa") -> Applied:
+    """Put the kernels ``choice`` asks for into ``model`` (in memory only: checkpoints are unchanged).
+    ``attention_in_use``: the implementation the model was built with (``pipeline.models.model.build``)."""
     attention, dropout = wanted(choice, device)
-    return Applied(attention=attention and use_cpu_attention(model),
+    return Applied(attention=attention and use_cpu_attention(model, attention_in_use),
                    dropout=dropout and use_fast_dropout(model) > 0)
 
 
@@ -183,15 +184,16 @@ def cpu_attention(module: Any, query: Any, key: Any, value: Any, attention_mask:
     return out.reshape(b, h, q_len, d).transpose(1, 2).contiguous(), None
 
 
-def use_cpu_attention(model: Any) -> bool:
-    """Train ``model`` with :func:`cpu_attention` (BERT-family models using SDPA); False if it cannot.
+def use_cpu_attention(model: Any, attention_in_use: str = "sdpa") -> bool:
+    """Train ``model`` with :func:`cpu_attention` (BERT-family models built with SDPA attention, which
+    ``attention_in_use`` names); False if it cannot.
 
-    The choice lives in the in-memory config only (``_attn_implementation`` is not saved), so checkpoints
-    load anywhere with the default attention.
+    ``set_attn_implementation`` changes the in-memory model only (config.json does not record it), so
+    checkpoints load anywhere with the default attention.
     """
     import torch
 
-    if getattr(model.config, "_attn_implementation", None) != "sdpa":
+    if attention_in_use != "sdpa":
         return False
     try:
         from transformers import AttentionInterface, AttentionMaskInterface

@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import ModelError
+from pipeline.errors import ModelError, first_line
 from pipeline.models import warm
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,31 @@ def load_tokenizer(model_cfg: Any) -> tuple[Any, str]:
     return tok, ident
 
 
+#: the attention implementation asked of transformers through its documented ``attn_implementation``
+#: argument, and recorded in run_info.json; a model class without SDPA support (DeBERTa, MPNet) gets
+#: FALLBACK_ATTENTION, which every model has
+ATTENTION = "sdpa"
+FALLBACK_ATTENTION = "eager"
+
+
+def build(model_cfg: Any, labels: list[str], vocab_size: int, seed: int) -> tuple[Any, str]:
+    """The classifier (pretrained encoder + a head drawn from ``seed``, or the tiny config from scratch), and
+    the attention implementation it runs with."""
+    try:
+        return _build(model_cfg, labels, vocab_size, seed, ATTENTION), ATTENTION
+    except ValueError as e:
+        if "scaled_dot_product_attention" not in str(e):
+            raise
+        log.info("%s has no SDPA attention in this transformers: using %s", model_cfg.path, FALLBACK_ATTENTION)
+        return _build(model_cfg, labels, vocab_size, seed, FALLBACK_ATTENTION), FALLBACK_ATTENTION
+
+
 def build_model(model_cfg: Any, labels: list[str], vocab_size: int, seed: int) -> Any:
+    """:func:`build`'s model alone."""
+    return build(model_cfg, labels, vocab_size, seed)[0]
+
+
+def _build(model_cfg: Any, labels: list[str], vocab_size: int, seed: int, attention: str) -> Any:
     import torch
     from transformers import BertConfig, BertForSequenceClassification
 
@@ -77,7 +101,8 @@ def build_model(model_cfg: Any, labels: list[str], vocab_size: int, seed: int) -
         config = BertConfig(vocab_size=vocab_size, hidden_size=t.hidden_size,
                             num_hidden_layers=t.num_hidden_layers, num_attention_heads=t.num_attention_heads,
                             intermediate_size=t.intermediate_size, max_position_embeddings=512,
-                            num_labels=len(labels), id2label=id2label, label2id=label2id)
+                            num_labels=len(labels), id2label=id2label, label2id=label2id,
+                            attn_implementation=attention)
         torch.manual_seed(seed)
         return BertForSequenceClassification(config)
     source = resolve_model_path(model_cfg)
@@ -85,13 +110,13 @@ def build_model(model_cfg: Any, labels: list[str], vocab_size: int, seed: int) -
     try:
         return warm.sequence_classifier(  # the weights file is read once per process
             source, num_labels=len(labels), id2label=id2label, label2id=label2id,
-            ignore_mismatched_sizes=True)
+            ignore_mismatched_sizes=True, attn_implementation=attention)
     except OSError as e:
         raise _hub_error(source, e) from None
 
 
 def _hub_error(source: str, e: Exception) -> ModelError:
-    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    first = first_line(e) or type(e).__name__
     return ModelError(
         f"could not load model '{source}' ({first[:160]}): on a machine without internet, prefetch it "
         f"into HF_HOME (`pipeline prefetch {source}`) or set model.path to a local folder"

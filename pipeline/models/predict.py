@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline import rundir
+from pipeline.train.device import pick_device
+
 DEFAULT_MAX_LENGTH = 512
 
 
@@ -32,9 +35,9 @@ def resolve_checkpoint(path: str | os.PathLike, metric: str = "val_macro_f1") ->
 
     path = Path(path)
     if _is_checkpoint(path):
-        run_dir = path.parent.parent if path.parent.name == "checkpoints" else None
+        run_dir = path.parent.parent if path.parent.name == rundir.CHECKPOINTS_DIR else None
         return path, run_dir
-    best = resolve_dir(path / "checkpoints" / "best")
+    best = resolve_dir(rundir.checkpoint_dir(path, rundir.BEST_CHECKPOINT))
     if best is not None and _is_checkpoint(best):
         return best, path
     if path.is_dir():
@@ -47,7 +50,7 @@ def resolve_checkpoint(path: str | os.PathLike, metric: str = "val_macro_f1") ->
         if sweep is not None and not sweep.single_run:
             run = best_run(sweep.runs, metric)
             if run is not None and run.run_dir is not None:
-                ckpt = resolve_dir(run.run_dir / "checkpoints" / "best")
+                ckpt = resolve_dir(rundir.checkpoint_dir(run.run_dir, rundir.BEST_CHECKPOINT))
                 if ckpt is not None and _is_checkpoint(ckpt):
                     return ckpt, run.run_dir
     raise CheckpointNotFoundError(
@@ -60,7 +63,7 @@ def run_config(run_dir: Path | None) -> dict[str, Any]:
     """The run's ``.hydra/config.yaml`` as plain data ({} when absent or unreadable)."""
     if run_dir is None:
         return {}
-    path = run_dir / ".hydra" / "config.yaml"
+    path = rundir.hydra_file(run_dir)
     if not path.is_file():
         return {}
     import yaml
@@ -85,7 +88,7 @@ def saved_max_length(ckpt: Path) -> int | None:
     import json
 
     try:
-        value = json.loads((ckpt / "best.json").read_text()).get("max_length")
+        value = json.loads((ckpt / rundir.BEST_JSON).read_text()).get("max_length")
     except (OSError, ValueError, AttributeError):
         return None
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
@@ -103,7 +106,7 @@ class Classifier:
     @classmethod
     def load(cls, path: str | os.PathLike, max_length: int | None = None, device: str | None = None) -> Classifier:
         """Load once, predict many times. ``device``: a torch device ("cpu", "cuda", "cuda:1"), "auto"
-        (CUDA when available) or None (CPU)."""
+        (CUDA when available) or None (CPU): :func:`pipeline.train.device.pick_device`."""
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -114,7 +117,7 @@ class Classifier:
         ckpt, run_dir = resolve_checkpoint(path)
         tokenizer = AutoTokenizer.from_pretrained(ckpt)
         model = AutoModelForSequenceClassification.from_pretrained(ckpt)
-        model.to(pick_device(device))
+        model.to(pick_device(device, "--device"))
         model.eval()
         id2label = model.config.id2label or {}
         labels = [str(id2label.get(i, id2label.get(str(i), i))) for i in range(model.config.num_labels)]
@@ -150,17 +153,6 @@ class Classifier:
             rows.append({"text": text, "label": self.labels[top],
                          "probs": dict(zip(self.labels, probs, strict=True))})
         return rows
-
-
-def pick_device(device: str | None) -> str:
-    """``"auto"``: CUDA when torch sees a GPU, else CPU; None: CPU; anything else as given."""
-    if device in (None, ""):
-        return "cpu"
-    if device == "auto":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 def normalise(text: str) -> str:

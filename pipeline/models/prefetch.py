@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pipeline.errors import ModelError
+from pipeline.errors import ModelError, first_line
 
 #: config, tokenizer and vocabulary files, and the weights in the format transformers prefers
 FILES = ["*.json", "*.txt", "*.model", "*.safetensors"]
@@ -45,7 +45,7 @@ def prefetch(model_id: str, cache_dir: str | None = None) -> str:
         raise ModelError(f"'{model_id}' is not a model you can download from the Hugging Face hub "
                          f"({type(e).__name__}): check the id, or set HF_TOKEN for a private or gated one") from None
     except Exception as e:  # no network, proxy, DNS, timeouts, disk full ...
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        first = first_line(e) or type(e).__name__
         raise ModelError(f"could not download '{model_id}' from the Hugging Face hub ({first[:200]}): offline? "
                          "run `pipeline prefetch` on a machine with internet (on DTU a login node) with HF_HOME "
                          "pointing where the jobs look (e.g. /work3/$USER/hf)") from None

@@ -24,6 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
+from pipeline import rundir
 from pipeline.models.predict import Classifier, run_config
 
 log = logging.getLogger("pipeline.serve")
@@ -66,7 +67,7 @@ def model_info(clf: Classifier) -> dict[str, Any]:
     final: dict[str, Any] = {}
     if clf.run_dir is not None:
         try:
-            data = json.loads((clf.run_dir / "metrics.json").read_text(encoding="utf-8"))
+            data = json.loads(rundir.metrics_json(clf.run_dir).read_text(encoding="utf-8"))
             final = data if isinstance(data, dict) else {}
         except (OSError, ValueError):
             final = {}

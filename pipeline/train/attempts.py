@@ -25,7 +25,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-ATTEMPTS_JSON = "attempts.json"
+from pipeline import rundir
+
 #: the most attempt time a SIGKILL can lose from the record (``PIPELINE_ATTEMPT_HEARTBEAT_S``: tests)
 HEARTBEAT_S = float(os.environ.get("PIPELINE_ATTEMPT_HEARTBEAT_S", "30"))
 
@@ -36,7 +37,7 @@ class Attempt:
     def __init__(self, run_dir: Path, started: float | None = None) -> None:
         from pipeline.train.run_info import scheduler_job
 
-        self.path = Path(run_dir) / ATTEMPTS_JSON
+        self.path = rundir.attempts_json(run_dir)
         self.started = time.time() if started is None else started
         self._written = 0.0
         self.record: dict[str, Any] = {
@@ -73,7 +74,7 @@ class Attempt:
 def read(run_dir: Path) -> list[dict[str, Any]]:
     """The attempt records of a run directory ([] if none or unreadable)."""
     try:
-        data = json.loads((Path(run_dir) / ATTEMPTS_JSON).read_text())
+        data = json.loads(rundir.attempts_json(run_dir).read_text())
     except (OSError, ValueError):
         return []
     return [r for r in data if isinstance(r, dict)] if isinstance(data, list) else []

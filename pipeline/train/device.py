@@ -11,13 +11,18 @@ from typing import Any
 from pipeline.errors import PipelineError
 
 
-def pick_device(name: str) -> str:
+def pick_device(name: str | None, setting: str = "trainer.device") -> str:
+    """The torch device for a device setting (``trainer.device``, ``pipeline predict --device``): ``auto`` is
+    CUDA when torch sees a GPU, else CPU; None or "" is CPU; ``cuda``/``cuda:N`` without a visible GPU is a
+    one-line error naming ``setting``; anything else (``cpu``, ``cuda:1``) as given."""
+    if not name or name == "cpu":
+        return "cpu"
     import torch
 
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise PipelineError("trainer.device=cuda but no CUDA GPU is visible: use trainer.device=auto or cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise PipelineError(f"no CUDA GPU is visible ({setting}={name}): use {setting}=auto or cpu")
     return name
 
 
@@ -60,13 +65,12 @@ def cpu_threads() -> int | None:
     return cores
 
 
-def process_age() -> float | None:
-    """Seconds since this process started (Linux; ``run.py``'s re-exec keeps the start time), else None.
-    In a packed job (``hydra.launcher.runs_per_job``): seconds since the current run began."""
-    from pipeline.launch import packing
-
-    if packing.point_started is not None:
-        return time.time() - packing.point_started
+def process_age(started: float | None = None) -> float | None:
+    """Seconds since ``started`` (``time.time()`` when this run began, in a job that runs several: a packed
+    job, a study worker), else since this process started (Linux; ``run.py``'s re-exec keeps the start
+    time), else None."""
+    if started is not None:
+        return time.time() - started
     try:
         start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
         uptime = float(Path("/proc/uptime").read_text().split()[0])

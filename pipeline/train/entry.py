@@ -5,7 +5,10 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pipeline.train.train import OnEval
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +62,10 @@ def check_command_line(argv: list[str] | None = None) -> None:
         sys.exit(2)
 
 
-def run_job(cfg: Any) -> float:
-    """Run ``fit``; a PipelineError becomes one logged line (and exit 2 for a single run); a job that cannot
-    use the GPUs it was given exits 1, in a sweep too."""
+def run_job(cfg: Any, *, started: float | None = None, on_eval: OnEval | None = None) -> float:
+    """Run ``fit`` (``started`` and ``on_eval`` as :func:`pipeline.train.train.fit` takes them); a
+    PipelineError becomes one logged line (and exit 2 for a single run); a job that cannot use the GPUs it
+    was given exits 1, in a sweep too."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -71,7 +75,7 @@ def run_job(cfg: Any) -> float:
 
     quiet_submitit_copy()
     try:
-        return fit(cfg)
+        return fit(cfg, started=started, on_eval=on_eval)
     except GpuUnusable as e:
         # the node, not the config, is wrong: the job must end failed (exit 1) for the scheduler too, not as a
         # sweep job that "completed" with a failed result (metrics.json holds the line for pipeline status)

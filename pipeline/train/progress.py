@@ -5,7 +5,11 @@ on; ``pipeline status`` and ``pipeline watch`` read it::
 
     {"step": 120, "total_steps": 400, "epoch": 1, "epochs": 3, "attempt": 1,
      "start_step": 0, "start_time": 1764419338.2, "time": 1764419398.9,
-     "seconds_per_step": 0.431, "seconds_per_eval": 6.2, "samples_per_s": 31.6, "eta_s": 141.7}
+     "seconds_per_step": 0.431, "seconds_per_eval": 6.2, "samples_per_s": 31.6, "eta_s": 141.7,
+     "gpu": {"util": 91.5, "mem_gb": 3.2, "peak_mem_gb": 9.41, "mem_total_gb": 79.19}}
+
+``gpu`` is there on a CUDA device only (:mod:`pipeline.train.gpu_use`): the utilisation is the mean since
+the previous write, memory is torch's allocator in GiB.
 
 The ETA is measured since the last (re)start of the job: the steps left times the mean training time per
 step, plus the evaluations left (validation at every eval point, and the test split at the end) times the
@@ -19,10 +23,12 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-FILE = "progress.json"
+from pipeline import rundir
+
 #: an evaluation example costs about a third of a training example (forward pass only)
 EVAL_COST = 1 / 3
 
@@ -41,8 +47,10 @@ class ProgressFile:
     """Writes ``progress.json`` for one attempt of a run (at most every ``every_s`` seconds)."""
 
     def __init__(self, run_dir: Path, total_steps: int, epochs: int, start_step: int, attempt: int,
-                 eval_every: int, val_size: int, test_size: int, every_s: float = 1.0) -> None:
-        self.path = Path(run_dir) / FILE
+                 eval_every: int, val_size: int, test_size: int, every_s: float = 1.0,
+                 gpu: Callable[[], dict[str, Any]] | None = None) -> None:
+        self.path = rundir.progress_json(run_dir)
+        self.gpu = gpu  # () -> the "gpu" entry, called at each write
         self.total, self.epochs, self.start_step, self.attempt = total_steps, epochs, start_step, attempt
         self.eval_every, self.val_size, self.test_size = eval_every, val_size, test_size
         self.start_time = time.time()
@@ -92,14 +100,17 @@ class ProgressFile:
         per_step = self.seconds_per_step(now)
         per_eval = self.seconds_per_eval(per_step)
         eta = self.eta(now)
-        atomic.write_json(self.path, {
+        data = {
             "step": step, "total_steps": self.total, "epoch": epoch, "epochs": self.epochs,
             "attempt": self.attempt, "start_step": self.start_step, "start_time": round(self.start_time, 3),
             "time": round(now, 3), "seconds_per_step": None if per_step is None else round(per_step, 4),
             "seconds_per_eval": None if per_eval is None else round(per_eval, 3),
             "samples_per_s": round(self.rate, 2) if self.rate else None,
             "eta_s": None if eta is None else round(eta, 1),
-        })
+        }
+        if self.gpu is not None:
+            data["gpu"] = self.gpu()
+        atomic.write_json(self.path, data)
         self._written = now
 
 
@@ -108,7 +119,7 @@ def read(run_dir: Path | None) -> dict[str, Any]:
     if run_dir is None:
         return {}
     try:
-        data = json.loads((Path(run_dir) / FILE).read_bytes())
+        data = json.loads(rundir.progress_json(run_dir).read_bytes())
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}

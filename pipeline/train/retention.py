@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-CHECKPOINTS = "checkpoints"
+from pipeline import atomic, rundir
 
 
 def remove_dir(path: Path) -> None:
@@ -35,13 +35,19 @@ def remove_dir(path: Path) -> None:
 
 def after_completion(run_dir: Path, keep_last: bool) -> None:
     """Drop the resume state of a completed run (and leftovers of interrupted checkpoint writes)."""
-    folder = run_dir / CHECKPOINTS
-    leftovers = [*folder.glob(".*.tmp"), *folder.glob(".*.removing"), folder / "best.old"]
+    best, last = rundir.checkpoint_dir(run_dir, rundir.BEST_CHECKPOINT), rundir.checkpoint_dir(run_dir)
+    folder = best.parent
+    leftovers = [*folder.glob(".*.tmp"), *folder.glob(".*.removing"), atomic.aside(best)]
     if not keep_last:
-        leftovers += [folder / "last", folder / "last.old"]
+        leftovers += [last, atomic.aside(last)]
     for path in leftovers:
-        if path.is_dir() and (path.name != "best.old" or (folder / "best").is_dir()):
+        if path.is_dir() and (path != atomic.aside(best) or best.is_dir()):
             remove_dir(path)
+
+
+def after_pruning(run_dir: Path) -> None:
+    """A pruned run keeps no weights: its whole ``checkpoints/`` goes (``metrics.json`` says pruned first)."""
+    remove_dir(Path(run_dir) / rundir.CHECKPOINTS_DIR)
 
 
 def dir_size(path: Path) -> int:
@@ -84,11 +90,12 @@ def clean_plan(runs: list[Any], metric: str, mode: str | None, keep: int) -> tup
     for run in runs:
         if run.run_dir is None or run.state != R.COMPLETED:
             continue
-        folder = run.run_dir / CHECKPOINTS
+        folder = run.run_dir / rundir.CHECKPOINTS_DIR
         if run in kept:
-            for extra in ("last", "last.old"):  # the best runs keep their model, not their resume state
-                if (folder / extra).is_dir():
-                    plan.append(Removal(run.label, folder / extra, dir_size(folder / extra), "resume state"))
+            last = rundir.checkpoint_dir(run.run_dir)
+            for extra in (last, atomic.aside(last)):  # the best runs keep their model, not their resume state
+                if extra.is_dir():
+                    plan.append(Removal(run.label, extra, dir_size(extra), "resume state"))
         elif folder.is_dir():
             value = f"{run.metrics[metric]:.4f}" if metric in run.metrics else "n/a"
             plan.append(Removal(run.label, folder, dir_size(folder), f"not among the best {keep} "
@@ -112,7 +119,7 @@ def sweep_usage(runs: list[Any]) -> tuple[int, int]:
     for run in runs:
         if run.run_dir is not None and run.run_dir.is_dir():
             total += dir_size(run.run_dir)
-            ckpt += dir_size(run.run_dir / CHECKPOINTS)
+            ckpt += dir_size(run.run_dir / rundir.CHECKPOINTS_DIR)
     return total, ckpt
 
 

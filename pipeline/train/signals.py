@@ -14,6 +14,8 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
+from pipeline.errors import first_line
+
 log = logging.getLogger(__name__)
 
 _stop_signals: list[int] = []
@@ -63,7 +65,7 @@ class GracefulStop:
             try:
                 prev(sig, None)  # submitit: requeue, then exit
             except Exception as e:  # noqa: BLE001 - the requeue was refused: the run ends here
-                record(GAVE_UP, str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+                record(GAVE_UP, first_line(e) or type(e).__name__)
             raise SystemExit(128 + sig)
         record(KILLED, name)
         self.__exit__()

@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from pipeline.errors import PipelineError
+from pipeline import rundir
+from pipeline.errors import PipelineError, first_line
 
 log = logging.getLogger(__name__)
 
 MODES = ("offline", "online", "disabled")
 DEFAULT_PROJECT = "bert-hpc-pipeline"
-ID_FILE = "wandb_id.txt"
 
 
 class Tracker:
@@ -101,7 +101,7 @@ class WandbTracker(Tracker):
             fn(*args, **kwargs)
         except Exception as e:  # tracking is never worth a failed training run
             log.warning("wandb %s failed (%s: %s); training goes on without tracking", what, type(e).__name__,
-                        _first_line(e))
+                        first_line(e) or type(e).__name__)
             self.run = None
 
     def log(self, metrics: dict[str, float], step: int) -> None:
@@ -116,11 +116,6 @@ class WandbTracker(Tracker):
         if self.run is not None:
             self._guard("finish", self.run.finish)
             self.run = None
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _hydra_job() -> tuple[str | None, list[str]]:
@@ -151,7 +146,7 @@ def run_id(run_dir: Path) -> str:
     """The wandb run id of this run dir: made once, kept in ``wandb_id.txt``, reused by every attempt."""
     from pipeline import atomic
 
-    path = run_dir / ID_FILE
+    path = Path(run_dir) / rundir.WANDB_ID_TXT
     if path.is_file():
         existing = path.read_text().strip()
         if existing:
@@ -191,5 +186,5 @@ def start(cfg: Any, run_dir: Path) -> Tracker:
         return _start_wandb(cfg, Path(run_dir))
     except Exception as e:  # wandb missing, bad settings, unwritable folder, no network...
         log.warning("wandb could not start (%s: %s); training goes on without tracking", type(e).__name__,
-                    _first_line(e))
+                    first_line(e) or type(e).__name__)
         return Tracker()

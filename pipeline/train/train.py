@@ -16,7 +16,16 @@ step boundary, so a resumed job loses no finished step. Then USR2 goes on to who
 was stopped (status ``killed``, or ``gave_up`` when submitit refuses another requeue after
 ``max_num_timeout``), by what, at which step, and how to resume; the process exits non-zero.
 ``attempts.json`` (``pipeline.train.attempts``) keeps the wall time of every attempt. Signals:
-:mod:`pipeline.train.signals`; device and precision: :mod:`pipeline.train.device`.
+:mod:`pipeline.train.signals`; device and precision: :mod:`pipeline.train.device`; what each step and
+evaluation reports (progress file, bar, ``metrics.jsonl``, tracker, heartbeat, GPU use):
+:mod:`pipeline.train.steplog`.
+
+``fit(cfg, on_eval=...)`` (a study's worker) hears every validation result; when the callback answers
+True the run ends as ``pruned``: ``metrics.json`` with the best validation metrics so far and
+``pruned_at_step``, no test evaluation, ``checkpoints/`` removed, ``metrics.jsonl`` kept; like a completed
+run it is never trained again. A write refused for lack of space or quota ends the run ``failed`` with
+``disk full at PATH (quota or free space)`` and the command that resumes it; ``checkpoints/last`` (written
+to a temp folder, then renamed) is the previous one, whole.
 """
 
 from __future__ import annotations
@@ -24,8 +33,8 @@ from __future__ import annotations
 import errno
 import logging
 import math
-import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,11 +44,16 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipeline import atomic, rundir
 from pipeline import config as config_lib
-from pipeline.errors import PipelineError, TrainingDiverged
+from pipeline.errors import PipelineError, TrainingDiverged, first_line
 from pipeline.train import attempts
 from pipeline.train.device import autocast, cpu_threads, pick_device, pick_precision, process_age
-from pipeline.train.progress import ProgressFile
 from pipeline.train.signals import GAVE_UP, KILLED, REQUEUED, GracefulStop, stop_requested
+from pipeline.train.steplog import StepLog, epoch_label, fmt
+
+#: ``on_eval(step, val_metrics)``, called after every validation evaluation; True stops the run as pruned
+OnEval = Callable[[int, dict[str, float]], bool]
+#: why a run ends before its last step when early stopping says so (a pruned run: ``rundir.PRUNED``)
+EARLY_STOP = "early_stopping"
 
 log = logging.getLogger(__name__)
 
@@ -83,12 +97,29 @@ class Job:
     scheduler: Any
     scaler: Any
     kernels: Any
+    attention: str  # the attention implementation it trains with (run_info.json)
     pad_id: int
     pad_to: int | None
     total_steps: int
     epochs: int
     steps_per_epoch: int
     data_ready: float  # when the data was ready (start-up: data vs model time)
+
+
+@dataclass
+class Run:
+    """One attempt at a run directory: its config, job and counters, and where it reports."""
+
+    cfg: DictConfig
+    run_dir: Path
+    job: Job
+    state: TrainState
+    device: str
+    precision: str
+    attempt: attempts.Attempt
+    tracker: Any
+    t0: float  # when this attempt's fit began
+    startup: float = 0.0  # seconds from the process's (or run's) start to the first step
 
 
 def should_evaluate(step: int, end_of_epoch: bool, last_step: bool, eval_every: int) -> bool:
@@ -134,36 +165,56 @@ def train_step(job: Job, group: list[Any], device: str, precision: str, max_grad
 # ------------------------------------------------------------------------------------ the job
 
 
-def fit(cfg: DictConfig, run_dir: str | Path | None = None) -> float:
-    """Train (or resume, or return the result of an already completed run in ``run_dir``)."""
+def fit(cfg: DictConfig, run_dir: str | Path | None = None, *, started: float | None = None,
+        on_eval: OnEval | None = None) -> float:
+    """Train (or resume, or return the result of a run in ``run_dir`` that already completed or was pruned).
+
+    ``started``: ``time.time()`` when this run began in a job that runs several (a packed job, a study
+    worker): its start-up and its attempt's wall time count from there, not from the process start.
+    ``on_eval(step, val_metrics)``: called after every validation evaluation (its ``metrics.jsonl`` line
+    written and the best checkpoint kept); True stops the run as pruned. Returns the best validation value
+    of ``trainer.monitor`` (what sweepers optimise)."""
     run_dir = Path(run_dir) if run_dir is not None else _hydra_run_dir()
     config_lib.check(cfg)
-    done = _read_json(run_dir / rundir.METRICS_JSON)
-    if done.get("status") == "completed":
-        log.info("run %s already completed; nothing to do", run_dir)
+    done = _read_json(rundir.metrics_json(run_dir))
+    if done.get("status") in (rundir.COMPLETED, rundir.PRUNED):
+        log.info("run %s already %s; nothing to do", run_dir, done["status"])
+        if done["status"] == rundir.PRUNED:  # a kill between its metrics.json and the removal
+            from pipeline.train import retention
+
+            retention.after_pruning(run_dir)
         return float(done["val"][cfg.trainer.monitor])
-    age = process_age()
+    age = process_age(started)
     attempt = attempts.Attempt(run_dir, started=time.time() - age if age is not None else None)
     try:
         with GracefulStop() as stopper:
             try:
-                result = _train(cfg, run_dir, stopper, attempt)
-                attempt.end("completed")
-                return result
+                return _train(cfg, run_dir, stopper, attempt, started, on_eval)
             except OSError as e:
-                if e.errno not in (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EPERM):
+                if not atomic.is_disk_full(e) and e.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
                     raise
-                raise PipelineError(
-                    f"cannot write {e.filename or 'to the run directory'}: {e.strerror}; earlier checkpoints are "
-                    "intact - free space or fix permissions (or point PIPELINE_OUTPUT_ROOT elsewhere), then rerun "
-                    "to resume") from e
+                raise PipelineError(_storage_line(e, run_dir)) from e
     except (Exception, KeyboardInterrupt) as e:
-        message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        message = first_line(e) or type(e).__name__
         if not isinstance(e, PipelineError):
             message = f"{type(e).__name__}: {message}"
-        _write_final(run_dir, {"status": "failed", "error": message})
-        attempt.end("failed")
+        _write_final(run_dir, {"status": rundir.FAILED, "error": message}, best_effort=True)
+        attempt.end(rundir.FAILED)
         raise
+
+
+def _storage_line(e: OSError, run_dir: Path) -> str:
+    """The run's error line when its file system refused a write: full (space or quota), read-only, denied."""
+    from pipeline.train import checkpoint
+
+    kept = (f"{rundir.relative_checkpoint()} is intact" if atomic.resolve_dir(checkpoint.last_dir(run_dir))
+            else "files written before are intact")
+    where = e.filename or run_dir
+    if atomic.is_disk_full(e):
+        return (f"disk full at {where} (quota or free space): {kept}; free space there or raise the quota (or "
+                f"point PIPELINE_OUTPUT_ROOT elsewhere), then {_resume_command(run_dir)} resumes it")
+    return (f"cannot write {where}: {e.strerror}; {kept} - fix the file system or its permissions (or point "
+            f"PIPELINE_OUTPUT_ROOT elsewhere), then {_resume_command(run_dir)} resumes it")
 
 
 def _build(cfg: DictConfig, device: str, precision: str) -> Job:
@@ -183,8 +234,10 @@ def _build(cfg: DictConfig, device: str, precision: str) -> Job:
              len(enc["val"]), len(enc["test"]), len(splits.labels), splits.stats)
     data_ready = time.time()
 
-    model = model_lib.build_model(cfg.model, splits.labels, len(tokenizer), cfg.seed).to(device)
-    kernels = cpu_kernels.apply(model, t.cpu_kernels, device)  # CPU: fewer passes over L x L, parallel masks
+    model, attention = model_lib.build(cfg.model, splits.labels, len(tokenizer), cfg.seed)
+    model = model.to(device)
+    # CPU: fewer passes over L x L, parallel dropout masks
+    kernels = cpu_kernels.apply(model, t.cpu_kernels, device, attention)
     no_decay = ("bias", "LayerNorm.weight", "LayerNorm.bias")
     groups = [
         {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
@@ -197,6 +250,7 @@ def _build(cfg: DictConfig, device: str, precision: str) -> Job:
     return Job(splits=splits, tokenizer=tokenizer, train_set=enc["train"], val_set=enc["val"],
                test_set=enc["test"], model=model, optimizer=optimizer, scheduler=scheduler,
                scaler=torch.amp.GradScaler(device, enabled=precision == "fp16"), kernels=kernels,
+               attention=cpu_kernels.CPU_ATTENTION if kernels.attention else attention,
                pad_id=tokenizer.pad_token_id or 0, pad_to=None if t.dynamic_padding else t.max_length,
                total_steps=total_steps, epochs=math.ceil(total_steps / steps_per_epoch),
                steps_per_epoch=steps_per_epoch, data_ready=data_ready)
@@ -212,7 +266,7 @@ def _resume(cfg: DictConfig, job: Job, run_dir: Path) -> tuple[TrainState, bool]
     saved = checkpoint.load_last(run_dir)
     if saved is None:
         torch.manual_seed(cfg.seed)
-        (run_dir / rundir.METRICS_JSONL).unlink(missing_ok=True)
+        rundir.metrics_jsonl(run_dir).unlink(missing_ok=True)
         return TrainState(), False
     refuse_changed_resume(saved.get("config"), OmegaConf.to_container(cfg, resolve=True), run_dir)
     job.model.load_state_dict(saved["model"])
@@ -222,170 +276,215 @@ def _resume(cfg: DictConfig, job: Job, run_dir: Path) -> tuple[TrainState, bool]
     checkpoint.set_rng_state(saved["rng"])
     state = TrainState.from_dict(saved["counters"])
     state.attempt += 1
-    _truncate_metrics(run_dir / rundir.METRICS_JSONL, state.step)
+    _truncate_metrics(rundir.metrics_jsonl(run_dir), state.step)
     log.info("resumed from checkpoints/last at step %d (epoch %s, batch %d), attempt %d",
              state.step, epoch_label(state, job.epochs), state.batch, state.attempt)
     return state, True
 
 
-def _train(cfg: DictConfig, run_dir: Path, stopper: GracefulStop, attempt: attempts.Attempt) -> float:
+def _train(cfg: DictConfig, run_dir: Path, stopper: GracefulStop, attempt: attempts.Attempt,
+           started: float | None, on_eval: OnEval | None) -> float:
+    """Steps 1-3 (data, model, resume), the loop (4), then the end (5): completed, or pruned."""
+    from pipeline.data.batching import epoch_batches
+    from pipeline.train import tracking
+    from pipeline.train.gpu_use import GpuUse
+
+    t0, before_fit = time.time(), process_age(started)  # before fit: imports, config, preflight
+    t = cfg.trainer
+    device, precision = _device_and_precision(t)
+    job = _build(cfg, device, precision)
+    state, resumed = _resume(cfg, job, run_dir)
+    _write_run_info(cfg, run_dir, job, state, device, precision)
+    run = Run(cfg, run_dir, job, state, device, precision, attempt, tracking.start(cfg, run_dir), t0)
+    run.startup = _log_startup(run, started, before_fit)
+
+    # 4. the loop: each epoch's batches in its own order; evaluate, checkpoint, stop when told to
+    job.model.train()
+    stop, ending = state.step >= job.total_steps, None
+    evaluated_at = state.step if resumed else -1
+    with StepLog(run_dir, t, job, state, attempt, run.tracker, GpuUse.start(device)) as steps:
+        while not stop and state.epoch < job.epochs:
+            epoch = state.epoch  # the inner loop ends with the epoch: the next one gets its own order
+            batches = epoch_batches(job.train_set.lengths, t.batch_size, cfg.seed, epoch, t.group_by_length)
+            while state.epoch == epoch and state.batch < len(batches) and not stop:
+                t_step = time.time()
+                group = batches[state.batch:state.batch + t.grad_accum]
+                loss, n_samples = train_step(job, group, device, precision, t.max_grad_norm, t.lr, state.step)
+                state.step += 1
+                state.batch += len(group)
+                steps.step(state, loss, job.scheduler.get_last_lr()[0], n_samples, time.time() - t_step)
+                end_of_epoch = state.batch >= len(batches)
+                if end_of_epoch:
+                    state.epoch, state.batch = state.epoch + 1, 0
+                stop = state.step >= job.total_steps
+                eval_due = should_evaluate(state.step, end_of_epoch, stop, t.eval_every_steps)
+                if eval_due and evaluated_at != state.step:
+                    evaluated_at = state.step
+                    ending = _validate(run, steps, on_eval)
+                    stop = stop or ending is not None
+                if ending == rundir.PRUNED:
+                    break  # a pruned run keeps no checkpoint
+                if should_checkpoint(state.step, eval_due, t.checkpoint_every_steps) or stop_requested():
+                    _save_last(run, steps)
+                if stop_requested():
+                    steps.close()
+                    stopper.hand_on(lambda status, why: _record_stop(run, status, why))
+        if evaluated_at != state.step or state.best is None:  # no evaluation at the last step (a resume there)
+            ending = _validate(run, steps, on_eval)
+            if ending != rundir.PRUNED:
+                _save_last(run, steps)
+        gpu = steps.close()
+    return _finish_pruned(run, gpu) if ending == rundir.PRUNED else _finish(run, gpu)
+
+
+def _device_and_precision(t: Any) -> tuple[str, str]:
+    """Where and how this job computes, and its CPU threads (the cores the scheduler gave it)."""
     import torch
 
-    from pipeline.data import data_report
-    from pipeline.data.batching import epoch_batches
-    from pipeline.models import cpu_kernels
-    from pipeline.train import checkpoint, run_info, tracking
     from pipeline.train.doctor import require_gpu_if_requested
 
-    started = time.time()
-    before_fit = process_age()  # imports, config, preflight
-    t = cfg.trainer
     require_gpu_if_requested(t.device)  # a job given GPUs stops here, in one line, rather than train on CPU
     device = pick_device(t.device)
-    precision = pick_precision(t.precision, device)
     threads = cpu_threads()
     if threads and threads != torch.get_num_threads():
         torch.set_num_threads(threads)
-    job = _build(cfg, device, precision)
-    state, resumed = _resume(cfg, job, run_dir)
-    model = job.model
-    info = run_info.collect(job.splits.data_sha256, device, torch.cuda.device_count() if device == "cuda" else 0)
+    return device, pick_precision(t.precision, device)
+
+
+def _write_run_info(cfg: DictConfig, run_dir: Path, job: Job, state: TrainState, device: str,
+                    precision: str) -> None:
+    import torch
+
+    from pipeline.data import data_report
+    from pipeline.train import run_info
+
+    info = run_info.collect(job.splits.data_sha256, device, torch.cuda.device_count() if device != "cpu" else 0)
     info.update({"precision": precision, "attempt": state.attempt, "resumed_from_step": state.step,
-                 "threads": torch.get_num_threads() if device == "cpu" else None,
-                 "attention": cpu_kernels.CPU_ATTENTION if job.kernels.attention
-                 else model.config._attn_implementation,
+                 "threads": torch.get_num_threads() if device == "cpu" else None, "attention": job.attention,
                  "dropout": "fast" if job.kernels.dropout else "torch", "data_report": data_report.for_config(cfg)})
-    atomic.write_json(run_dir / rundir.RUN_INFO_JSON, info)
-    tracker = tracking.start(cfg, run_dir)
+    atomic.write_json(rundir.run_info_json(run_dir), info)
 
-    def save_last() -> None:
-        attempt.beat(state.step, force=True)
-        checkpoint.save_last(run_dir, {
-            "model": model.state_dict(), "optimizer": job.optimizer.state_dict(),
-            "scheduler": job.scheduler.state_dict(), "scaler": job.scaler.state_dict(),
-            "rng": checkpoint.rng_state(),
-            "counters": {**asdict(state), "elapsed": state.elapsed + time.time() - started},
-            "config": OmegaConf.to_container(cfg, resolve=True), "labels": job.splits.labels,
-        })
 
-    def run_eval() -> bool:
-        """Evaluate on val, log, keep the best; True if early stopping says stop."""
-        t_eval = time.time()
-        metrics, _, _ = evaluate(model, job.val_set, t.eval_batch_size, device, precision, job.pad_id)
-        row = {"split": "val", "epoch": state.epoch, "step": state.step, **metrics, "time": time.time()}
-        atomic.append_jsonl(run_dir / rundir.METRICS_JSONL, row)
-        tracker.log({f"val/{k}": v for k, v in metrics.items()}, state.step)
-        log.info("eval step %d epoch %s: %s", state.step, epoch_label(state, job.epochs), _fmt(metrics))
+def _log_startup(run: Run, started: float | None, before_fit: float | None) -> float:
+    """Seconds from the process's (or this run's) start to the first step, logged with where they went."""
+    import torch
+
+    age = process_age(started)
+    startup = round(age if age is not None else time.time() - run.t0, 3)
+    log.info("start-up %.1f s to the first step (%.1f s imports/config/preflight, %.1f s data, %.1f s model); "
+             "%s, %d threads", startup, before_fit or 0.0, run.job.data_ready - run.t0,
+             time.time() - run.job.data_ready, run.precision, torch.get_num_threads())
+    return startup
+
+
+def _validate(run: Run, steps: StepLog, on_eval: OnEval | None) -> str | None:
+    """Evaluate on the validation split, report it, keep the best checkpoint; then ask ``on_eval``. Why the
+    run ends here (``rundir.PRUNED``, ``EARLY_STOP``), or None."""
+    from pipeline.train import checkpoint
+
+    t, state = run.cfg.trainer, run.state
+    with steps.evaluating():
+        metrics, _, _ = evaluate(run.job.model, run.job.val_set, t.eval_batch_size, run.device, run.precision,
+                                 run.job.pad_id)
+        steps.evaluated(state, metrics)
         if improved(t.monitor, metrics, state.best_val):
             state.best, state.best_step, state.best_epoch = metrics[t.monitor], state.step, state.epoch
             state.bad_evals, state.best_val = 0, metrics
-            checkpoint.save_best(run_dir, model, job.tokenizer, {"step": state.step, "epoch": state.epoch,
-                                                                "val": metrics, "max_length": t.max_length})
+            checkpoint.save_best(run.run_dir, run.job.model, run.job.tokenizer, {
+                "step": state.step, "epoch": state.epoch, "val": metrics, "max_length": t.max_length})
         else:
             state.bad_evals += 1
-        progress_file.evaluated(time.time() - t_eval)
-        return 0 < t.early_stopping_patience <= state.bad_evals
-
-    # 4. the loop
-    model.train()
-    age = process_age()
-    startup = round(age if age is not None else time.time() - started, 3)
-    log.info("start-up %.1f s to the first step (%.1f s imports/config/preflight, %.1f s data, %.1f s model); "
-             "%s, %d threads", startup, before_fit or 0.0, job.data_ready - started, time.time() - job.data_ready,
-             precision, torch.get_num_threads())
-    progress_file = ProgressFile(run_dir, job.total_steps, job.epochs, state.step, state.attempt,
-                                 t.eval_every_steps if t.eval_every_steps > 0 else job.steps_per_epoch,
-                                 len(job.val_set), len(job.test_set))
-    progress = _Progress(job.total_steps, state.step, t.log_every_steps, progress_file.eta, job.epochs)
-    stop = state.step >= job.total_steps
-    evaluated_at = state.step if resumed else -1
-    while not stop and state.epoch < job.epochs:
-        epoch = state.epoch  # the inner loop ends with the epoch: the next one gets its own order
-        batches = epoch_batches(job.train_set.lengths, t.batch_size, cfg.seed, epoch, t.group_by_length)
-        while state.epoch == epoch and state.batch < len(batches) and not stop:
-            t_step = time.time()
-            group = batches[state.batch:state.batch + t.grad_accum]
-            loss, n_samples = train_step(job, group, device, precision, t.max_grad_norm, t.lr, state.step)
-            state.step += 1
-            state.batch += len(group)
-            _count_time(state, progress.start, n_samples, time.time() - t_step)
-            lr = job.scheduler.get_last_lr()[0]
-            progress_file.update(state.step, state.epoch, progress.rate)
-            progress.update(state, loss, lr, n_samples, time.time() - t_step)
-            if state.step % t.log_every_steps == 0:
-                atomic.append_jsonl(run_dir / rundir.METRICS_JSONL, {
-                    "split": "train", "epoch": state.epoch, "step": state.step, "loss": loss, "lr": lr,
-                    "samples_per_s": progress.rate, "time": time.time()})
-                tracker.log({"train/loss": loss, "train/lr": lr}, state.step)
-            end_of_epoch = state.batch >= len(batches)
-            if end_of_epoch:
-                state.epoch, state.batch = state.epoch + 1, 0
-            stop = state.step >= job.total_steps
-            eval_due = should_evaluate(state.step, end_of_epoch, stop, t.eval_every_steps)
-            if eval_due and evaluated_at != state.step:
-                evaluated_at = state.step
-                if run_eval():
-                    log.info("early stopping: no improvement in %d evaluations", state.bad_evals)
-                    stop = True
-            if should_checkpoint(state.step, eval_due, t.checkpoint_every_steps) or stop_requested():
-                save_last()
-            attempt.beat(state.step)
-            if stop_requested():
-                progress.close()
-                stopper.hand_on(lambda status, why: _record_stop(run_dir, state, started, attempt, status, why))
-    progress.close()
-    if evaluated_at != state.step or state.best is None:
-        run_eval()
-        save_last()
-    return _finish(cfg, job, run_dir, state, tracker, device, precision, started, startup)
+    if on_eval is not None and on_eval(state.step, dict(metrics)):
+        log.info("pruned at step %d (best %s=%.4f at step %s)", state.step, t.monitor, state.best,
+                 state.best_step)
+        return rundir.PRUNED
+    if 0 < t.early_stopping_patience <= state.bad_evals:
+        log.info("early stopping: no improvement in %d evaluations", state.bad_evals)
+        return EARLY_STOP
+    return None
 
 
-def _count_time(state: TrainState, first_step: int, n_samples: int, seconds: float) -> None:
-    """Seconds in steps (every step: samples/s over whole epochs) and, after warm-up, samples and seconds."""
-    state.step_time += seconds
-    if state.step > first_step + 2:
-        state.train_samples += n_samples
-        state.train_time += seconds
+def _save_last(run: Run, steps: StepLog) -> None:
+    """``checkpoints/last``: everything an exact resume needs (and the attempt's time so far)."""
+    from pipeline.train import checkpoint
+
+    job, state = run.job, run.state
+    run.attempt.beat(state.step, force=True)
+    with steps.not_training():
+        checkpoint.save_last(run.run_dir, {
+            "model": job.model.state_dict(), "optimizer": job.optimizer.state_dict(),
+            "scheduler": job.scheduler.state_dict(), "scaler": job.scaler.state_dict(),
+            "rng": checkpoint.rng_state(),
+            "counters": {**asdict(state), "elapsed": state.elapsed + time.time() - run.t0},
+            "config": OmegaConf.to_container(run.cfg, resolve=True), "labels": job.splits.labels,
+        })
 
 
-def _finish(cfg: DictConfig, job: Job, run_dir: Path, state: TrainState, tracker: Any, device: str,
-            precision: str, started: float, startup: float) -> float:
+def _outcome(run: Run, status: str, gpu: dict[str, Any] | None) -> dict[str, Any]:
+    """What ``metrics.json`` says of a run that ended well (completed or pruned): its best validation
+    metrics, steps, times, sizes and GPU use."""
+    state, job, t = run.state, run.job, run.cfg.trainer
+    out = {
+        "status": status, "error": None, "monitor": t.monitor,
+        "best_epoch": state.best_epoch, "best_step": state.best_step, "val": state.best_val,
+        "steps": state.step, "epochs": state.epoch, "attempts": state.attempt,
+        "wall_time_s": round(state.elapsed + time.time() - run.t0, 3),
+        "train_samples_per_s": round(state.train_samples / state.train_time, 3) if state.train_time else None,
+        "train_time_s": round(state.step_time, 3), "startup_s": run.startup,
+        "device": run.device, "precision": run.precision, "num_labels": len(job.splits.labels),
+        "train_size": len(job.train_set), "val_size": len(job.val_set), "test_size": len(job.test_set),
+    }
+    if gpu is not None:
+        out["gpu"] = gpu
+    return out
+
+
+def _finish(run: Run, gpu: dict[str, Any] | None) -> float:
     """5. test the best checkpoint; ``metrics.json``; return the best validation value of trainer.monitor."""
     from transformers import AutoModelForSequenceClassification
 
     from pipeline.results import class_metrics
     from pipeline.train import checkpoint, retention
 
-    t = cfg.trainer
+    job, state, t = run.job, run.state, run.cfg.trainer
     if state.best_step == state.step:
         best = job.model  # the weights checkpoints/best was saved from: no reload
     else:
-        best = AutoModelForSequenceClassification.from_pretrained(checkpoint.best_dir(run_dir)).to(device)
-    test_metrics, preds, probs = evaluate(best, job.test_set, t.eval_batch_size, device, precision, job.pad_id)
-    atomic.append_jsonl(run_dir / rundir.METRICS_JSONL, {"split": "test", "epoch": state.best_epoch,
-                                                         "step": state.best_step, **test_metrics,
-                                                         "time": time.time()})
-    _write_predictions(run_dir, job.splits.test, preds, probs, job.splits.labels)
-    elapsed = state.elapsed + time.time() - started
-    result = {
-        "status": "completed", "error": None, "monitor": t.monitor,
-        "best_epoch": state.best_epoch, "best_step": state.best_step,
-        "val": state.best_val, "test": test_metrics,
-        "steps": state.step, "epochs": state.epoch, "attempts": state.attempt,
-        "wall_time_s": round(elapsed, 3),
-        "train_samples_per_s": round(state.train_samples / state.train_time, 3) if state.train_time else None,
-        "train_time_s": round(state.step_time, 3), "startup_s": startup,
-        "device": device, "precision": precision, "num_labels": len(job.splits.labels),
-        "train_size": len(job.train_set), "val_size": len(job.val_set), "test_size": len(job.test_set),
-        "test_classes": class_metrics.per_class(job.test_set.labels, preds, job.splits.labels),
-    }
-    _write_final(run_dir, result)
-    retention.after_completion(run_dir, t.keep_last_checkpoint)
-    tracker.summary({"val": state.best_val, "test": test_metrics, "wall_time_s": result["wall_time_s"]})
-    tracker.finish()
-    log.info("done in %.1f s: best val %s=%.4f at step %s; test accuracy=%.4f macro_f1=%.4f", elapsed,
-             t.monitor, state.best, state.best_step, test_metrics["accuracy"], test_metrics["macro_f1"])
-    print(f"val  {_fmt(state.best_val)}\ntest {_fmt(test_metrics)}\nrun dir: {run_dir}", flush=True)
+        best = AutoModelForSequenceClassification.from_pretrained(checkpoint.best_dir(run.run_dir)).to(run.device)
+    test_metrics, preds, probs = evaluate(best, job.test_set, t.eval_batch_size, run.device, run.precision,
+                                          job.pad_id)
+    atomic.append_jsonl(rundir.metrics_jsonl(run.run_dir), {"split": "test", "epoch": state.best_epoch,
+                                                            "step": state.best_step, **test_metrics,
+                                                            "time": time.time()})
+    _write_predictions(run.run_dir, job.splits.test, preds, probs, job.splits.labels)
+    result = {**_outcome(run, rundir.COMPLETED, gpu), "test": test_metrics,
+              "test_classes": class_metrics.per_class(job.test_set.labels, preds, job.splits.labels)}
+    _write_final(run.run_dir, result)
+    retention.after_completion(run.run_dir, t.keep_last_checkpoint)
+    run.attempt.end(rundir.COMPLETED)
+    run.tracker.summary({"val": state.best_val, "test": test_metrics, "wall_time_s": result["wall_time_s"]})
+    run.tracker.finish()
+    log.info("done in %.1f s: best val %s=%.4f at step %s; test accuracy=%.4f macro_f1=%.4f",
+             result["wall_time_s"], t.monitor, state.best, state.best_step, test_metrics["accuracy"],
+             test_metrics["macro_f1"])
+    print(f"val  {fmt(state.best_val)}\ntest {fmt(test_metrics)}\nrun dir: {run.run_dir}", flush=True)
+    return float(state.best_val[t.monitor])
+
+
+def _finish_pruned(run: Run, gpu: dict[str, Any] | None) -> float:
+    """A run its ``on_eval`` pruned: ``metrics.json`` (the best validation metrics so far, no test), and no
+    weights kept (``metrics.jsonl`` stays: the curve up to the pruning)."""
+    from pipeline.train import retention
+
+    state, t = run.state, run.cfg.trainer
+    result = {**_outcome(run, rundir.PRUNED, gpu), "pruned_at_step": state.step}
+    _write_final(run.run_dir, result)
+    retention.after_pruning(run.run_dir)
+    run.attempt.end(rundir.PRUNED, state.step)
+    run.tracker.summary({"val": state.best_val, "pruned_at_step": state.step, "wall_time_s": result["wall_time_s"]})
+    run.tracker.finish()
+    print(f"pruned at step {state.step} of {run.job.total_steps}\nval  {fmt(state.best_val)}\n"
+          f"run dir: {run.run_dir}", flush=True)
     return float(state.best_val[t.monitor])
 
 
@@ -457,7 +556,8 @@ def refuse_changed_resume(saved: dict | None, current: dict, run_dir: Path) -> N
         raise PipelineError(
             f"{run_dir} holds a checkpoint of a different config ({'; '.join(changes[:4])}"
             f"{'; ...' if len(changes) > 4 else ''}): resuming would mix the two; use a new run dir, or move "
-            f"{run_dir / 'checkpoints'} away to start over (pipeline rerun does that when overrides change)")
+            f"{run_dir / rundir.CHECKPOINTS_DIR} away to start over (pipeline rerun does that when overrides "
+            "change)")
 
 
 def improved(metric: str, new: dict[str, float], best: dict[str, float] | None) -> bool:
@@ -471,10 +571,6 @@ def improved(metric: str, new: dict[str, float], best: dict[str, float] | None) 
 
 
 # ------------------------------------------------------------------------------------ helpers
-
-
-def _fmt(m: dict[str, float]) -> str:
-    return " ".join(f"{k}={v:.4f}" for k, v in m.items())
 
 
 def _hydra_run_dir() -> Path:
@@ -492,36 +588,47 @@ def _read_json(path: Path) -> dict[str, Any]:
         return {}
 
 
-def _write_final(run_dir: Path, result: dict[str, Any]) -> None:
+def _write_final(run_dir: Path, result: dict[str, Any], best_effort: bool = False) -> None:
+    """``metrics.json``. A completed or pruned run's must be written (it raises, and its checkpoints stay);
+    a failed or stopped run's is ``best_effort``: an error in writing it is logged, not raised over the
+    error that ended the run."""
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     try:
-        atomic.write_json(run_dir / rundir.METRICS_JSON, {**result, "end_time": now})
+        atomic.write_json(rundir.metrics_json(run_dir), {**result, "end_time": now})
     except OSError as e:
-        log.error("could not write %s: %s", run_dir / rundir.METRICS_JSON, e)
+        if not best_effort:
+            raise
+        log.error("could not write %s: %s", rundir.metrics_json(run_dir), e)
 
 
-def _record_stop(run_dir: Path, state: TrainState, started: float, attempt: attempts.Attempt, status: str,
-                 why: str | None) -> None:
+def _resume_command(run_dir: Path) -> str:
+    """The command that resumes this run: ``pipeline rerun SWEEP --failed`` in a sweep, else run.py's."""
+    if rundir.manifest_path(run_dir.parent).is_file():
+        return f"`pipeline rerun {run_dir.parent} --failed`"
+    return f"`python run.py hydra.run.dir={run_dir}`"
+
+
+def _record_stop(run: Run, status: str, why: str | None) -> None:
     """A run stopped after saving ``checkpoints/last``: the attempt's record, and ``metrics.json`` saying
     what stopped it and how to resume (not when it is being requeued: the next attempt carries on)."""
+    state = run.state
     step = state.step
-    attempt.end(status, step)
+    run.attempt.end(status, step)
     if status == REQUEUED:
         return
-    resume = (f"`pipeline rerun {run_dir.parent} --failed`" if (run_dir.parent / "sweep.json").is_file()
-              else f"`python run.py hydra.run.dir={run_dir}`")
-    kept = f"checkpoints/last at step {step} is kept: {resume} resumes from it"
+    last = rundir.relative_checkpoint()
+    kept = f"{last} at step {step} is kept: {_resume_command(run.run_dir)} resumes from it"
     if status == GAVE_UP:
-        error = (f"{why.rstrip('.')} at step {step} (attempt {state.attempt}); {kept}, or rerun it with a "
+        error = (f"{(why or '').rstrip('.')} at step {step} (attempt {state.attempt}); {kept}, or rerun it with a "
                  "larger hydra.launcher.timeout_min or hydra.launcher.max_num_timeout")
     else:
         error = f"killed by {why} at step {step} (attempt {state.attempt}); {kept}"
-    _write_final(run_dir, {
+    _write_final(run.run_dir, {
         "status": status, "error": error, "signal": why if status == KILLED else "SIGUSR2",
         "steps": step, "epochs": state.epoch, "attempts": state.attempt,
-        "checkpoint": "checkpoints/last", "checkpoint_step": step,
-        "wall_time_s": round(state.elapsed + time.time() - started, 3),
-    })
+        "checkpoint": last, "checkpoint_step": step,
+        "wall_time_s": round(state.elapsed + time.time() - run.t0, 3),
+    }, best_effort=True)
     log.error("%s", error)
 
 
@@ -547,51 +654,4 @@ def _write_predictions(run_dir: Path, test: Any, preds: Any, probs: Any, labels:
 
     frame = pd.DataFrame({"text": test.text, "label": test.label, "prediction": [labels[i] for i in preds],
                           "confidence": probs.max(-1).round(5)})
-    atomic.write_text(run_dir / "test_predictions.csv", frame.to_csv(index=False))
-
-
-def epoch_label(state: TrainState, epochs: int) -> str:
-    """The epoch the latest step belongs to, 1-based, over the total: ``1/2`` for every step of the first
-    epoch and for the evaluation at its end (``state.epoch`` counts finished epochs)."""
-    current = state.epoch + (1 if state.batch else 0)
-    return f"{max(current, 1)}/{epochs}" if epochs else str(max(current, 1))
-
-
-class _Progress:
-    """A rich progress bar on a terminal; plain log lines every ``log_every`` steps in job logs."""
-
-    def __init__(self, total: int, start: int, log_every: int, eta: Any = None, epochs: int = 0) -> None:
-        self.total, self.start, self.log_every, self.epochs = total, start, max(1, log_every), epochs
-        self.eta = eta  # () -> seconds left (pipeline.train.progress: steps and evaluations since the (re)start)
-        self.rate = 0.0
-        self._bar = None
-        if sys.stderr.isatty():
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self._bar = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                                 TimeRemainingColumn(), TextColumn("{task.fields[info]}"), transient=False)
-            self._task = self._bar.add_task("train", total=total, completed=start, info="")
-            self._bar.start()
-
-    def update(self, state: TrainState, loss: float, lr: float, samples: int, seconds: float) -> None:
-        inst = samples / max(seconds, 1e-9)
-        self.rate = inst if self.rate == 0 else 0.9 * self.rate + 0.1 * inst
-        info = f"loss={loss:.4f} lr={lr:.2e} {self.rate:.1f} samples/s"
-        if self._bar is not None:
-            self._bar.update(self._task, completed=state.step, info=info)
-        elif state.step % self.log_every == 0 or state.step == self.total:
-            eta = (self.eta() if self.eta else None) or 0
-            log.info("step %d/%d epoch %s %s eta %.0fs", state.step, self.total, epoch_label(state, self.epochs),
-                     info, eta)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-            self._bar = None
+    atomic.write_text(run_dir / rundir.TEST_PREDICTIONS_CSV, frame.to_csv(index=False))

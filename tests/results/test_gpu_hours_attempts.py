@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline import atomic
+from pipeline import atomic, rundir
 from pipeline.results import results as R
 from pipeline.train import attempts
 from tests.results.make_runs import write_run
 
 
 def _attempts(run_dir, *records: tuple[float, str]) -> None:
-    atomic.write_json(run_dir / attempts.ATTEMPTS_JSON, [
+    atomic.write_json(rundir.attempts_json(run_dir), [
         {"id": str(k), "start": "2024-01-01T10:00:00+00:00", "wall_s": wall, "status": status, "step": 10 * k}
         for k, (wall, status) in enumerate(records)])
 
