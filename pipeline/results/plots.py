@@ -1,7 +1,7 @@
 """Sweep plots: learning curves (validation metric and training loss) and the per-configuration summary.
 
 Each plot is built by a ``*_figure`` function that returns a bare ``matplotlib.figure.Figure`` (tests read
-its titles, labels and legends), and a ``*_png`` function renders that figure to PNG bytes. Headless by
+its titles, labels and legends), and :func:`render_png` renders a figure to PNG bytes. Headless by
 construction: the Agg canvas, no pyplot (no global figure state, no GUI backend, nothing to close).
 matplotlib is imported inside the functions so that importing this module costs nothing.
 
@@ -28,15 +28,11 @@ def _figure(width: float, height: float, layout: str | None = "constrained"):
     return fig
 
 
-def _png(fig) -> bytes:
+def render_png(fig: Any) -> bytes:
+    """PNG bytes of a figure made by one of the ``*_figure`` functions."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
-
-
-def render_png(fig: Any) -> bytes:
-    """PNG bytes of a figure made by one of the ``*_figure`` functions."""
-    return _png(fig)
 
 
 def _colors(n: int) -> list:
@@ -114,12 +110,6 @@ def curves_figure(groups: list[tuple[str, list[Curve]]], ylabel: str, title: str
     return fig
 
 
-def curves_png(groups: list[tuple[str, list[Curve]]], ylabel: str, title: str = "",
-               train: list[list[Curve]] | None = None) -> bytes:
-    """:func:`curves_figure` as PNG bytes."""
-    return _png(curves_figure(groups, ylabel, title, train))
-
-
 def final_figure(groups: list[tuple[str, list[float]]], ylabel: str, title: str = ""):
     """Per-configuration summary: every seed's final metric as a point, the mean over seeds as a bar."""
     from matplotlib.lines import Line2D
@@ -159,11 +149,6 @@ def final_figure(groups: list[tuple[str, list[float]]], ylabel: str, title: str 
     return fig
 
 
-def final_png(groups: list[tuple[str, list[float]]], ylabel: str, title: str = "") -> bytes:
-    """:func:`final_figure` as PNG bytes."""
-    return _png(final_figure(groups, ylabel, title))
-
-
 def confusion_figure(labels: list[str], matrix: list[list[int]], title: str = ""):
     """Confusion matrix as a heat map: rows true class, columns predicted, each cell its count and its share
     of the row (the class's recall on the diagonal)."""
@@ -195,8 +180,3 @@ def confusion_figure(labels: list[str], matrix: list[list[int]], title: str = ""
     ax.set_ylabel("true class")
     ax.set_title(title, fontsize="medium")
     return fig
-
-
-def confusion_png(labels: list[str], matrix: list[list[int]], title: str = "") -> bytes:
-    """:func:`confusion_figure` as PNG bytes."""
-    return _png(confusion_figure(labels, matrix, title))

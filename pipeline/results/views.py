@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from pipeline.results.formats import footer_lines, human_rows
 from pipeline.results.tables import Column, Grid, show
+from pipeline.rundir import BAD_STATES
 
 #: short headers for the long metric names (``--columns`` takes either)
 SHORT_METRIC = {"val_macro_f1": "val_f1", "val_accuracy": "val_acc", "test_macro_f1": "test_f1",
@@ -32,10 +34,8 @@ def _state_styles() -> dict[str, str]:
 
 
 def results_grid(table: Any, title: str | None = None) -> Grid:
-    """The compare table (:class:`pipeline.results.results.Table`, one row per run or per configuration)."""
-    from pipeline.results import results as R
-
-    names, rows = R.human_rows(table)
+    """The compare table (:class:`pipeline.results.compare.Table`, one row per run or per configuration)."""
+    names, rows = human_rows(table)
     metrics = set(table.display) | {"gpu_hours"}
     columns = []
     for name in names:
@@ -56,16 +56,14 @@ def results_grid(table: Any, title: str | None = None) -> Grid:
     styles = []
     for i, row in enumerate(table.rows):
         state = str(row.get("state", ""))
-        styles.append("bold green" if i == table.best else "red" if state in R.BAD_STATES else
+        styles.append("bold green" if i == table.best else "red" if state in BAD_STATES else
                       "dim" if state in ("missing", "running") else "")
     return Grid(columns=columns, rows=rows, title=title, row_styles=styles)
 
 
 def print_results(console: Any, table: Any, title: str | None = None, pick: Sequence[str] | None = None) -> None:
-    """The compare table, then the totals line and the best line."""
-    from pipeline.results import results as R
-
-    show(console, results_grid(table, title), pick, footer=(R.total_line(table), R.GPU_HOURS_NOTE, R.best_line(table)))
+    """The compare table, then its footer: totals, what GPU hours count, the best row."""
+    show(console, results_grid(table, title), pick, footer=footer_lines(table))
 
 
 # ----------------------------------------------------------------------------------------------- status
