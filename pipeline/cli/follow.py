@@ -34,7 +34,7 @@ def status(
     """
     from pipeline.launch import sweep_status as S
     from pipeline.results import views
-    from pipeline.results.tables import UnknownColumnError, show
+    from pipeline.results.tables import UnknownColumnError
 
     (sw,) = load_sweeps([sweep])
     check_metric(metric, sw.runs)
@@ -44,11 +44,10 @@ def status(
     rows = S.sweep_status(sw, answer, metric)
     out = console()
     try:
-        show(out, views.status_grid(rows, metric, f"{sw.path}  ({sw.scheduler})"), split_columns(columns))
+        views.print_status(out, sw.path, rows, metric, f"{sw.path}  ({sw.scheduler})", split_columns(columns))
     except UnknownColumnError as e:
         fail(str(e))
-    counts = {s: sum(st.state == s for st in rows) for s in rundir.STATES}
-    out.print(f"{len(rows)} jobs: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
+    out.print(views.count_line([st.state for st in rows]))
     out.print(disk_line(sw.runs))
     agg = S.aggregate_state(sw, answer)
     if agg:

@@ -47,6 +47,7 @@ class Table:
     total_gpu_hours: float
     counts: dict[str, int]
     best: int | None = None  # index into rows
+    gpus_used: bool = False  # some run was given GPUs (GPU hours are worth saying)
 
     def human_columns(self) -> list[str]:
         cols = ["best"]
@@ -56,8 +57,9 @@ class Table:
         cols += self.params
         cols += ["n"] if self.by_seed else []
         cols += ["state"]
-        cols += [m for m in self.display if m != "gpu_hours"] + ["gpu_hours", "error"]
-        return cols
+        cols += [m for m in self.display if m != "gpu_hours"]
+        cols += ["gpu_hours"] if self.gpus_used else []
+        return cols + ["error"]
 
     def data_columns(self) -> list[str]:
         cols = ["rank", "best", "sweep"]
@@ -152,6 +154,7 @@ def _table(runs: list[Run], rows: list[dict[str, Any]], metric: str, mode: str, 
         rows=rows, metric=metric, mode=mode, by_seed=by_seed, params=params, metrics=present,
         display=_display(metric, present, columns), multi_sweep=len({r.sweep for r in runs}) > 1,
         total_gpu_hours=sum(r.metrics.get("gpu_hours", 0.0) for r in runs), counts=counts(runs), best=best,
+        gpus_used=any(r.gpus for r in runs),
     )
 
 

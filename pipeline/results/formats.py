@@ -1,8 +1,8 @@
 """A :class:`~pipeline.results.compare.Table` as text: its cells, its footer lines, and the four file
 formats (``md``, ``csv``, ``json``, ``latex``). The terminal table is :mod:`pipeline.results.views`.
 
-The footer (under every human format): the totals with the GPU hours, what the GPU hours count, and the
-best row.
+The footer (under every human format): the totals (``total: 12 runs (8 completed, 4 failed)``, with the
+GPU hours and what they count when a run was given GPUs) and the best row.
 """
 
 from __future__ import annotations
@@ -18,6 +18,11 @@ from pipeline.results.runs import is_number
 
 #: the footer line under the GPU hours: what they count
 GPU_HOURS_NOTE = "GPU hours include all attempts (requeued, killed and failed ones too)"
+
+
+def plural(n: int, word: str) -> str:
+    """``1 run``, ``2 runs``."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def format_number(metric: str, value: Any) -> str:
@@ -63,8 +68,10 @@ def human_rows(table: Table) -> tuple[list[str], list[list[str]]]:
 
 
 def total_line(table: Table) -> str:
-    runs = sum(table.counts.values())
-    return f"total: {table.total_gpu_hours:.3f} GPU hours over {runs} runs ({count_text(table.counts)})"
+    runs = plural(sum(table.counts.values()), "run")
+    if not table.gpus_used:
+        return f"total: {runs} ({count_text(table.counts)})"
+    return f"total: {table.total_gpu_hours:.3f} GPU hours over {runs} ({count_text(table.counts)})"
 
 
 def best_line(table: Table) -> str:
@@ -73,7 +80,8 @@ def best_line(table: Table) -> str:
     row = table.rows[table.best]
     if table.by_seed:
         config = " ".join(f"{p}={row[p]}" for p in table.params if row.get(p) is not None) or "the configuration"
-        where = f"{config} (jobs {row.get('jobs')})"
+        jobs = str(row.get("jobs") or "")
+        where = f"{config} ({'job' if len(jobs.split()) == 1 else 'jobs'} {jobs})"
     else:
         where = f"job {row.get('job')}"
     if table.multi_sweep:
@@ -82,8 +90,8 @@ def best_line(table: Table) -> str:
 
 
 def summary_lines(table: Table) -> list[str]:
-    """What the footer says above the best line: totals, what GPU hours count."""
-    return [total_line(table), GPU_HOURS_NOTE]
+    """What the footer says above the best line: totals, and what GPU hours count."""
+    return [total_line(table), *([GPU_HOURS_NOTE] if table.gpus_used else [])]
 
 
 def footer_lines(table: Table) -> list[str]:

@@ -61,15 +61,23 @@ def band(curves: list[Curve]) -> tuple[list[float], list[float], list[float], li
     return steps, mean, lo, hi
 
 
+def has_band(curves: list[Curve]) -> bool:
+    """Is there a min–max band to draw: seeds that differ somewhere, over more than one step."""
+    steps, _, lo, hi = band(curves)
+    return len(steps) > 1 and any(h > low for low, h in zip(lo, hi, strict=True))
+
+
 def _mean_lines(ax, groups: list[tuple[str, list[Curve]]], colors: list, marker: str | None, legend: bool) -> None:
-    """One line per configuration: the mean over seeds, with the min–max band of the seeds."""
+    """One line per configuration: the mean over seeds, with the min–max band of the seeds where there is
+    one. A line of one point gets a marker (a line without markers would draw nothing)."""
     for i, (label, curves) in enumerate(groups):
         if not curves:
             continue
         steps, mean, lo, hi = band(curves)
         shown = f"{label} (n={len(curves)})" if legend and i < MAX_LEGEND else None
-        ax.plot(steps, mean, marker=marker, markersize=3, color=colors[i], label=shown)
-        if len(curves) > 1:
+        ax.plot(steps, mean, marker=marker or ("o" if len(steps) == 1 else None), markersize=3, color=colors[i],
+                label=shown)
+        if has_band(curves):
             ax.fill_between(steps, lo, hi, color=colors[i], alpha=0.2, linewidth=0)
 
 
@@ -97,7 +105,7 @@ def curves_figure(groups: list[tuple[str, list[Curve]]], ylabel: str, title: str
         ax.legend(loc="lower right", fontsize="small", title="configuration (seeds)" if len(groups) <= MAX_LEGEND
                   else f"first {MAX_LEGEND} of {len(groups)} configurations")
     ax.set_title(f"{ylabel} on the validation split" + (" (band: min–max over seeds)" if any(
-        len(cs) > 1 for _, cs in groups) else ""), fontsize="medium")
+        has_band(cs) for _, cs in groups) else ""), fontsize="medium")
     if with_train:
         tax = axes[1]
         _mean_lines(tax, [(label, cs) for (label, _), cs in zip(groups, train, strict=True)], colors, None,

@@ -25,7 +25,7 @@ from typing import Any
 
 from pipeline import rundir as RD
 from pipeline.results.compare import Table, best_run, count_text
-from pipeline.results.formats import best_line, human_rows, total_line
+from pipeline.results.formats import best_line, human_rows, summary_lines
 from pipeline.results.logs import log_tail
 from pipeline.results.metrics import curve_key
 from pipeline.results.runs import Run, Sweep
@@ -246,7 +246,7 @@ def _plots_html(per_run: Table, images: dict[str, bytes]) -> str:
     captions = (
         (RD.FINAL_PNG, f"Final {per_run.metric} per configuration: each seed a dot, the mean a bar"),
         (RD.CURVES_PNG, f"Learning curves per configuration: validation {curve_key(per_run.metric)} (mean over "
-                        "seeds, min–max band) and training loss"),
+                        "seeds) and training loss"),
     )
     return "".join(f"<figure>{_img(images[name], cap)}<figcaption>{_e(cap)}</figcaption></figure>"
                    for name, cap in captions if images.get(name))
@@ -263,7 +263,9 @@ def _confusion_section(best: Run | None, metric: str) -> str:
 
 
 def _chips(sweep: Sweep, per_run: Table) -> str:
-    chips = [f"{len(sweep.runs)} runs ({count_text(per_run.counts)})", f"{per_run.total_gpu_hours:.3f} GPU hours",
+    runs = sum(per_run.counts.values())
+    chips = [f"{runs} run{'' if runs == 1 else 's'} ({count_text(per_run.counts)})",
+             *([f"{per_run.total_gpu_hours:.3f} GPU hours"] if per_run.gpus_used else []),
              f"scheduler: {sweep.scheduler}", f"ranked by {per_run.metric} ({per_run.mode})"]
     return "".join(f'<span class="chip">{_e(c)}</span>' for c in chips)
 
@@ -273,7 +275,7 @@ def render(sweep: Sweep, per_run: Table, summary: Table, images: dict[str, bytes
     step."""
     best = best_run(sweep.runs, per_run.metric, per_run.mode)
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    notes = f'<p class="note">{_e(total_line(per_run))}</p>'
+    notes = "".join(f'<p class="note">{_e(line)}</p>' for line in summary_lines(per_run))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{_e(sweep.name)}: sweep report</title><style>{STYLE}</style></head>

@@ -2,16 +2,21 @@
 
 ``results`` (and the table a blocking sweep prints at its end), ``status`` and ``predict`` all build a
 Grid here and print it with :func:`pipeline.results.tables.show`, so they share one set of fitting rules.
+
+``status``'s note column shows what happened (a note up to its first ``;``); a note the table cannot show
+whole (how to resume, a long error) is said in full under the table, wrapped to the terminal's width
+without breaking a `quoted command`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from pipeline.results.formats import footer_lines, human_rows
-from pipeline.results.tables import Column, Grid, show
-from pipeline.rundir import BAD_STATES
+from pipeline.results.tables import Column, Fitted, Grid, show, text_width, wrap
+from pipeline.rundir import BAD_STATES, COMPLETED, RUNNING, STATES
 
 #: short headers for the long metric names (``--columns`` takes either)
 SHORT_METRIC = {"val_macro_f1": "val_f1", "val_accuracy": "val_acc", "test_macro_f1": "test_f1",
@@ -62,7 +67,7 @@ def results_grid(table: Any, title: str | None = None) -> Grid:
 
 
 def print_results(console: Any, table: Any, title: str | None = None, pick: Sequence[str] | None = None) -> None:
-    """The compare table, then its footer: totals, what GPU hours count, the best row."""
+    """The compare table, then its footer: totals, GPU use, the best row."""
     show(console, results_grid(table, title), pick, footer=footer_lines(table))
 
 
@@ -75,8 +80,48 @@ def _num(v: float | None, digits: int = 4) -> str:
     return f"{v:.0f}" if digits == 0 else f"{v:.{digits}f}"
 
 
+def duration(seconds: float | None) -> str:
+    """``1:02:03``; "" for None."""
+    if seconds is None:
+        return ""
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def progress_cells(st: Any) -> tuple[str, str]:
+    """``pipeline status``'s step (``120/400``) and ETA (``0:01:18``) cells of one job
+    (:class:`pipeline.launch.sweep_status.JobStatus`); a running job's come from its ``progress.json``."""
+    from pipeline.train import progress as P
+
+    prog = {} if st.state != RUNNING else P.read(st.run.run_dir)
+    step = prog.get("step", st.step)
+    total = prog.get("total_steps") or (st.step if st.state == COMPLETED else None)
+    text = "" if step is None else (f"{int(step)}/{int(total)}" if total else f"{int(step)}")
+    eta = P.eta_now(prog) if prog else None
+    return text, duration(eta)
+
+
+def count_line(states: Sequence[str]) -> str:
+    """``7 jobs: 6 completed, 1 failed`` (states in their fixed order)."""
+    counts = {s: list(states).count(s) for s in set(states)}
+    n = len(states)
+    return f"{n} job{'' if n == 1 else 's'}: " + ", ".join(f"{counts[s]} {s}" for s in STATES if counts.get(s))
+
+
+def as_given(note: str | None, sweep_path: Path) -> str | None:
+    """``note`` with the sweep's absolute path written as the user gave it (shorter, and what they typed)."""
+    full = str(Path(sweep_path).resolve())
+    return note.replace(full, str(sweep_path)) if note and full != str(sweep_path) else note
+
+
+def short_note(note: str | None) -> str:
+    """What the note column shows: what happened, up to the first ``;`` (the rest is said under the table)."""
+    return (note or "").split("; ", 1)[0]
+
+
 def status_grid(statuses: Sequence[Any], metric: str, title: str | None = None) -> Grid:
     """One row per job (:class:`pipeline.launch.sweep_status.JobStatus`)."""
+    cells = [progress_cells(st) for st in statuses]
     columns = [
         Column("job", right=True, keep=True, priority=9),
         Column("job_id", "job id", priority=2),
@@ -89,11 +134,29 @@ def status_grid(statuses: Sequence[Any], metric: str, title: str | None = None) 
         Column("best", f"best {metric_header(metric)}", right=True, priority=7, aliases=(f"best {metric}",)),
         Column("note", text=True, priority=6, min_width=20),
     ]
-    from pipeline.results.watch import duration, step_and_eta
-
     rows = [[st.run.label, st.run.job_id or "", st.state.upper(), st.sched, duration(st.runtime_s),
-             _num(st.epoch, 0), *step_and_eta(st), _num(st.best), st.note or ""] for st in statuses]
+             _num(st.epoch, 0), step, eta, _num(st.best), short_note(st.note)]
+            for st, (step, eta) in zip(statuses, cells, strict=True)]
     return Grid(columns=columns, rows=rows, title=title, cell_styles={"state": _state_styles()})
+
+
+def notes_not_shown(statuses: Sequence[Any], fitted: Fitted, picked: bool) -> list[tuple[str, str]]:
+    """``(job, note)`` of the notes the fitted status table did not show whole."""
+    keys = [c.key for c in fitted.columns]
+    if "note" not in keys and picked:
+        return []  # --columns left the notes out on purpose
+    width = fitted.widths[keys.index("note")] if "note" in keys else 0
+    return [(st.run.label, st.note) for st in statuses
+            if st.note and (short_note(st.note) != st.note or text_width(st.note) > width)]
+
+
+def print_status(console: Any, sweep_path: Path, statuses: Sequence[Any], metric: str, title: str | None = None,
+                 pick: Sequence[str] | None = None) -> None:
+    """``pipeline status``'s table, then the full notes the table could not show whole."""
+    fitted = show(console, status_grid(statuses, metric, title), pick)
+    for job, note in notes_not_shown(statuses, fitted, bool(pick)):
+        for line in wrap(f"job {job}: {as_given(note, sweep_path)}", console.width):
+            console.print(line, style="red", soft_wrap=True)
 
 
 # ---------------------------------------------------------------------------------------------- predict

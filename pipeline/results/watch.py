@@ -23,6 +23,8 @@ from typing import Any
 from pipeline.launch import sweep_status as S
 from pipeline.results.metrics import curve_key, default_mode, varying_params
 from pipeline.results.runs import NotASweepError, Run, Sweep, load_sweep
+from pipeline.results.tables import wrap
+from pipeline.results.views import STATE_STYLE, as_given, count_line, duration
 from pipeline.rundir import COMPLETED, CORRUPT, FAILED, MISSING, PENDING, REQUEUED, RUNNING
 from pipeline.train import progress as P
 
@@ -110,7 +112,7 @@ def job_view(st: S.JobStatus, metric: str, keys: list[str], waiting: bool, gone_
     if state == MISSING and not run.job_id and waiting:
         state = PENDING  # listed by the local launcher, not started yet
     ended = state in ENDED or (state == MISSING and gone_if_missing)
-    view = JobView(label=run.label, state=state, ended=ended, best=st.best, note=st.note,
+    view = JobView(label=run.label, state=state, ended=ended, best=st.best, note=as_given(st.note, run.sweep_dir),
                    runtime_s=st.runtime_s,
                    config=" ".join(f"{k.rsplit('.', 1)[-1]}={run.params[k]}" for k in keys if k in run.params))
     vals = _val_values(run, curve_key(metric))
@@ -151,13 +153,6 @@ def snapshot(path: Path, metric: str, ask_scheduler: bool = True) -> Snapshot:
 # ------------------------------------------------------------------------------------------- rendering
 
 
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    s = int(round(seconds))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
-
 def number(v: float | None, digits: int = 4) -> str:
     return "" if v is None else f"{v:.{digits}f}"
 
@@ -173,7 +168,6 @@ def _elapsed(sweep: Sweep, now: float) -> float | None:
 def summary_lines(snap: Snapshot) -> list[str]:
     """The lines above the table: sweep, counts, elapsed and ETA; the best run so far."""
     counts = snap.counts()
-    order = (COMPLETED, RUNNING, REQUEUED, PENDING, FAILED, CORRUPT, MISSING)
     parts: list[str] = []
     elapsed = _elapsed(snap.sweep, snap.taken)
     if elapsed is not None:
@@ -182,8 +176,7 @@ def summary_lines(snap: Snapshot) -> list[str]:
     if etas:
         more = " (running jobs)" if counts.get(PENDING) else ""
         parts.append(f"ETA {duration(max(etas))}{more}")
-    lines = [f"{snap.sweep.path} ({snap.sweep.scheduler})",
-             f"{len(snap.jobs)} jobs: " + ", ".join(f"{counts[s]} {s}" for s in order if counts.get(s))]
+    lines = [f"{snap.sweep.path} ({snap.sweep.scheduler})", count_line([j.state for j in snap.jobs])]
     if parts:
         lines.append("  ".join(parts))
     best = snap.best_job()
@@ -201,10 +194,6 @@ def bar_text(step: int | None, total: int | None, width: int) -> str:
     return "█" * filled + "░" * (width - filled)
 
 
-STATE_STYLE = {"completed": "green", "running": "cyan", "pending": "yellow", "requeued": "yellow", "failed": "bold red",
-               "corrupt": "bold magenta", "missing": "dim"}
-
-
 def shown_jobs(jobs: list[JobView], max_rows: int | None) -> list[JobView]:
     """At most ``max_rows`` rows, in job order: running jobs first, then failed, pending, the rest."""
     if max_rows is None or len(jobs) <= max_rows:
@@ -214,6 +203,29 @@ def shown_jobs(jobs: list[JobView], max_rows: int | None) -> list[JobView]:
     return [j for j in jobs if id(j) in keep]
 
 
+def _widths(rows: list[tuple[JobView, str]], width: int) -> dict[str, int]:
+    """Column widths for ``width`` terminal columns, in display order: the fixed ones, then the progress bar
+    and the config (the varying overrides) where there is room."""
+    w = {
+        "job": max([3, *(len(j.label) for j, _ in rows)]),
+        "state": max([5, *(len(j.state) for j, _ in rows)]),
+        "step": max([4, *(len(s) for _, s in rows)]),
+        "progress": 0, "samples/s": 9, "ETA": 8,
+        "last": 6, "best": 6,
+    }
+    gap = 2  # columns are two spaces apart
+    used = sum(w.values()) + gap * sum(1 for v in w.values() if v)
+    config_w = max([0, *(len(j.config) for j, _ in rows)])
+    min_bar = 10
+    if config_w > 0 and width - used - min_bar - 2 * gap >= min(config_w, 16):
+        w["config"] = min(config_w, width - used - min_bar - 2 * gap)
+        used += w["config"] + gap
+    room = width - used - gap
+    if room >= 6:  # a bar narrower than that says nothing the step column does not
+        w["progress"] = min(30, room)
+    return {name: v for name, v in w.items() if v}
+
+
 def table(snap: Snapshot, width: int, max_rows: int | None = None) -> Any:
     """The job table for a terminal ``width`` columns wide (at most ``max_rows`` jobs); no cell wraps."""
     from rich.table import Table
@@ -221,38 +233,26 @@ def table(snap: Snapshot, width: int, max_rows: int | None = None) -> Any:
 
     rows = [(j, f"{j.step}/{j.total}" if j.step is not None and j.total else
              ("" if j.step is None else str(j.step))) for j in shown_jobs(snap.jobs, max_rows)]
-    cols = [("job", "right"), ("state", "left"), ("step", "right"), ("progress", "left"),
-            ("samples/s", "right"), ("ETA", "right"), ("last", "right"), ("best", "right")]
-    fixed = {
-        "job": max([3, *(len(j.label) for j, _ in rows)]),
-        "state": max([5, *(len(j.state) for j, _ in rows)]),
-        "step": max([4, *(len(s) for _, s in rows)]),
-        "samples/s": 9, "ETA": 8, "last": 6, "best": 6,
-    }
-    gap = 2  # columns are two spaces apart
-    used = sum(fixed.values()) + gap * len(cols)  # the bar's own gap included
-    config_w = max([0, *(len(j.config) for j, _ in rows)])
-    min_bar = 10
-    show_config = config_w > 0 and width - used - min_bar - gap >= min(config_w, 16)
-    if show_config:
-        config_w = min(config_w, width - used - min_bar - gap)
-        cols.append(("config", "left"))
-        used += config_w + gap
-    bar_w = max(4, min(30, width - used))
+    widths = _widths(rows, width)
     t = Table(box=None, padding=(0, 1), pad_edge=False, collapse_padding=False, expand=False,
               header_style="bold")
-    for name, justify in cols:
-        w = bar_w if name == "progress" else config_w if name == "config" else fixed[name]
+    for name, w in widths.items():
+        justify = "left" if name in ("state", "progress", "config") else "right"
         t.add_column(name, justify=justify, no_wrap=True, overflow="ellipsis", min_width=w, max_width=w)
     for j, step in rows:
-        cells = [j.label, Text(j.state.upper() if j.state in ENDED else j.state, style=STATE_STYLE.get(j.state, "")),
-                 step, bar_text(j.step, j.total, bar_w),
-                 number(j.samples_per_s, 1), duration(j.eta_s) if j.state == RUNNING else "",
-                 number(j.latest), number(j.best)]
-        if show_config:
-            cells.append(j.config)
-        t.add_row(*cells)
+        cells = {"job": j.label, "state": Text(j.state.upper() if j.state in ENDED else j.state,
+                                               style=STATE_STYLE.get(j.state, "")),
+                 "step": step, "progress": bar_text(j.step, j.total, widths.get("progress", 0)),
+                 "samples/s": number(j.samples_per_s, 1), "ETA": duration(j.eta_s) if j.state == RUNNING else "",
+                 "last": number(j.latest), "best": number(j.best), "config": j.config}
+        t.add_row(*(cells[name] for name in widths))
     return t
+
+
+def failure_lines(snap: Snapshot, width: int) -> list[str]:
+    """``job 3 FAILED: <note>`` per failed job, wrapped to ``width`` without breaking a `quoted command`."""
+    return [line for j in snap.jobs if j.state in (FAILED, CORRUPT) and j.note
+            for line in wrap(f"job {j.label} {j.state.upper()}: {j.note}", width)]
 
 
 def render(snap: Snapshot, width: int, height: int | None = None) -> Any:
@@ -262,15 +262,13 @@ def render(snap: Snapshot, width: int, height: int | None = None) -> Any:
 
     parts: list[Any] = [Text(line) for line in summary_lines(snap)]
     parts.append(Text(f"last, best: {snap.metric}", style="dim"))
-    bad = sum(j.state in (FAILED, CORRUPT) and bool(j.note) for j in snap.jobs)
-    max_rows = None if height is None else max(3, height - len(parts) - 3 - min(bad, 5))
+    failures = failure_lines(snap, width)
+    max_rows = None if height is None else max(3, height - len(parts) - 3 - min(len(failures), 5))
     parts.append(table(snap, width, max_rows))
     hidden = len(snap.jobs) - len(shown_jobs(snap.jobs, max_rows))
     if hidden:
         parts.append(Text(f"... {hidden} more jobs not shown (pipeline status lists them all)", style="dim"))
-    for j in snap.jobs:
-        if j.state in (FAILED, CORRUPT) and j.note:
-            parts.append(Text(f"job {j.label} {j.state.upper()}: {j.note}", style="red"))
+    parts += [Text(line, style="red", no_wrap=True, overflow="ignore") for line in failures]
     if snap.warning:
         parts.append(Text(f"warning: {snap.warning}", style="yellow"))
     return Group(*parts)
@@ -391,13 +389,3 @@ def watch(path: Path, metric: str = "val_macro_f1", interval: float | None = Non
             time.sleep(every)
     finally:
         view.close()
-
-
-def step_and_eta(st: S.JobStatus) -> tuple[str, str]:
-    """``pipeline status``'s step cell (``120/400``) and ETA cell (``0:01:18``) for one job."""
-    prog = {} if st.state != RUNNING else P.read(st.run.run_dir)
-    step = prog.get("step", st.step)
-    total = prog.get("total_steps") or (st.step if st.state == COMPLETED else None)
-    text = "" if step is None else (f"{int(step)}/{int(total)}" if total else f"{int(step)}")
-    eta = P.eta_now(prog) if prog else None
-    return text, duration(eta)

@@ -122,7 +122,8 @@ def test_predict_fit(width):
 
 
 def test_constant_and_empty_columns_said_once(tmp_path):
-    """A CPU sweep with no error: gpu_hours 0.000 and the empty error column are not columns."""
+    """A CPU sweep with no error: no gpu_hours column (no run was given a GPU), the empty error column is
+    named, not shown."""
     grid_sweep(tmp_path / "s", extra=("data.max_rows=400",))
     table = compare.run_table(load_sweep(tmp_path / "s").runs, all_params=True)
     text = render(lambda c: views.print_results(c, table), 80)
@@ -130,8 +131,8 @@ def test_constant_and_empty_columns_said_once(tmp_path):
     assert "gpu_h" not in header and "error" not in header and "state" not in header
     assert "max_rows" not in header
     assert text.count("same in all rows: ") == 1
-    assert "data.max_rows=400" in text and "state=COMPLETED" in text and "gpu_h=0.000" in text
-    assert "empty: error" in text
+    assert "data.max_rows=400" in text and "state=COMPLETED" in text and "gpu_h" not in text
+    assert "empty: error" in " ".join(text.split())  # the note may wrap
 
 
 def test_short_names():
