@@ -4,15 +4,17 @@ and the best run (:func:`best_run`).
 Pure functions of the runs read by :mod:`pipeline.results.runs`; the formats that print a
 :class:`Table` live in :mod:`pipeline.results.formats`.
 
-Ranking: runs with the metric come first, best first; then everything without the metric, by state. Only
-a completed run is ever "best" (:func:`best_run`).
+Ranking: completed runs with the metric come first, best first; pruned runs (a study's pruner stopped
+them early: their validation metrics are the best before the stop, and they have no test metrics) come
+next, by the same metric, unranked; then everything without the metric. Only a completed run is ever
+"best".
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.results.metrics import (
@@ -25,11 +27,11 @@ from pipeline.results.metrics import (
     varying_params,
 )
 from pipeline.results.runs import Run
-from pipeline.rundir import COMPLETED, CORRUPT, FAILED, MISSING, PENDING, RUNNING, STATES
+from pipeline.rundir import COMPLETED, CORRUPT, FAILED, MISSING, PENDING, PRUNED, REQUEUED, RUNNING, STATES
 
 BASELINE = "baseline"
 #: row order among rows that are not ranked by the metric
-STATE_ORDER = (COMPLETED, RUNNING, PENDING, FAILED, CORRUPT, MISSING, BASELINE)
+STATE_ORDER = (COMPLETED, PRUNED, RUNNING, REQUEUED, PENDING, FAILED, CORRUPT, MISSING, BASELINE)
 
 
 @dataclass
@@ -48,6 +50,8 @@ class Table:
     counts: dict[str, int]
     best: int | None = None  # index into rows
     gpus_used: bool = False  # some run was given GPUs (GPU hours are worth saying)
+    gpu_best: dict[str, Any] = field(default_factory=dict)  # the best run's metrics.json "gpu", with "job"
+    gpu_warnings: list[tuple[str, str]] = field(default_factory=list)  # (job, warning) of every run
 
     def human_columns(self) -> list[str]:
         cols = ["best"]
@@ -69,6 +73,7 @@ class Table:
                 cols += [m] if m == "gpu_hours" else [f"{m}_mean", f"{m}_std"]
         else:
             cols += ["job", "job_id"] + self.params + ["state"] + self.metrics
+            cols += ["gpu_warning"] if self.gpu_best or self.gpu_warnings else []
         cols += ["error", "run_dir" if not self.by_seed else "best_run_dir"]
         return cols
 
@@ -115,23 +120,26 @@ def _state_rank(state: str) -> int:
 
 def _sort_and_mark(rows: list[dict[str, Any]], key: str, mode: str) -> int | None:
     """Sort ``rows`` (see the module docstring), number the ranked ones and mark the best; its index."""
-    def ranked(row: dict[str, Any]) -> bool:
+    def tier(row: dict[str, Any]) -> int:
         v = row.get(key)
-        return isinstance(v, float) and not math.isnan(v) and row["_state"] != BASELINE
+        if not isinstance(v, float) or math.isnan(v) or row["_state"] == BASELINE:
+            return 2
+        return 1 if row["_state"] == PRUNED else 0
 
     def sort_key(row: dict[str, Any]) -> tuple:
-        v = row.get(key) if ranked(row) else 0.0
-        return (not ranked(row), -v if mode == "max" else v, _state_rank(row["_state"]), row["_order"])
+        t = tier(row)
+        v = row.get(key) if t < 2 else 0.0
+        return (t, -v if mode == "max" else v, _state_rank(row["_state"]), row["_order"])
 
     rows.sort(key=sort_key)
     best = None
     rank = 0
     for i, row in enumerate(rows):
-        ranked_row = ranked(row)
-        if ranked_row:
+        ranked = tier(row) == 0
+        if ranked:
             rank += 1
             best = i if best is None else best
-        row["rank"] = rank if ranked_row else None
+        row["rank"] = rank if ranked else None
         row["best"] = best == i
         for k in ("_order", "_state"):
             row.pop(k, None)
@@ -150,11 +158,14 @@ def _display(metric: str, present: list[str], columns: list[str] | None) -> list
 
 def _table(runs: list[Run], rows: list[dict[str, Any]], metric: str, mode: str, by_seed: bool, params: list[str],
            present: list[str], columns: list[str] | None, best: int | None) -> Table:
+    top = best_run(runs, metric, mode) if any(metric in r.metrics for r in runs) else None
     return Table(
         rows=rows, metric=metric, mode=mode, by_seed=by_seed, params=params, metrics=present,
         display=_display(metric, present, columns), multi_sweep=len({r.sweep for r in runs}) > 1,
         total_gpu_hours=sum(r.metrics.get("gpu_hours", 0.0) for r in runs), counts=counts(runs), best=best,
         gpus_used=any(r.gpus for r in runs),
+        gpu_best={**top.gpu, "job": top.label} if top is not None and top.gpu else {},
+        gpu_warnings=[(r.label, str(r.gpu["warning"])) for r in runs if r.gpu.get("warning")],
     )
 
 
@@ -185,7 +196,7 @@ def run_table(
         row: dict[str, Any] = {
             "sweep": run.sweep, "job": run.label, "job_id": run.job_id, "state": run.state,
             "error": run.error, "run_dir": str(run.run_dir) if run.run_dir else None, "_order": i,
-            "_state": run.state,
+            "_state": run.state, "gpu_warning": run.gpu.get("warning"),
         }
         row.update({p: run.params.get(p) for p in params})
         row.update({m: run.metrics.get(m) for m in present})
@@ -204,7 +215,7 @@ def _config_row(group: list[Run], params: list[str], present: list[str], metric:
     done = [r for r in group if r.state == COMPLETED]
     row: dict[str, Any] = {"sweep": group[0].sweep, "n": len(done), "runs": len(group),
                            "jobs": " ".join(r.label for r in group), "state": count_text(counts(group))}
-    row["_state"] = row["state"]
+    row["_state"] = min((r.state for r in group), key=_state_rank)  # the config's rows sort by its best state
     row.update({p: group[0].params.get(p) for p in params})
     errors = [f"job {r.label}: {r.error}" for r in group if r.error]
     row["error"] = errors[0] + (f" (+{len(errors) - 1} more)" if len(errors) > 1 else "") if errors else None

@@ -1,8 +1,9 @@
 """A :class:`~pipeline.results.compare.Table` as text: its cells, its footer lines, and the four file
 formats (``md``, ``csv``, ``json``, ``latex``). The terminal table is :mod:`pipeline.results.views`.
 
-The footer (under every human format): the totals (``total: 12 runs (8 completed, 4 failed)``, with the
-GPU hours and what they count when a run was given GPUs) and the best row.
+The footer (under every human format): the totals (``total: 12 runs (8 completed, 4 pruned)``, with the
+GPU hours and what they count when a run was given GPUs), the best run's GPU use and every GPU warning
+when runs report them, and the best row.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from pipeline.results.runs import is_number
 
 #: the footer line under the GPU hours: what they count
 GPU_HOURS_NOTE = "GPU hours include all attempts (requeued, killed and failed ones too)"
+#: GPU warnings said one per line under a table; the rest are counted (each run's is in csv/json)
+MAX_GPU_WARNINGS = 3
 
 
 def plural(n: int, word: str) -> str:
@@ -74,6 +77,29 @@ def total_line(table: Table) -> str:
     return f"total: {table.total_gpu_hours:.3f} GPU hours over {runs} ({count_text(table.counts)})"
 
 
+def _gb(value: float) -> str:
+    return f"{value:.1f}".removesuffix(".0")
+
+
+def gpu_lines(table: Table) -> list[str]:
+    """The best run's GPU use, then the runs' GPU warnings (none for CPU runs)."""
+    g = table.gpu_best
+    parts = []
+    if is_number(g.get("util_mean")):
+        parts.append(f"mean utilisation {g['util_mean']:.0f} %")
+    if is_number(g.get("peak_mem_gb")):
+        of = f" of {_gb(g['mem_total_gb'])}" if is_number(g.get("mem_total_gb")) else ""
+        parts.append(f"peak memory {_gb(g['peak_mem_gb'])}{of} GB")
+    lines = [f"GPU: {', '.join(parts)} (best run, job {g['job']})"] if parts else []
+    warnings = table.gpu_warnings
+    lines += [f"GPU warning, job {job}: {text}" for job, text in warnings[:MAX_GPU_WARNINGS]]
+    if len(warnings) > MAX_GPU_WARNINGS:
+        more = len(warnings) - MAX_GPU_WARNINGS
+        lines.append(f"... and {plural(more, 'more run')} with a GPU warning (the gpu_warning column of "
+                     "--format csv)")
+    return lines
+
+
 def best_line(table: Table) -> str:
     if table.best is None:
         return f"best: none (no completed run reports {table.metric})"
@@ -90,8 +116,8 @@ def best_line(table: Table) -> str:
 
 
 def summary_lines(table: Table) -> list[str]:
-    """What the footer says above the best line: totals, and what GPU hours count."""
-    return [total_line(table), *([GPU_HOURS_NOTE] if table.gpus_used else [])]
+    """What the footer says above the best line: totals, what GPU hours count, GPU use."""
+    return [total_line(table), *([GPU_HOURS_NOTE] if table.gpus_used else []), *gpu_lines(table)]
 
 
 def footer_lines(table: Table) -> list[str]:

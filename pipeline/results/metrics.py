@@ -5,13 +5,16 @@ from __future__ import annotations
 
 from pipeline.results.runs import Run
 
-#: metrics shown first (and in this order) when present
-PREFERRED_METRICS = (
+#: metrics a finished run has, so naming one of them is never an "unknown metric" error
+STANDARD = (
     "val_macro_f1", "val_accuracy", "val_loss", "test_macro_f1", "test_accuracy", "test_loss",
     "best_epoch", "best_step", "epochs", "steps", "wall_time_s", "train_samples_per_s", "gpu_hours",
 )
-#: metrics a finished run has, so naming one of them is never an "unknown metric" error
-STANDARD_METRICS = frozenset(PREFERRED_METRICS)
+STANDARD_METRICS = frozenset(STANDARD)
+#: what a run on GPUs adds (``metrics.json`` "gpu", flattened); absent on CPU
+GPU_METRICS = ("gpu_util_mean", "gpu_peak_mem_gb", "gpu_mem_total_gb")
+#: metrics shown first (and in this order) when present
+PREFERRED_METRICS = STANDARD + GPU_METRICS
 #: the metrics the human formats (table, md, latex) show by default
 DISPLAY_METRICS = ("val_macro_f1", "val_accuracy", "test_macro_f1", "test_accuracy", "wall_time_s")
 #: metric names whose better value is the smaller one

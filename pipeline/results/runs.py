@@ -8,8 +8,8 @@ across sweeps.
 No pandas, no yaml in the common path: ``pipeline status`` and ``pipeline results`` must start fast, and
 ``pipeline aggregate`` must read 1,000 runs in well under a second.
 
-Run states: ``completed`` / ``failed`` (``metrics.json`` says so; any other status, such as ``killed``
-or ``gave_up``, reads as failed), ``corrupt`` (``metrics.json`` does not parse), ``running``
+Run states: ``completed`` / ``pruned`` / ``failed`` (``metrics.json`` says so; any other status, such as
+``killed`` or ``gave_up``, reads as failed), ``corrupt`` (``metrics.json`` does not parse), ``running``
 (a run directory without ``metrics.json``), ``missing`` (listed in ``sweep.json`` but no run directory).
 ``pending`` and ``requeued`` only come from the scheduler (``pipeline status``).
 """
@@ -25,8 +25,11 @@ from typing import Any
 
 from pipeline import rundir as RD
 from pipeline.errors import first_line
-from pipeline.rundir import COMPLETED, CORRUPT, FAILED, MISSING, RUNNING
+from pipeline.rundir import COMPLETED, CORRUPT, FAILED, MISSING, PRUNED, RUNNING
 from pipeline.train import attempts
+
+#: ``metrics.json`` statuses that are a run's own, final and good, state
+GOOD_FINAL = (COMPLETED, PRUNED)
 
 
 class NotASweepError(ValueError):
@@ -66,6 +69,12 @@ class Run:
     @property
     def monitor(self) -> str:
         return str((self.final or {}).get("monitor") or "macro_f1")
+
+    @property
+    def gpu(self) -> dict[str, Any]:
+        """``metrics.json``'s ``gpu`` (util_mean, peak_mem_gb, mem_total_gb, warning, ...); {} on CPU."""
+        gpu = (self.final or {}).get("gpu")
+        return gpu if isinstance(gpu, dict) else {}
 
     def jsonl(self) -> list[dict[str, Any]]:
         """Every parseable line of ``metrics.jsonl`` (a torn last line is skipped)."""
@@ -209,7 +218,8 @@ def requested_gpus(hydra_yaml: Path) -> int | None:
 
 
 def flatten_metrics(final: dict[str, Any]) -> dict[str, float]:
-    """``{"val": {"accuracy": .9}, "wall_time_s": 12}`` -> ``{"val_accuracy": .9, "wall_time_s": 12.0}``."""
+    """``{"val": {"accuracy": .9}, "gpu": {"util_mean": 83}, "wall_time_s": 12}`` ->
+    ``{"val_accuracy": .9, "gpu_util_mean": 83.0, "wall_time_s": 12.0}`` (numbers only)."""
     out: dict[str, float] = {}
     for key, value in final.items():
         if isinstance(value, dict):
@@ -262,7 +272,7 @@ def _read_final(run: Run, d: Path) -> None:
         return
     run.final = final
     status = final.get("status", COMPLETED)
-    run.state = COMPLETED if status == COMPLETED else FAILED
+    run.state = status if status in GOOD_FINAL else FAILED
     if run.state == FAILED:
         run.error = first_line(final.get("error") or "") or f"status {status!r} without an error message"
     else:

@@ -16,15 +16,15 @@ from typing import Any
 
 from pipeline.results.formats import footer_lines, human_rows
 from pipeline.results.tables import Column, Fitted, Grid, show, text_width, wrap
-from pipeline.rundir import BAD_STATES, COMPLETED, RUNNING, STATES
+from pipeline.rundir import BAD_STATES, COMPLETED, PRUNED, RUNNING, STATES
 
 #: short headers for the long metric names (``--columns`` takes either)
 SHORT_METRIC = {"val_macro_f1": "val_f1", "val_accuracy": "val_acc", "test_macro_f1": "test_f1",
                 "test_accuracy": "test_acc", "wall_time_s": "time_s", "train_samples_per_s": "samples/s",
                 "gpu_hours": "gpu_h", "best_epoch": "best_ep"}
 
-STATE_STYLE = {"completed": "green", "running": "cyan", "pending": "yellow", "requeued": "yellow", "failed": "bold red",
-               "corrupt": "bold magenta", "missing": "dim", "baseline": "blue"}
+STATE_STYLE = {"completed": "green", "pruned": "green", "running": "cyan", "pending": "yellow", "requeued": "yellow",
+               "failed": "bold red", "corrupt": "bold magenta", "missing": "dim", "baseline": "blue"}
 
 
 def metric_header(metric: str) -> str:
@@ -88,17 +88,17 @@ def duration(seconds: float | None) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
-def progress_cells(st: Any) -> tuple[str, str]:
-    """``pipeline status``'s step (``120/400``) and ETA (``0:01:18``) cells of one job
+def progress_cells(st: Any) -> tuple[str, str, str]:
+    """``pipeline status``'s step (``120/400``), ETA (``0:01:18``) and GPU (``91% 3.2G``) cells of one job
     (:class:`pipeline.launch.sweep_status.JobStatus`); a running job's come from its ``progress.json``."""
     from pipeline.train import progress as P
 
     prog = {} if st.state != RUNNING else P.read(st.run.run_dir)
     step = prog.get("step", st.step)
-    total = prog.get("total_steps") or (st.step if st.state == COMPLETED else None)
+    total = prog.get("total_steps") or (st.step if st.state in (COMPLETED, PRUNED) else None)
     text = "" if step is None else (f"{int(step)}/{int(total)}" if total else f"{int(step)}")
     eta = P.eta_now(prog) if prog else None
-    return text, duration(eta)
+    return text, duration(eta), gpu_cell(prog.get("gpu"))
 
 
 def count_line(states: Sequence[str]) -> str:
@@ -106,6 +106,16 @@ def count_line(states: Sequence[str]) -> str:
     counts = {s: list(states).count(s) for s in set(states)}
     n = len(states)
     return f"{n} job{'' if n == 1 else 's'}: " + ", ".join(f"{counts[s]} {s}" for s in STATES if counts.get(s))
+
+
+def gpu_cell(gpu: Any) -> str:
+    """A running job's GPU use from its ``progress.json``: ``91% 3.2G`` (utilisation, memory in use)."""
+    if not isinstance(gpu, dict):
+        return ""
+    util, mem = gpu.get("util"), gpu.get("mem_gb")
+    parts = [f"{util:.0f}%" if isinstance(util, (int, float)) else "",
+             f"{mem:.1f}G" if isinstance(mem, (int, float)) else ""]
+    return " ".join(p for p in parts if p)
 
 
 def as_given(note: str | None, sweep_path: Path) -> str | None:
@@ -120,8 +130,10 @@ def short_note(note: str | None) -> str:
 
 
 def status_grid(statuses: Sequence[Any], metric: str, title: str | None = None) -> Grid:
-    """One row per job (:class:`pipeline.launch.sweep_status.JobStatus`)."""
+    """One row per job (:class:`pipeline.launch.sweep_status.JobStatus`); a GPU column when a running job
+    reports its GPU use."""
     cells = [progress_cells(st) for st in statuses]
+    with_gpu = any(gpu for _, _, gpu in cells)
     columns = [
         Column("job", right=True, keep=True, priority=9),
         Column("job_id", "job id", priority=2),
@@ -131,12 +143,13 @@ def status_grid(statuses: Sequence[Any], metric: str, title: str | None = None) 
         Column("epoch", right=True, priority=3),
         Column("step", right=True, priority=5),
         Column("eta", "ETA", right=True, priority=5),
+        *([Column("gpu", "GPU", right=True, priority=4)] if with_gpu else []),
         Column("best", f"best {metric_header(metric)}", right=True, priority=7, aliases=(f"best {metric}",)),
         Column("note", text=True, priority=6, min_width=20),
     ]
     rows = [[st.run.label, st.run.job_id or "", st.state.upper(), st.sched, duration(st.runtime_s),
-             _num(st.epoch, 0), step, eta, _num(st.best), short_note(st.note)]
-            for st, (step, eta) in zip(statuses, cells, strict=True)]
+             _num(st.epoch, 0), step, eta, *([gpu] if with_gpu else []), _num(st.best), short_note(st.note)]
+            for st, (step, eta, gpu) in zip(statuses, cells, strict=True)]
     return Grid(columns=columns, rows=rows, title=title, cell_styles={"state": _state_styles()})
 
 

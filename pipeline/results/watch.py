@@ -24,12 +24,12 @@ from pipeline.launch import sweep_status as S
 from pipeline.results.metrics import curve_key, default_mode, varying_params
 from pipeline.results.runs import NotASweepError, Run, Sweep, load_sweep
 from pipeline.results.tables import wrap
-from pipeline.results.views import STATE_STYLE, as_given, count_line, duration
-from pipeline.rundir import COMPLETED, CORRUPT, FAILED, MISSING, PENDING, REQUEUED, RUNNING
+from pipeline.results.views import STATE_STYLE, as_given, count_line, duration, gpu_cell
+from pipeline.rundir import COMPLETED, CORRUPT, FAILED, MISSING, PENDING, PRUNED, REQUEUED, RUNNING
 from pipeline.train import progress as P
 
 #: run-directory states after which nothing changes (as in pipeline.launch.sweep_status)
-ENDED = (COMPLETED, FAILED, CORRUPT)
+ENDED = (COMPLETED, PRUNED, FAILED, CORRUPT)
 #: seconds between refreshes: one scheduler query each, so cluster sweeps are asked less often
 DEFAULT_INTERVAL = {"local": 1.0, "lsf": 10.0, "slurm": 10.0}
 
@@ -51,6 +51,7 @@ class JobView:
     runtime_s: float | None = None
     config: str = ""  # the job's varying overrides
     note: str | None = None
+    gpu: str = ""  # a running job's GPU use (utilisation, memory), from progress.json
 
 
 @dataclass
@@ -117,7 +118,7 @@ def job_view(st: S.JobStatus, metric: str, keys: list[str], waiting: bool, gone_
                    config=" ".join(f"{k.rsplit('.', 1)[-1]}={run.params[k]}" for k in keys if k in run.params))
     vals = _val_values(run, curve_key(metric))
     view.evals, view.latest = len(vals), (vals[-1] if vals else None)
-    if run.state == COMPLETED and run.final is not None:
+    if run.state in (COMPLETED, PRUNED) and run.final is not None:
         steps = run.metrics.get("steps")
         view.step = view.total = int(steps) if steps is not None else None
         view.samples_per_s = run.metrics.get("train_samples_per_s")
@@ -132,6 +133,7 @@ def job_view(st: S.JobStatus, metric: str, keys: list[str], waiting: bool, gone_
     view.samples_per_s = prog.get("samples_per_s")
     if state == RUNNING:
         view.eta_s = P.eta_now(prog)
+        view.gpu = gpu_cell(prog.get("gpu"))
     return view
 
 
@@ -204,13 +206,14 @@ def shown_jobs(jobs: list[JobView], max_rows: int | None) -> list[JobView]:
 
 
 def _widths(rows: list[tuple[JobView, str]], width: int) -> dict[str, int]:
-    """Column widths for ``width`` terminal columns, in display order: the fixed ones, then the progress bar
-    and the config (the varying overrides) where there is room."""
+    """Column widths for ``width`` terminal columns, in display order: the fixed ones, GPU when a job
+    reports it, then the progress bar and the config (the varying overrides) where there is room."""
     w = {
         "job": max([3, *(len(j.label) for j, _ in rows)]),
         "state": max([5, *(len(j.state) for j, _ in rows)]),
         "step": max([4, *(len(s) for _, s in rows)]),
         "progress": 0, "samples/s": 9, "ETA": 8,
+        "GPU": max([3, *(len(j.gpu) for j, _ in rows)]) if any(j.gpu for j, _ in rows) else 0,
         "last": 6, "best": 6,
     }
     gap = 2  # columns are two spaces apart
@@ -244,7 +247,7 @@ def table(snap: Snapshot, width: int, max_rows: int | None = None) -> Any:
                                                style=STATE_STYLE.get(j.state, "")),
                  "step": step, "progress": bar_text(j.step, j.total, widths.get("progress", 0)),
                  "samples/s": number(j.samples_per_s, 1), "ETA": duration(j.eta_s) if j.state == RUNNING else "",
-                 "last": number(j.latest), "best": number(j.best), "config": j.config}
+                 "GPU": j.gpu, "last": number(j.latest), "best": number(j.best), "config": j.config}
         t.add_row(*(cells[name] for name in widths))
     return t
 
