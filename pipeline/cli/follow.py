@@ -33,7 +33,7 @@ def status(
     failed or has a corrupt metrics.json.
     """
     from pipeline.launch import sweep_status as S
-    from pipeline.results import views
+    from pipeline.results import extras, views
     from pipeline.results.tables import UnknownColumnError
 
     (sw,) = load_sweeps([sweep])
@@ -43,8 +43,10 @@ def status(
         warn(answer.warning)
     rows = S.sweep_status(sw, answer, metric)
     out = console()
+    panels = [line for panel in extras.sweep_panels(sw) for line in panel]
     try:
-        views.print_status(out, sw.path, rows, metric, f"{sw.path}  ({sw.scheduler})", split_columns(columns))
+        views.print_status(out, sw.path, rows, metric, f"{sw.path}  ({sw.scheduler})", split_columns(columns),
+                           panels)
     except UnknownColumnError as e:
         fail(str(e))
     out.print(views.count_line([st.state for st in rows]))

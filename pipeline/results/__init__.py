@@ -11,6 +11,7 @@ One idea per module, imported in one direction (reading <- tables <- formats <- 
   formats;
 * :mod:`~pipeline.results.aggregation`: ``pipeline aggregate`` (the files of ``results/``), with
   :mod:`~pipeline.results.plots` and :mod:`~pipeline.results.report` (``report.html``);
+* :mod:`~pipeline.results.extras`: what a kind of sweep (a study) adds to status, watch and the report;
 * :mod:`~pipeline.results.logs`: where a job's log is, and its tail;
 * :mod:`~pipeline.results.tables` (the one terminal-table renderer), :mod:`~pipeline.results.views`
   (what each command's table shows), :mod:`~pipeline.results.watch` (``pipeline watch``);

@@ -2,8 +2,8 @@
 
 ``runs.csv`` and ``summary.csv`` (the compare tables), ``summary.md`` (both as markdown),
 ``results.json`` (both, with their ranking), ``curves.png`` and ``final.png`` (:mod:`pipeline.results.plots`),
-``confusion.png`` (when the best run has per-class metrics) and ``report.html``
-(:mod:`pipeline.results.report`).
+``confusion.png`` (when the best run has per-class metrics), ``report.html``
+(:mod:`pipeline.results.report`), plus what a kind of sweep adds (:mod:`pipeline.results.extras`).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 
 from pipeline import atomic
 from pipeline import rundir as RD
+from pipeline.results import extras as X
 from pipeline.results import plots, report
 from pipeline.results.compare import best_run, run_table, seed_table
 from pipeline.results.formats import table_dict, to_csv, to_markdown
@@ -50,7 +51,11 @@ def aggregate(
     }
     images = {name: plots.render_png(fig) for name, fig in sweep_figures(sweep, metric).items()}
     files.update(images)
-    files[RD.REPORT_HTML] = report.render(sweep, per_run, summary, images)
+    added = X.report_extras(sweep, metric)
+    for extra in added:
+        files.update(extra.files)
+    sections = [s for extra in added for s in extra.sections]
+    files[RD.REPORT_HTML] = report.render(sweep, per_run, summary, images, sections)
     paths = {}
     for name, content in files.items():
         paths[name] = out / name

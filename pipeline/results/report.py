@@ -19,12 +19,14 @@ import base64
 import csv
 import html
 import json
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from pipeline import rundir as RD
 from pipeline.results.compare import Table, best_run, count_text
+from pipeline.results.extras import ReportSection
 from pipeline.results.formats import best_line, human_rows, summary_lines
 from pipeline.results.logs import log_tail
 from pipeline.results.metrics import curve_key
@@ -270,12 +272,14 @@ def _chips(sweep: Sweep, per_run: Table) -> str:
     return "".join(f'<span class="chip">{_e(c)}</span>' for c in chips)
 
 
-def render(sweep: Sweep, per_run: Table, summary: Table, images: dict[str, bytes]) -> str:
+def render(sweep: Sweep, per_run: Table, summary: Table, images: dict[str, bytes],
+           sections: Sequence[ReportSection] = ()) -> str:
     """The report as one HTML string. ``images``: ``{"final.png": png, "curves.png": png}`` from the aggregate
-    step."""
+    step; ``sections``: what a kind of sweep adds (:mod:`pipeline.results.extras`), after the configurations."""
     best = best_run(sweep.runs, per_run.metric, per_run.mode)
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     notes = "".join(f'<p class="note">{_e(line)}</p>' for line in summary_lines(per_run))
+    added = "".join(f"<section><h2>{_e(s.title)}</h2>{s.html}</section>" for s in sections)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{_e(sweep.name)}: sweep report</title><style>{STYLE}</style></head>
@@ -289,6 +293,7 @@ def render(sweep: Sweep, per_run: Table, summary: Table, images: dict[str, bytes
 <div class="scroll">{table_html(per_run, "runs")}</div>{notes}</section>
 <section><h2>Configurations (mean ± std over seeds)</h2>
 <div class="scroll">{table_html(summary, "configs")}</div></section>
+{added}
 <section><h2>Plots</h2><p class="note">Click a plot to enlarge it.</p>
 <div class="plots">{_plots_html(per_run, images)}</div></section>
 <section><h2>Confusion matrix of the best run</h2>{_confusion_section(best, per_run.metric)}</section>

@@ -205,9 +205,10 @@ def fit(grid: Grid, width: int, pick: Sequence[str] | None = None) -> Fitted:
     return Fitted(table=table, notes=notes, columns=[columns[i] for i in shown], widths=[widths[i] for i in shown])
 
 
-def show(console: Any, grid: Grid, pick: Sequence[str] | None = None, footer: Sequence[str] = ()) -> Fitted:
-    """Print ``grid`` fitted to ``console.width``: the title, the notes, the table, then ``footer`` lines
-    (wrapped, a `quoted command` kept whole).
+def show(console: Any, grid: Grid, pick: Sequence[str] | None = None, footer: Sequence[str] = (),
+         header: Sequence[str] = ()) -> Fitted:
+    """Print ``grid`` fitted to ``console.width``: the title, ``header`` lines, the notes, the table, then
+    ``footer`` lines (wrapped, a `quoted command` kept whole).
 
     Texts are printed as they are (no markup): job ids and overrides hold brackets.
     """
@@ -217,6 +218,8 @@ def show(console: Any, grid: Grid, pick: Sequence[str] | None = None, footer: Se
     fitted.table.title = None
     if grid.title:
         console.print(Text(grid.title))
+    for line in header:
+        console.print(Text(line))
     for note in fitted.notes:
         console.print(Text(note, style="dim"))
     console.print(fitted.table)

@@ -164,9 +164,9 @@ def notes_not_shown(statuses: Sequence[Any], fitted: Fitted, picked: bool) -> li
 
 
 def print_status(console: Any, sweep_path: Path, statuses: Sequence[Any], metric: str, title: str | None = None,
-                 pick: Sequence[str] | None = None) -> None:
-    """``pipeline status``'s table, then the full notes the table could not show whole."""
-    fitted = show(console, status_grid(statuses, metric, title), pick)
+                 pick: Sequence[str] | None = None, header: Sequence[str] = ()) -> None:
+    """``pipeline status``'s table: ``header`` lines (panels) above it, the full notes under it."""
+    fitted = show(console, status_grid(statuses, metric, title), pick, header=header)
     for job, note in notes_not_shown(statuses, fitted, bool(pick)):
         for line in wrap(f"job {job}: {as_given(note, sweep_path)}", console.width):
             console.print(line, style="red", soft_wrap=True)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.launch import sweep_status as S
+from pipeline.results import extras
 from pipeline.results.metrics import curve_key, default_mode, varying_params
 from pipeline.results.runs import NotASweepError, Run, Sweep, load_sweep
 from pipeline.results.tables import wrap
@@ -61,6 +62,7 @@ class Snapshot:
     jobs: list[JobView]
     warning: str | None = None
     taken: float = field(default_factory=time.time)
+    panels: list[extras.Panel] = field(default_factory=list)  # lines above the job table (extras.sweep_panels)
 
     @property
     def done(self) -> bool:
@@ -149,7 +151,7 @@ def snapshot(path: Path, metric: str, ask_scheduler: bool = True) -> Snapshot:
     else:
         gone = answer.answered and answer.complete
     jobs = [job_view(st, metric, keys, waiting, gone) for st in statuses]
-    return Snapshot(sweep=sweep, metric=metric, jobs=jobs, warning=answer.warning)
+    return Snapshot(sweep=sweep, metric=metric, jobs=jobs, warning=answer.warning, panels=extras.sweep_panels(sweep))
 
 
 # ------------------------------------------------------------------------------------------- rendering
@@ -264,6 +266,7 @@ def render(snap: Snapshot, width: int, height: int | None = None) -> Any:
     from rich.text import Text
 
     parts: list[Any] = [Text(line) for line in summary_lines(snap)]
+    parts += [Text(line) for panel in snap.panels for line in panel]
     parts.append(Text(f"last, best: {snap.metric}", style="dim"))
     failures = failure_lines(snap, width)
     max_rows = None if height is None else max(3, height - len(parts) - 3 - min(len(failures), 5))
