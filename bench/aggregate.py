@@ -5,7 +5,7 @@
 Builds a sweep of N completed runs (configurations: lr × batch size; ``--seeds`` seeds each) in a temp
 dir with the same files the trainer writes (metrics.jsonl with train and val lines, metrics.json,
 run_info.json, .hydra/{config,overrides,hydra}.yaml), then times the aggregation twice: in-process
-(``pipeline.results.results.aggregate``, matplotlib import included on the first call) and as the CLI in a fresh
+(``pipeline.results.aggregate``, matplotlib import included on the first call) and as the CLI in a fresh
 subprocess (what the scheduler's aggregation job runs). Prints seconds.
 """
 
@@ -65,14 +65,14 @@ def main(argv: list[str] | None = None) -> int:
         build(sweep, args.n, args.seeds, not args.no_sweep_json)
         print(f"built {args.n} runs in {time.perf_counter() - t:.1f} s ({sweep})")
 
-        from pipeline.results import results
+        from pipeline.results import aggregate, load_sweep
 
         t = time.perf_counter()
-        results.load_sweep(sweep)
+        load_sweep(sweep)
         print(f"read runs      (in-process): {time.perf_counter() - t:.3f} s")
         for label in ("first call", "second call"):
             t, c = time.perf_counter(), time.process_time()
-            results.aggregate(sweep)
+            aggregate(sweep)
             print(f"aggregate      (in-process, {label}): {time.perf_counter() - t:.3f} s wall, "
                   f"{time.process_time() - c:.3f} s CPU")
 

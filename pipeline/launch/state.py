@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pipeline.launch import S_DONE, S_EXIT, S_PENDING, S_RUNNING, SchedJob
-from pipeline.rundir import COMPLETED, CORRUPT, FAILED, MISSING, PENDING, REQUEUE_GRACE_S, REQUEUED, RUNNING
+from pipeline.rundir import COMPLETED, CORRUPT, FAILED, MISSING, PENDING, PRUNED, REQUEUE_GRACE_S, REQUEUED, RUNNING
 
 #: run-directory states no scheduler answer can change
-FINAL_STATES = (COMPLETED, FAILED, CORRUPT)
+FINAL_STATES = (COMPLETED, PRUNED, FAILED, CORRUPT)
 
 
 @dataclass(frozen=True)

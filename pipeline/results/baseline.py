@@ -17,6 +17,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from pipeline import rundir
+
 BASELINE_VERSION = 1
 C_GRID = (1.0, 10.0, 100.0)
 NAME = "tfidf+logreg"
@@ -76,7 +78,7 @@ def baseline_metrics(result: dict[str, Any]) -> dict[str, float]:
 def _load_config(run_dir: Path) -> Any:
     from omegaconf import OmegaConf
 
-    path = run_dir / ".hydra" / "config.yaml"
+    path = rundir.hydra_file(run_dir, rundir.CONFIG_YAML)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no saved config, so the run's data split cannot be rebuilt")
     return OmegaConf.load(path)

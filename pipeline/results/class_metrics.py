@@ -1,7 +1,7 @@
 """Per-class precision, recall, F1 and the confusion matrix (scikit-learn), as plain JSON-ready data.
 
 ``metrics.json`` holds it as ``test_classes`` (``pipeline.train``), ``pipeline evaluate`` prints it, and
-``pipeline aggregate`` draws the best run's confusion matrix (``pipeline.results.plots.confusion_png``).
+``pipeline aggregate`` draws the best run's confusion matrix (``pipeline.results.plots.confusion_figure``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Sweep plots: learning curves (validation metric and training loss) and the per-configuration summary.
 
 Each plot is built by a ``*_figure`` function that returns a bare ``matplotlib.figure.Figure`` (tests read
-its titles, labels and legends), and a ``*_png`` function renders that figure to PNG bytes. Headless by
+its titles, labels and legends), and :func:`render_png` renders a figure to PNG bytes. Headless by
 construction: the Agg canvas, no pyplot (no global figure state, no GUI backend, nothing to close).
 matplotlib is imported inside the functions so that importing this module costs nothing.
 
@@ -28,15 +28,11 @@ def _figure(width: float, height: float, layout: str | None = "constrained"):
     return fig
 
 
-def _png(fig) -> bytes:
+def render_png(fig: Any) -> bytes:
+    """PNG bytes of a figure made by one of the ``*_figure`` functions."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
-
-
-def render_png(fig: Any) -> bytes:
-    """PNG bytes of a figure made by one of the ``*_figure`` functions."""
-    return _png(fig)
 
 
 def _colors(n: int) -> list:
@@ -65,15 +61,23 @@ def band(curves: list[Curve]) -> tuple[list[float], list[float], list[float], li
     return steps, mean, lo, hi
 
 
+def has_band(curves: list[Curve]) -> bool:
+    """Is there a min–max band to draw: seeds that differ somewhere, over more than one step."""
+    steps, _, lo, hi = band(curves)
+    return len(steps) > 1 and any(h > low for low, h in zip(lo, hi, strict=True))
+
+
 def _mean_lines(ax, groups: list[tuple[str, list[Curve]]], colors: list, marker: str | None, legend: bool) -> None:
-    """One line per configuration: the mean over seeds, with the min–max band of the seeds."""
+    """One line per configuration: the mean over seeds, with the min–max band of the seeds where there is
+    one. A line of one point gets a marker (a line without markers would draw nothing)."""
     for i, (label, curves) in enumerate(groups):
         if not curves:
             continue
         steps, mean, lo, hi = band(curves)
         shown = f"{label} (n={len(curves)})" if legend and i < MAX_LEGEND else None
-        ax.plot(steps, mean, marker=marker, markersize=3, color=colors[i], label=shown)
-        if len(curves) > 1:
+        ax.plot(steps, mean, marker=marker or ("o" if len(steps) == 1 else None), markersize=3, color=colors[i],
+                label=shown)
+        if has_band(curves):
             ax.fill_between(steps, lo, hi, color=colors[i], alpha=0.2, linewidth=0)
 
 
@@ -101,7 +105,7 @@ def curves_figure(groups: list[tuple[str, list[Curve]]], ylabel: str, title: str
         ax.legend(loc="lower right", fontsize="small", title="configuration (seeds)" if len(groups) <= MAX_LEGEND
                   else f"first {MAX_LEGEND} of {len(groups)} configurations")
     ax.set_title(f"{ylabel} on the validation split" + (" (band: min–max over seeds)" if any(
-        len(cs) > 1 for _, cs in groups) else ""), fontsize="medium")
+        has_band(cs) for _, cs in groups) else ""), fontsize="medium")
     if with_train:
         tax = axes[1]
         _mean_lines(tax, [(label, cs) for (label, _), cs in zip(groups, train, strict=True)], colors, None,
@@ -112,12 +116,6 @@ def curves_figure(groups: list[tuple[str, list[Curve]]], ylabel: str, title: str
         tax.set_title("training loss (mean over seeds; colours as on the left)", fontsize="medium")
     fig.suptitle(f"Learning curves: {title}" if title else "Learning curves")
     return fig
-
-
-def curves_png(groups: list[tuple[str, list[Curve]]], ylabel: str, title: str = "",
-               train: list[list[Curve]] | None = None) -> bytes:
-    """:func:`curves_figure` as PNG bytes."""
-    return _png(curves_figure(groups, ylabel, title, train))
 
 
 def final_figure(groups: list[tuple[str, list[float]]], ylabel: str, title: str = ""):
@@ -159,11 +157,6 @@ def final_figure(groups: list[tuple[str, list[float]]], ylabel: str, title: str 
     return fig
 
 
-def final_png(groups: list[tuple[str, list[float]]], ylabel: str, title: str = "") -> bytes:
-    """:func:`final_figure` as PNG bytes."""
-    return _png(final_figure(groups, ylabel, title))
-
-
 def confusion_figure(labels: list[str], matrix: list[list[int]], title: str = ""):
     """Confusion matrix as a heat map: rows true class, columns predicted, each cell its count and its share
     of the row (the class's recall on the diagonal)."""
@@ -195,8 +188,3 @@ def confusion_figure(labels: list[str], matrix: list[list[int]], title: str = ""
     ax.set_ylabel("true class")
     ax.set_title(title, fontsize="medium")
     return fig
-
-
-def confusion_png(labels: list[str], matrix: list[list[int]], title: str = "") -> bytes:
-    """:func:`confusion_figure` as PNG bytes."""
-    return _png(confusion_figure(labels, matrix, title))

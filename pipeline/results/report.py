@@ -19,13 +19,21 @@ import base64
 import csv
 import html
 import json
-import os
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pipeline.results import results as R
+from pipeline import rundir as RD
+from pipeline.results.compare import Table, best_run, count_text
+from pipeline.results.extras import ReportSection
+from pipeline.results.formats import best_line, human_rows, summary_lines
+from pipeline.results.logs import log_tail
+from pipeline.results.metrics import curve_key
+from pipeline.results.runs import Run, Sweep
+from pipeline.rundir import BAD_STATES
 
+#: lines of a failed job's log the report shows
 LOG_TAIL_LINES = 40
 Matrix = tuple[list[str], list[list[int]], str]  # labels, rows (true) x columns (predicted), source
 
@@ -33,36 +41,11 @@ Matrix = tuple[list[str], list[list[int]], str]  # labels, rows (true) x columns
 # ------------------------------------------------------------------------------------------- inputs
 
 
-def log_paths(run: R.Run) -> list[Path]:
-    """Where a job's log may be: the scheduler's stderr/stdout from sweep.json, then ``<run>/*.log``."""
-    paths = [Path(p) for p in (run.stderr, run.stdout) if p]
-    if run.run_dir is not None:
-        paths.append(run.run_dir / "run.log")
-        paths += sorted(p for p in run.run_dir.glob("*.log") if p.name != "run.log")
-    return paths
-
-
-def log_tail(run: R.Run, lines: int = LOG_TAIL_LINES) -> tuple[Path | None, str]:
-    """The first non-empty log of ``run`` and its last ``lines`` lines (reads only the file's end)."""
-    for path in log_paths(run):
-        try:
-            with open(path, "rb") as f:
-                f.seek(0, os.SEEK_END)
-                size = f.tell()
-                if size == 0:
-                    continue
-                f.seek(max(0, size - 65536))
-                text = f.read().decode("utf-8", "replace")
-        except OSError:
-            continue
-        return path, "".join(text.splitlines(keepends=True)[-lines:])
-    return None, ""
-
-
 def model_labels(run_dir: Path) -> list[str]:
     """Label names in the model's order (``checkpoints/best/config.json``'s id2label), [] if unknown."""
     try:
-        cfg = json.loads((run_dir / "checkpoints" / "best" / "config.json").read_text(encoding="utf-8"))
+        config = RD.checkpoint_dir(run_dir, RD.BEST_CHECKPOINT) / RD.MODEL_CONFIG_JSON
+        cfg = json.loads(config.read_text(encoding="utf-8"))
         id2label = cfg.get("id2label") or {}
         return [str(id2label[k]) for k in sorted(id2label, key=lambda k: int(k))]
     except (OSError, ValueError, TypeError, AttributeError, KeyError):
@@ -85,7 +68,7 @@ def _matrix_from_metrics(final: dict[str, Any]) -> tuple[list[str] | None, list[
     return None
 
 
-def confusion(run: R.Run) -> Matrix | None:
+def confusion(run: Run) -> Matrix | None:
     """The run's test confusion matrix: from ``metrics.json``, else counted from ``test_predictions.csv``."""
     if run.run_dir is None:
         return None
@@ -94,9 +77,9 @@ def confusion(run: R.Run) -> Matrix | None:
         labels, rows = found
         labels = labels or model_labels(run.run_dir) or [str(i) for i in range(len(rows))]
         if len(labels) == len(rows):
-            return labels, rows, "metrics.json"
+            return labels, rows, RD.METRICS_JSON
     try:
-        with open(run.run_dir / "test_predictions.csv", newline="", encoding="utf-8") as f:
+        with open(run.run_dir / RD.TEST_PREDICTIONS_CSV, newline="", encoding="utf-8") as f:
             pairs = [(r["label"], r["prediction"]) for r in csv.DictReader(f)]
     except (OSError, KeyError, csv.Error):
         return None
@@ -109,7 +92,7 @@ def confusion(run: R.Run) -> Matrix | None:
     rows = [[0] * len(labels) for _ in labels]
     for true, pred in pairs:
         rows[index[true]][index[pred]] += 1
-    return labels, rows, "test_predictions.csv"
+    return labels, rows, RD.TEST_PREDICTIONS_CSV
 
 
 # --------------------------------------------------------------------------------------------- HTML
@@ -119,7 +102,7 @@ def _e(value: Any) -> str:
     return html.escape("" if value is None else str(value))
 
 
-def _sort_value(table: R.Table, row: dict[str, Any], col: str) -> str:
+def _sort_value(table: Table, row: dict[str, Any], col: str) -> str:
     """What a column sorts by: the raw number where there is one (the mean for per-config tables)."""
     if col == "best":
         return "1" if row.get("best") else "0"
@@ -136,9 +119,9 @@ def _cell(col: str, text: str, sort: str, numeric: bool) -> str:
     return f'<td data-sort="{_e(sort)}" class="{classes}"{title}>{shown}</td>'
 
 
-def table_html(table: R.Table, table_id: str) -> str:
+def table_html(table: Table, table_id: str) -> str:
     """A sortable HTML table with the same columns and cells as ``pipeline results``' table."""
-    cols, cells = R.human_rows(table)
+    cols, cells = human_rows(table)
     numeric = set(table.display) | {"gpu_hours", "n", "job"}
     head = "".join(
         f'<th data-col="{_e(c)}" class="{"num" if c in numeric else ""}" title="sort by {_e(c)}">{_e(c)}</th>'
@@ -158,7 +141,7 @@ def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{_e(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
 
 
-def confusion_html(matrix: Matrix, run: R.Run) -> str:
+def confusion_html(matrix: Matrix, run: Run) -> str:
     labels, rows, source = matrix
     total = sum(map(sum, rows))
     correct = sum(rows[i][i] for i in range(len(rows)))
@@ -178,13 +161,13 @@ def confusion_html(matrix: Matrix, run: R.Run) -> str:
             f'{head}</tr></thead><tbody>{"".join(body)}</tbody></table>')
 
 
-def failures_html(runs: list[R.Run]) -> str:
-    failed = [r for r in runs if r.state in R.BAD_STATES]
+def failures_html(runs: list[Run]) -> str:
+    failed = [r for r in runs if r.state in BAD_STATES]
     if not failed:
         return '<p class="note">No failed jobs.</p>'
     parts = []
     for run in failed:
-        path, tail = log_tail(run)
+        path, tail = log_tail(run, LOG_TAIL_LINES)
         where = f"last {LOG_TAIL_LINES} lines of {_e(path)}" if path else "no log found"
         parts.append(
             f'<details class="failure" open><summary><b>job {_e(run.label)}</b> '
@@ -261,44 +244,60 @@ document.querySelectorAll(".plots img").forEach(
 """
 
 
-def render(sweep: R.Sweep, per_run: R.Table, summary: R.Table, images: dict[str, bytes]) -> str:
-    """The report as one HTML string. ``images``: ``{"final.png": png, "curves.png": png}`` from the aggregate step."""
-    runs = sweep.runs
-    best = R.best_run(runs, per_run.metric, per_run.mode)
-    key = R.curve_key(per_run.metric)
-    states = ", ".join(f"{per_run.counts[s]} {s}" for s in R.STATES if per_run.counts.get(s))
-    chips = [f"{len(runs)} runs ({states or 'none'})", f"{per_run.total_gpu_hours:.3f} GPU hours",
-             f"scheduler: {sweep.scheduler}", f"ranked by {per_run.metric} ({per_run.mode})"]
+def _plots_html(per_run: Table, images: dict[str, bytes]) -> str:
+    captions = (
+        (RD.FINAL_PNG, f"Final {per_run.metric} per configuration: each seed a dot, the mean a bar"),
+        (RD.CURVES_PNG, f"Learning curves per configuration: validation {curve_key(per_run.metric)} (mean over "
+                        "seeds) and training loss"),
+    )
+    return "".join(f"<figure>{_img(images[name], cap)}<figcaption>{_e(cap)}</figcaption></figure>"
+                   for name, cap in captions if images.get(name))
+
+
+def _confusion_section(best: Run | None, metric: str) -> str:
     matrix = confusion(best) if best is not None else None
-    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    plots_html = "".join(
-        f"<figure>{_img(png, cap)}<figcaption>{_e(cap)}</figcaption></figure>" for png, cap in (
-            (images.get("final.png"), f"Final {per_run.metric} per configuration: each seed a dot, the mean a bar"),
-            (images.get("curves.png"), f"Learning curves per configuration: validation {key} (mean over seeds, "
-                                       "min–max band) and training loss"),
-        ) if png)
     if matrix is not None and best is not None:
-        cm = confusion_html(matrix, best)
-    elif best is not None:
-        cm = '<p class="note">The best run has no confusion matrix in metrics.json and no test_predictions.csv.</p>'
-    else:
-        cm = f'<p class="note">No completed run reports {_e(per_run.metric)} yet.</p>'
+        return confusion_html(matrix, best)
+    if best is not None:
+        return (f'<p class="note">The best run has no confusion matrix in {RD.METRICS_JSON} and no '
+                f'{RD.TEST_PREDICTIONS_CSV}.</p>')
+    return f'<p class="note">No completed run reports {_e(metric)} yet.</p>'
+
+
+def _chips(sweep: Sweep, per_run: Table) -> str:
+    runs = sum(per_run.counts.values())
+    chips = [f"{runs} run{'' if runs == 1 else 's'} ({count_text(per_run.counts)})",
+             *([f"{per_run.total_gpu_hours:.3f} GPU hours"] if per_run.gpus_used else []),
+             f"scheduler: {sweep.scheduler}", f"ranked by {per_run.metric} ({per_run.mode})"]
+    return "".join(f'<span class="chip">{_e(c)}</span>' for c in chips)
+
+
+def render(sweep: Sweep, per_run: Table, summary: Table, images: dict[str, bytes],
+           sections: Sequence[ReportSection] = ()) -> str:
+    """The report as one HTML string. ``images``: ``{"final.png": png, "curves.png": png}`` from the aggregate
+    step; ``sections``: what a kind of sweep adds (:mod:`pipeline.results.extras`), after the configurations."""
+    best = best_run(sweep.runs, per_run.metric, per_run.mode)
+    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    notes = "".join(f'<p class="note">{_e(line)}</p>' for line in summary_lines(per_run))
+    added = "".join(f"<section><h2>{_e(s.title)}</h2>{s.html}</section>" for s in sections)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{_e(sweep.name)}: sweep report</title><style>{STYLE}</style></head>
 <body>
 <header><h1>Sweep report: {_e(sweep.name)}</h1>
 <div class="note">{_e(sweep.path)} · generated {generated} by <code>pipeline aggregate</code></div>
-<div class="chips">{"".join(f'<span class="chip">{_e(c)}</span>' for c in chips)}</div>
-<p id="best-line"><b>{_e(R.best_line(per_run))}</b></p></header>
+<div class="chips">{_chips(sweep, per_run)}</div>
+<p id="best-line"><b>{_e(best_line(per_run))}</b></p></header>
 <main>
 <section><h2>Runs</h2><p class="note">One row per job; click a column header to sort. ★ marks the best run.</p>
-<div class="scroll">{table_html(per_run, "runs")}</div><p class="note">{_e(R.total_line(per_run))}</p></section>
+<div class="scroll">{table_html(per_run, "runs")}</div>{notes}</section>
 <section><h2>Configurations (mean ± std over seeds)</h2>
 <div class="scroll">{table_html(summary, "configs")}</div></section>
-<section><h2>Plots</h2><p class="note">Click a plot to enlarge it.</p><div class="plots">{plots_html}</div></section>
-<section><h2>Confusion matrix of the best run</h2>{cm}</section>
-<section><h2>Failed jobs</h2>{failures_html(runs)}</section>
+{added}
+<section><h2>Plots</h2><p class="note">Click a plot to enlarge it.</p>
+<div class="plots">{_plots_html(per_run, images)}</div></section>
+<section><h2>Confusion matrix of the best run</h2>{_confusion_section(best, per_run.metric)}</section>
+<section><h2>Failed jobs</h2>{failures_html(sweep.runs)}</section>
 </main>
 <script>{SCRIPT}</script>
 </body></html>

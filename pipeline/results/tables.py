@@ -16,6 +16,7 @@ rich is imported inside the functions: ``pipeline --help`` does not pay for it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,10 +69,33 @@ class UnknownColumnError(ValueError):
     """``--columns`` named a column the table does not have."""
 
 
-def _len(text: str) -> int:
+def text_width(text: str) -> int:
+    """Terminal columns ``text`` takes."""
     from rich.cells import cell_len
 
     return cell_len(text)
+
+
+_WORD = re.compile(r"[^\s`]*`[^`]*`\S*|\S+")  # a word, or a `quoted command` with what touches it
+
+
+def wrap(text: str, width: int, indent: str = "  ") -> list[str]:
+    """``text`` in lines of at most ``width`` columns, broken at spaces, later lines indented.
+
+    A `quoted command` is one word: it is never broken, and one longer than the width gets a line of its
+    own (to copy whole).
+    """
+    lines: list[str] = []
+    line = ""
+    for word in _WORD.findall(text):
+        if not line:
+            line = (indent if lines else "") + word
+        elif text_width(line) + 1 + text_width(word) <= width:
+            line += " " + word
+        else:
+            lines.append(line)
+            line = indent + word
+    return [*lines, line] if line else lines
 
 
 def short_names(names: Sequence[str]) -> dict[str, str]:
@@ -141,8 +165,8 @@ def fit(grid: Grid, width: int, pick: Sequence[str] | None = None) -> Fitted:
         columns, rows = [columns[i] for i in idx], [[r[i] for i in idx] for r in rows]
     short = short_names([c.title for c in columns if c.param])
     headers = [short.get(c.title, c.title) if c.param else c.title for c in columns]
-    natural = [max([_len(h), *(_len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
-    floor = [max(_len(h), min(c.min_width, natural[i])) if c.text else natural[i]
+    natural = [max([text_width(h), *(text_width(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+    floor = [max(text_width(h), min(c.min_width, natural[i])) if c.text else natural[i]
              for i, (c, h) in enumerate(zip(columns, headers, strict=True))]
 
     shown = list(range(len(columns)))
@@ -181,8 +205,10 @@ def fit(grid: Grid, width: int, pick: Sequence[str] | None = None) -> Fitted:
     return Fitted(table=table, notes=notes, columns=[columns[i] for i in shown], widths=[widths[i] for i in shown])
 
 
-def show(console: Any, grid: Grid, pick: Sequence[str] | None = None, footer: Sequence[str] = ()) -> Fitted:
-    """Print ``grid`` fitted to ``console.width``: the title, the notes, the table, then ``footer`` lines.
+def show(console: Any, grid: Grid, pick: Sequence[str] | None = None, footer: Sequence[str] = (),
+         header: Sequence[str] = ()) -> Fitted:
+    """Print ``grid`` fitted to ``console.width``: the title, ``header`` lines, the notes, the table, then
+    ``footer`` lines (wrapped, a `quoted command` kept whole).
 
     Texts are printed as they are (no markup): job ids and overrides hold brackets.
     """
@@ -192,11 +218,14 @@ def show(console: Any, grid: Grid, pick: Sequence[str] | None = None, footer: Se
     fitted.table.title = None
     if grid.title:
         console.print(Text(grid.title))
+    for line in header:
+        console.print(Text(line))
     for note in fitted.notes:
         console.print(Text(note, style="dim"))
     console.print(fitted.table)
     for line in footer:
-        console.print(Text(line))
+        for part in wrap(line, console.width):
+            console.print(Text(part), soft_wrap=True)
     return fitted
 
 

@@ -21,11 +21,16 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.launch import sweep_status as S
-from pipeline.results import results as R
+from pipeline.results import extras
+from pipeline.results.metrics import curve_key, default_mode, varying_params
+from pipeline.results.runs import NotASweepError, Run, Sweep, load_sweep
+from pipeline.results.tables import wrap
+from pipeline.results.views import STATE_STYLE, as_given, count_line, duration, gpu_cell
+from pipeline.rundir import COMPLETED, CORRUPT, FAILED, MISSING, PENDING, PRUNED, REQUEUED, RUNNING
 from pipeline.train import progress as P
 
 #: run-directory states after which nothing changes (as in pipeline.launch.sweep_status)
-ENDED = (R.COMPLETED, R.FAILED, R.CORRUPT)
+ENDED = (COMPLETED, PRUNED, FAILED, CORRUPT)
 #: seconds between refreshes: one scheduler query each, so cluster sweeps are asked less often
 DEFAULT_INTERVAL = {"local": 1.0, "lsf": 10.0, "slurm": 10.0}
 
@@ -47,15 +52,17 @@ class JobView:
     runtime_s: float | None = None
     config: str = ""  # the job's varying overrides
     note: str | None = None
+    gpu: str = ""  # a running job's GPU use (utilisation, memory), from progress.json
 
 
 @dataclass
 class Snapshot:
-    sweep: R.Sweep
+    sweep: Sweep
     metric: str
     jobs: list[JobView]
     warning: str | None = None
     taken: float = field(default_factory=time.time)
+    panels: list[extras.Panel] = field(default_factory=list)  # lines above the job table (extras.sweep_panels)
 
     @property
     def done(self) -> bool:
@@ -71,7 +78,7 @@ class Snapshot:
         scored = [j for j in self.jobs if j.best is not None]
         if not scored:
             return None
-        pick = max if R.default_mode(self.metric) == "max" else min
+        pick = max if default_mode(self.metric) == "max" else min
         return pick(scored, key=lambda j: j.best)  # type: ignore[arg-type, return-value]
 
 
@@ -88,13 +95,13 @@ def _alive(pid: Any) -> bool:
     return True
 
 
-def _launcher_waiting(sweep: R.Sweep) -> bool:
+def _launcher_waiting(sweep: Sweep) -> bool:
     """A local sweep whose launcher (recorded in sweep.json) is still alive starts the remaining jobs."""
     meta = sweep.meta or {}
     return sweep.scheduler == "local" and bool(meta.get("launcher_pid")) and _alive(meta["launcher_pid"])
 
 
-def _val_values(run: R.Run, key: str) -> list[float]:
+def _val_values(run: Run, key: str) -> list[float]:
     return [float(ln[key]) for ln in run.jsonl()
             if ln.get("split") == "val" and isinstance(ln.get(key), (int, float))]
 
@@ -105,15 +112,15 @@ def job_view(st: S.JobStatus, metric: str, keys: list[str], waiting: bool, gone_
     local launcher has exited)."""
     run = st.run
     state = st.state
-    if state == R.MISSING and not run.job_id and waiting:
-        state = R.PENDING  # listed by the local launcher, not started yet
-    ended = state in ENDED or (state == R.MISSING and gone_if_missing)
-    view = JobView(label=run.label, state=state, ended=ended, best=st.best, note=st.note,
+    if state == MISSING and not run.job_id and waiting:
+        state = PENDING  # listed by the local launcher, not started yet
+    ended = state in ENDED or (state == MISSING and gone_if_missing)
+    view = JobView(label=run.label, state=state, ended=ended, best=st.best, note=as_given(st.note, run.sweep_dir),
                    runtime_s=st.runtime_s,
                    config=" ".join(f"{k.rsplit('.', 1)[-1]}={run.params[k]}" for k in keys if k in run.params))
-    vals = _val_values(run, R.curve_key(metric))
+    vals = _val_values(run, curve_key(metric))
     view.evals, view.latest = len(vals), (vals[-1] if vals else None)
-    if run.state == R.COMPLETED and run.final is not None:
+    if run.state in (COMPLETED, PRUNED) and run.final is not None:
         steps = run.metrics.get("steps")
         view.step = view.total = int(steps) if steps is not None else None
         view.samples_per_s = run.metrics.get("train_samples_per_s")
@@ -126,41 +133,35 @@ def job_view(st: S.JobStatus, metric: str, keys: list[str], waiting: bool, gone_
     total = prog.get("total_steps")
     view.total = int(total) if isinstance(total, (int, float)) else None
     view.samples_per_s = prog.get("samples_per_s")
-    if state == R.RUNNING:
+    if state == RUNNING:
         view.eta_s = P.eta_now(prog)
+        view.gpu = gpu_cell(prog.get("gpu"))
     return view
 
 
 def snapshot(path: Path, metric: str, ask_scheduler: bool = True) -> Snapshot:
     """Read the sweep and ask its scheduler once."""
-    sweep = R.load_sweep(path)
+    sweep = load_sweep(path)
     answer = S.query_sweep(sweep) if ask_scheduler else S.Answer(sweep.scheduler)
     statuses = S.sweep_status(sweep, answer, metric)
-    keys = R.varying_params(sweep.runs)
+    keys = varying_params(sweep.runs)
     waiting = _launcher_waiting(sweep)
     if sweep.scheduler == "local":
         gone = not waiting
     else:
         gone = answer.answered and answer.complete
     jobs = [job_view(st, metric, keys, waiting, gone) for st in statuses]
-    return Snapshot(sweep=sweep, metric=metric, jobs=jobs, warning=answer.warning)
+    return Snapshot(sweep=sweep, metric=metric, jobs=jobs, warning=answer.warning, panels=extras.sweep_panels(sweep))
 
 
 # ------------------------------------------------------------------------------------------- rendering
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    s = int(round(seconds))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 def number(v: float | None, digits: int = 4) -> str:
     return "" if v is None else f"{v:.{digits}f}"
 
 
-def _elapsed(sweep: R.Sweep, now: float) -> float | None:
+def _elapsed(sweep: Sweep, now: float) -> float | None:
     created = (sweep.meta or {}).get("created")
     try:
         return max(0.0, now - datetime.fromisoformat(str(created)).timestamp()) if created else None
@@ -171,17 +172,15 @@ def _elapsed(sweep: R.Sweep, now: float) -> float | None:
 def summary_lines(snap: Snapshot) -> list[str]:
     """The lines above the table: sweep, counts, elapsed and ETA; the best run so far."""
     counts = snap.counts()
-    order = (R.COMPLETED, R.RUNNING, R.REQUEUED, R.PENDING, R.FAILED, R.CORRUPT, R.MISSING)
     parts: list[str] = []
     elapsed = _elapsed(snap.sweep, snap.taken)
     if elapsed is not None:
         parts.append(f"elapsed {duration(elapsed)}")
-    etas = [j.eta_s for j in snap.jobs if j.state == R.RUNNING and j.eta_s is not None]
+    etas = [j.eta_s for j in snap.jobs if j.state == RUNNING and j.eta_s is not None]
     if etas:
-        more = " (running jobs)" if counts.get(R.PENDING) else ""
+        more = " (running jobs)" if counts.get(PENDING) else ""
         parts.append(f"ETA {duration(max(etas))}{more}")
-    lines = [f"{snap.sweep.path} ({snap.sweep.scheduler})",
-             f"{len(snap.jobs)} jobs: " + ", ".join(f"{counts[s]} {s}" for s in order if counts.get(s))]
+    lines = [f"{snap.sweep.path} ({snap.sweep.scheduler})", count_line([j.state for j in snap.jobs])]
     if parts:
         lines.append("  ".join(parts))
     best = snap.best_job()
@@ -199,17 +198,37 @@ def bar_text(step: int | None, total: int | None, width: int) -> str:
     return "█" * filled + "░" * (width - filled)
 
 
-STATE_STYLE = {"completed": "green", "running": "cyan", "pending": "yellow", "requeued": "yellow", "failed": "bold red",
-               "corrupt": "bold magenta", "missing": "dim"}
-
-
 def shown_jobs(jobs: list[JobView], max_rows: int | None) -> list[JobView]:
     """At most ``max_rows`` rows, in job order: running jobs first, then failed, pending, the rest."""
     if max_rows is None or len(jobs) <= max_rows:
         return jobs
-    rank = {R.RUNNING: 0, R.FAILED: 1, R.CORRUPT: 1, R.REQUEUED: 2, R.PENDING: 2}
+    rank = {RUNNING: 0, FAILED: 1, CORRUPT: 1, REQUEUED: 2, PENDING: 2}
     keep = {id(j) for j in sorted(jobs, key=lambda j: rank.get(j.state, 3))[:max(1, max_rows)]}
     return [j for j in jobs if id(j) in keep]
+
+
+def _widths(rows: list[tuple[JobView, str]], width: int) -> dict[str, int]:
+    """Column widths for ``width`` terminal columns, in display order: the fixed ones, GPU when a job
+    reports it, then the progress bar and the config (the varying overrides) where there is room."""
+    w = {
+        "job": max([3, *(len(j.label) for j, _ in rows)]),
+        "state": max([5, *(len(j.state) for j, _ in rows)]),
+        "step": max([4, *(len(s) for _, s in rows)]),
+        "progress": 0, "samples/s": 9, "ETA": 8,
+        "GPU": max([3, *(len(j.gpu) for j, _ in rows)]) if any(j.gpu for j, _ in rows) else 0,
+        "last": 6, "best": 6,
+    }
+    gap = 2  # columns are two spaces apart
+    used = sum(w.values()) + gap * sum(1 for v in w.values() if v)
+    config_w = max([0, *(len(j.config) for j, _ in rows)])
+    min_bar = 10
+    if config_w > 0 and width - used - min_bar - 2 * gap >= min(config_w, 16):
+        w["config"] = min(config_w, width - used - min_bar - 2 * gap)
+        used += w["config"] + gap
+    room = width - used - gap
+    if room >= 6:  # a bar narrower than that says nothing the step column does not
+        w["progress"] = min(30, room)
+    return {name: v for name, v in w.items() if v}
 
 
 def table(snap: Snapshot, width: int, max_rows: int | None = None) -> Any:
@@ -219,38 +238,26 @@ def table(snap: Snapshot, width: int, max_rows: int | None = None) -> Any:
 
     rows = [(j, f"{j.step}/{j.total}" if j.step is not None and j.total else
              ("" if j.step is None else str(j.step))) for j in shown_jobs(snap.jobs, max_rows)]
-    cols = [("job", "right"), ("state", "left"), ("step", "right"), ("progress", "left"),
-            ("samples/s", "right"), ("ETA", "right"), ("last", "right"), ("best", "right")]
-    fixed = {
-        "job": max([3, *(len(j.label) for j, _ in rows)]),
-        "state": max([5, *(len(j.state) for j, _ in rows)]),
-        "step": max([4, *(len(s) for _, s in rows)]),
-        "samples/s": 9, "ETA": 8, "last": 6, "best": 6,
-    }
-    gap = 2  # columns are two spaces apart
-    used = sum(fixed.values()) + gap * len(cols)  # the bar's own gap included
-    config_w = max([0, *(len(j.config) for j, _ in rows)])
-    min_bar = 10
-    show_config = config_w > 0 and width - used - min_bar - gap >= min(config_w, 16)
-    if show_config:
-        config_w = min(config_w, width - used - min_bar - gap)
-        cols.append(("config", "left"))
-        used += config_w + gap
-    bar_w = max(4, min(30, width - used))
+    widths = _widths(rows, width)
     t = Table(box=None, padding=(0, 1), pad_edge=False, collapse_padding=False, expand=False,
               header_style="bold")
-    for name, justify in cols:
-        w = bar_w if name == "progress" else config_w if name == "config" else fixed[name]
+    for name, w in widths.items():
+        justify = "left" if name in ("state", "progress", "config") else "right"
         t.add_column(name, justify=justify, no_wrap=True, overflow="ellipsis", min_width=w, max_width=w)
     for j, step in rows:
-        cells = [j.label, Text(j.state.upper() if j.state in ENDED else j.state, style=STATE_STYLE.get(j.state, "")),
-                 step, bar_text(j.step, j.total, bar_w),
-                 number(j.samples_per_s, 1), duration(j.eta_s) if j.state == R.RUNNING else "",
-                 number(j.latest), number(j.best)]
-        if show_config:
-            cells.append(j.config)
-        t.add_row(*cells)
+        cells = {"job": j.label, "state": Text(j.state.upper() if j.state in ENDED else j.state,
+                                               style=STATE_STYLE.get(j.state, "")),
+                 "step": step, "progress": bar_text(j.step, j.total, widths.get("progress", 0)),
+                 "samples/s": number(j.samples_per_s, 1), "ETA": duration(j.eta_s) if j.state == RUNNING else "",
+                 "GPU": j.gpu, "last": number(j.latest), "best": number(j.best), "config": j.config}
+        t.add_row(*(cells[name] for name in widths))
     return t
+
+
+def failure_lines(snap: Snapshot, width: int) -> list[str]:
+    """``job 3 FAILED: <note>`` per failed job, wrapped to ``width`` without breaking a `quoted command`."""
+    return [line for j in snap.jobs if j.state in (FAILED, CORRUPT) and j.note
+            for line in wrap(f"job {j.label} {j.state.upper()}: {j.note}", width)]
 
 
 def render(snap: Snapshot, width: int, height: int | None = None) -> Any:
@@ -259,16 +266,15 @@ def render(snap: Snapshot, width: int, height: int | None = None) -> Any:
     from rich.text import Text
 
     parts: list[Any] = [Text(line) for line in summary_lines(snap)]
+    parts += [Text(line) for panel in snap.panels for line in panel]
     parts.append(Text(f"last, best: {snap.metric}", style="dim"))
-    bad = sum(j.state in (R.FAILED, R.CORRUPT) and bool(j.note) for j in snap.jobs)
-    max_rows = None if height is None else max(3, height - len(parts) - 3 - min(bad, 5))
+    failures = failure_lines(snap, width)
+    max_rows = None if height is None else max(3, height - len(parts) - 3 - min(len(failures), 5))
     parts.append(table(snap, width, max_rows))
     hidden = len(snap.jobs) - len(shown_jobs(snap.jobs, max_rows))
     if hidden:
         parts.append(Text(f"... {hidden} more jobs not shown (pipeline status lists them all)", style="dim"))
-    for j in snap.jobs:
-        if j.state in (R.FAILED, R.CORRUPT) and j.note:
-            parts.append(Text(f"job {j.label} {j.state.upper()}: {j.note}", style="red"))
+    parts += [Text(line, style="red", no_wrap=True, overflow="ignore") for line in failures]
     if snap.warning:
         parts.append(Text(f"warning: {snap.warning}", style="yellow"))
     return Group(*parts)
@@ -280,7 +286,7 @@ def render(snap: Snapshot, width: int, height: int | None = None) -> Any:
 def plain_line(j: JobView, metric: str) -> str:
     """One line about a job, for logs: ``job 2 finished: COMPLETED val_macro_f1=0.8123 in 0:00:41``."""
     if j.ended:
-        if j.state == R.COMPLETED:
+        if j.state == COMPLETED:
             return (f"job {j.label} finished: COMPLETED {metric}={number(j.latest)} best={number(j.best)} "
                     f"in {duration(j.runtime_s)} ({j.step} steps)")
         return f"job {j.label} finished: {j.state.upper()}" + (f": {j.note}" if j.note else "")
@@ -291,7 +297,7 @@ def plain_line(j: JobView, metric: str) -> str:
         parts.append(f"{metric}={number(j.latest)} best={number(j.best)}")
     if j.samples_per_s:
         parts.append(f"{j.samples_per_s:.1f} samples/s")
-    if j.eta_s is not None and j.state == R.RUNNING:
+    if j.eta_s is not None and j.state == RUNNING:
         parts.append(f"ETA {duration(j.eta_s)}")
     return " ".join(parts)
 
@@ -343,7 +349,7 @@ class SweepView:
         self._last = time.monotonic()
         try:
             snap = snapshot(self.path, self.metric, self.ask)
-        except R.NotASweepError:
+        except NotASweepError:
             return self.snap  # the launcher has not written sweep.json yet
         self.snap = snap
         if self.live_mode:
@@ -389,13 +395,3 @@ def watch(path: Path, metric: str = "val_macro_f1", interval: float | None = Non
             time.sleep(every)
     finally:
         view.close()
-
-
-def step_and_eta(st: S.JobStatus) -> tuple[str, str]:
-    """``pipeline status``'s step cell (``120/400``) and ETA cell (``0:01:18``) for one job."""
-    prog = {} if st.state != R.RUNNING else P.read(st.run.run_dir)
-    step = prog.get("step", st.step)
-    total = prog.get("total_steps") or (st.step if st.state == R.COMPLETED else None)
-    text = "" if step is None else (f"{int(step)}/{int(total)}" if total else f"{int(step)}")
-    eta = P.eta_now(prog) if prog else None
-    return text, duration(eta)

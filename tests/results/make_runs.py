@@ -2,7 +2,9 @@
 
 Used by the tests in this folder and by ``bench/aggregate.py``. The layout follows the run-directory
 contract in DESIGN.md: ``.hydra/{config,overrides,hydra}.yaml``, ``metrics.jsonl`` (train and val lines,
-optionally a torn last line), ``metrics.json`` (completed / failed / corrupt), ``run_info.json``.
+optionally a torn last line), ``metrics.json`` (completed / pruned / failed / corrupt; with ``gpu`` as a
+run on a GPU writes it), ``run_info.json``, and ``progress.json`` for a running job (with its ``gpu``).
+No GPU is needed to make runs that show GPU use.
 """
 
 from __future__ import annotations
@@ -56,8 +58,15 @@ def write_run(
     train_lines: int = 2,
     seed: int = 0,
     config: dict[str, Any] | None = None,
+    gpu: dict[str, Any] | None = None,
+    progress: dict[str, Any] | None = None,
 ) -> Path:
-    """One run directory. ``state``: completed | failed | running | corrupt | started (only .hydra)."""
+    """One run directory. ``state``: completed | pruned | failed | running | corrupt | started (only .hydra).
+
+    ``gpu``: ``metrics.json``'s "gpu" (see :func:`gpu_use`); ``progress``: a running job's ``progress.json``
+    (see :func:`progress_json`). ``pruned``: stopped at the last point of ``curve`` (its metrics are the best
+    validation so far; no test metrics).
+    """
     run_dir = Path(run_dir)
     hydra = run_dir / ".hydra"
     atomic.write_text(hydra / "overrides.yaml", "".join(f"- {o}\n" for o in overrides) or "[]\n")
@@ -89,6 +98,8 @@ def write_run(
         text += '{"split": "val", "epoch": 9, "step": 9'
     atomic.write_text(run_dir / "metrics.jsonl", text)
     if state == "running":
+        if progress is not None:
+            atomic.write_json(run_dir / "progress.json", progress)
         return run_dir
     if state == "corrupt":
         atomic.write_text(run_dir / "metrics.json", '{"status": "completed", "val": {')
@@ -101,14 +112,40 @@ def write_run(
     v = curve[best] if curve else 0.5
     val = val or {"loss": round(1 - v, 6), "accuracy": round(v + 0.01, 6), "macro_f1": v}
     test = test or {"loss": round(1.02 - v, 6), "accuracy": round(v - 0.01, 6), "macro_f1": round(v - 0.02, 6)}
-    atomic.write_json(run_dir / "metrics.json", {
+    final = {
         "status": "completed", "error": None, "best_epoch": best + 1, "best_step": (best + 1) * steps_per_epoch,
         "monitor": "macro_f1", "val": val, "test": test, "wall_time_s": wall_time_s,
         "train_samples_per_s": 45.6, "steps": len(curve) * steps_per_epoch, "epochs": len(curve),
-        "device": "cpu", "precision": "fp32", "start_time": "2024-01-01T10:00:00+00:00",
+        "device": "cpu" if gpu is None else "cuda", "precision": "fp32", "start_time": "2024-01-01T10:00:00+00:00",
         "end_time": "2024-01-01T11:00:00+00:00",
-    })
+    }
+    if state == "pruned":  # what fit() writes when the study's pruner stops a run: no test evaluation
+        del final["test"]
+        final.update(status="pruned", pruned_at_step=len(curve) * steps_per_epoch)
+    if gpu is not None:
+        final["gpu"] = gpu
+    atomic.write_json(run_dir / "metrics.json", final)
     return run_dir
+
+
+def gpu_use(util_mean: float = 83.0, peak_mem_gb: float = 12.1, mem_total_gb: float = 40.0,
+            warning: str | None = None) -> dict[str, Any]:
+    """``metrics.json``'s "gpu" as a run on one GPU writes it (BRIEF interface 2)."""
+    return {"name": "NVIDIA A100-SXM4-40GB", "count": 1, "peak_mem_gb": peak_mem_gb, "mem_total_gb": mem_total_gb,
+            "util_mean": util_mean, "util_samples": 120, "low_util_frac": 0.8 if warning else 0.05,
+            "warning": warning}
+
+
+def progress_json(step: int = 120, total: int = 400, util: float | None = 91.5, mem_gb: float = 3.2) -> dict[str, Any]:
+    """A running job's ``progress.json``; ``util`` None: on CPU (no "gpu" entry)."""
+    import time
+
+    data: dict[str, Any] = {"step": step, "total_steps": total, "epoch": 1, "epochs": 3, "attempt": 1,
+                            "start_step": 0, "start_time": time.time() - 60, "time": time.time(),
+                            "seconds_per_step": 0.5, "seconds_per_eval": 2.0, "samples_per_s": 31.6, "eta_s": 140.0}
+    if util is not None:
+        data["gpu"] = {"util": util, "mem_gb": mem_gb, "peak_mem_gb": mem_gb + 1.0, "mem_total_gb": 79.2}
+    return data
 
 
 def config_yaml(seed: int, overrides: list[str]) -> str:

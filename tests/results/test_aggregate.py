@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli.cli import app
-from pipeline.results import results as R
+from pipeline.results import aggregation
 from tests.results.make_runs import grid_sweep, lsf_job, write_run, write_sweep_json
 
 FILES = ("runs.csv", "summary.csv", "summary.md", "results.json", "curves.png", "final.png")
@@ -60,7 +60,7 @@ def test_aggregate_empty_sweep_still_writes(tmp_path):
     root = tmp_path / "sweep"
     root.mkdir()
     write_sweep_json(root, "lsf", [lsf_job(root, n, [f"seed={n}"]) for n in range(3)])
-    paths = R.aggregate(root)
+    paths = aggregation.aggregate(root)
     for name in FILES:
         assert paths[name].is_file()
     check_png(paths["curves.png"])
@@ -71,7 +71,7 @@ def test_aggregate_empty_sweep_still_writes(tmp_path):
 def test_aggregate_many_configs_and_out_dir(tmp_path):
     root = tmp_path / "sweep"
     grid_sweep(root, lrs=tuple(f"{i}e-5" for i in range(1, 26)), seeds=(0,))
-    paths = R.aggregate(root, metric="val_accuracy", out_dir=tmp_path / "elsewhere")
+    paths = aggregation.aggregate(root, metric="val_accuracy", out_dir=tmp_path / "elsewhere")
     assert paths["curves.png"].parent == tmp_path / "elsewhere"
     check_png(paths["curves.png"])
     check_png(paths["final.png"])

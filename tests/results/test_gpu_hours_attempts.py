@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pipeline import atomic, rundir
-from pipeline.results import results as R
+from pipeline.results import compare, formats
+from pipeline.results.runs import load_sweep
 from pipeline.train import attempts
 from tests.results.make_runs import write_run
 
@@ -28,21 +29,21 @@ def test_gpu_hours_sum_every_attempt_failed_ones_included(tmp_path):
     # job 2: running, SIGKILLed once (its record stayed "running", with the time up to its last heartbeat)
     write_run(sweep / "2", ["seed=2"], hydra_gpus=2, state="running")
     _attempts(sweep / "2", (720.0, "running"), (180.0, "running"))
-    runs = {r.name: r for r in R.load_sweep(sweep).runs}
+    runs = {r.name: r for r in load_sweep(sweep).runs}
     assert runs["0"].metrics["gpu_hours"] == pytest.approx(4500 * 2 / 3600)
-    assert runs["1"].state == R.FAILED and runs["1"].metrics["gpu_hours"] == pytest.approx(1800 * 2 / 3600)
+    assert runs["1"].state == rundir.FAILED and runs["1"].metrics["gpu_hours"] == pytest.approx(1800 * 2 / 3600)
     assert runs["2"].metrics["gpu_hours"] == pytest.approx(900 * 2 / 3600)
-    table = R.run_table(list(runs.values()))
+    table = compare.run_table(list(runs.values()))
     assert table.total_gpu_hours == pytest.approx((4500 + 1800 + 900) * 2 / 3600)
-    md = R.to_markdown(table)
+    md = formats.to_markdown(table)
     assert "total: 4.000 GPU hours over 3 runs" in md
-    assert R.GPU_HOURS_NOTE in md and "all attempts" in R.GPU_HOURS_NOTE
-    assert all(len(line) <= 80 for line in (R.total_line(table), R.GPU_HOURS_NOTE))
+    assert formats.GPU_HOURS_NOTE in md and "all attempts" in formats.GPU_HOURS_NOTE
+    assert all(len(line) <= 80 for line in (formats.total_line(table), formats.GPU_HOURS_NOTE))
 
 
 def test_runs_without_attempts_record_fall_back_to_wall_time(tmp_path):
     write_run(tmp_path / "s" / "0", ["seed=0"], hydra_gpus=1, wall_time_s=1800.0)
-    (run,) = R.load_sweep(tmp_path / "s").runs
+    (run,) = load_sweep(tmp_path / "s").runs
     assert run.metrics["gpu_hours"] == pytest.approx(0.5)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.results import plots
-from pipeline.results import results as R
+from pipeline.results import aggregation, plots
+from pipeline.results.runs import load_sweep
 from tests.results.make_runs import grid_sweep, write_run
 
 pytest.importorskip("matplotlib")
@@ -30,11 +30,11 @@ def sweep(tmp_path):
     root = tmp_path / "2024-01-01_10-00-00"
     grid_sweep(root, lrs=("1e-4", "2e-4", "3e-4"), seeds=(0, 1, 2), train_lines=3)
     write_run(root / "9", ["trainer.lr=9e-4", "seed=0"], state="failed")
-    return R.load_sweep(root)
+    return load_sweep(root)
 
 
 def test_curves_show_validation_and_training_loss(sweep):
-    fig = R.sweep_figures(sweep, "val_macro_f1")["curves.png"]
+    fig = aggregation.sweep_figures(sweep, "val_macro_f1")["curves.png"]
     val, train = fig.axes
     assert "Learning curves" in fig.get_suptitle() and "2024-01-01_10-00-00" in fig.get_suptitle()
     assert "macro_f1" in val.get_title() and "validation" in val.get_title()
@@ -53,7 +53,7 @@ def test_curves_show_validation_and_training_loss(sweep):
 
 
 def test_final_is_a_per_configuration_summary(sweep):
-    fig = R.sweep_figures(sweep, "val_macro_f1")["final.png"]
+    fig = aggregation.sweep_figures(sweep, "val_macro_f1")["final.png"]
     (ax,) = fig.axes
     assert ax.get_title().startswith("val_macro_f1 per configuration")
     assert ax.get_ylabel() == "val_macro_f1" and ax.get_xlabel() == "configuration"
@@ -80,6 +80,6 @@ def test_long_labels_stay_inside_the_canvas():
 
 def test_empty_sweep_says_so(tmp_path):
     write_run(tmp_path / "s" / "0", ["seed=0"], state="started")
-    figs = R.sweep_figures(R.load_sweep(tmp_path / "s"))
+    figs = aggregation.sweep_figures(load_sweep(tmp_path / "s"))
     assert any("no validation curves yet" in t.get_text() for t in figs["curves.png"].axes[0].texts)
     assert any("no finished runs yet" in t.get_text() for t in figs["final.png"].axes[0].texts)

@@ -7,8 +7,9 @@ import re
 from html.parser import HTMLParser
 
 from pipeline import atomic
-from pipeline.results import results as R
+from pipeline.results import aggregation
 from pipeline.results.report import confusion
+from pipeline.results.runs import load_sweep, read_json
 from tests.results.make_runs import grid_sweep, write_run
 
 
@@ -54,7 +55,7 @@ def test_report_is_self_contained_with_one_row_per_run(tmp_path):
     write_run(root / "6", ["trainer.lr=3e-4", "seed=0"], state="failed")
     (root / "6" / "run.log").write_text("".join(f"line {i}\n" for i in range(100)) + "RuntimeError: boom\n")
     write_run(root / "7", ["trainer.lr=3e-4", "seed=1"], state="running", curve=[0.5], torn_line=True)
-    paths = R.aggregate(root)
+    paths = aggregation.aggregate(root)
     report = paths["report.html"]
     assert report == root / "results" / "report.html"
     page = parse(report)
@@ -74,20 +75,20 @@ def test_confusion_from_metrics_json_or_from_predictions(tmp_path):
     run_dir = write_run(tmp_path / "0", ["seed=0"])
     atomic.write_text(run_dir / "test_predictions.csv",
                       "text,label,prediction,confidence\na,sport,sport,0.9\nb,sport,tech,0.6\nc,tech,tech,0.8\n")
-    (run,) = R.load_sweep(run_dir).runs
+    (run,) = load_sweep(run_dir).runs
     labels, rows, source = confusion(run)
     assert (labels, rows, source) == (["sport", "tech"], [[1, 1], [0, 1]], "test_predictions.csv")
 
-    final = R.read_json(run_dir / "metrics.json")
+    final = read_json(run_dir / "metrics.json")
     final["test"]["confusion_matrix"] = {"labels": ["a", "b", "c"], "matrix": [[5, 0, 0], [1, 4, 0], [0, 0, 5]]}
     atomic.write_json(run_dir / "metrics.json", final)
-    (run,) = R.load_sweep(run_dir).runs
+    (run,) = load_sweep(run_dir).runs
     assert confusion(run) == (["a", "b", "c"], [[5, 0, 0], [1, 4, 0], [0, 0, 5]], "metrics.json")
 
     del final["test"]["confusion_matrix"]
     final["confusion_matrix"], final["labels"] = [[3, 1], [2, 4]], ["x", "y"]
     atomic.write_json(run_dir / "metrics.json", final)
-    (run,) = R.load_sweep(run_dir).runs
+    (run,) = load_sweep(run_dir).runs
     assert confusion(run) == (["x", "y"], [[3, 1], [2, 4]], "metrics.json")
 
 
@@ -97,6 +98,6 @@ def test_report_of_a_sweep_whose_jobs_have_not_started(tmp_path):
     atomic.write_text(root / "multirun.yaml", "hydra:\n  mode: MULTIRUN\n")
     atomic.write_json(root / "sweep.json", {"scheduler": "lsf", "jobs": [
         {"job_num": 0, "job_id": "7[1]", "run_dir": str(root / "0"), "overrides": ["seed=0"]}]})
-    paths = R.aggregate(root)
+    paths = aggregation.aggregate(root)
     text = paths["report.html"].read_text()
     assert "No completed run reports val_macro_f1 yet" in text and "No failed jobs." in text

@@ -106,7 +106,7 @@ def test_missing_binary():
 def test_local_pid_liveness(tmp_path):
     import os
 
-    from pipeline.results import results as R
+    from pipeline.results.runs import load_sweep
     from tests.results.make_runs import write_run, write_sweep_json
 
     me, gone = str(os.getpid()), "999999999"
@@ -115,7 +115,7 @@ def test_local_pid_liveness(tmp_path):
     write_run(tmp_path / "2", ["seed=2"], job_id="999999998")
     write_sweep_json(tmp_path, "local", [{"job_num": i, "job_id": j, "overrides": [f"seed={i}"]}
                                          for i, j in ((0, me), (1, gone), (2, "999999998"))])
-    sweep = R.load_sweep(tmp_path)
+    sweep = load_sweep(tmp_path)
     statuses = {st.run.label: st for st in S.sweep_status(sweep, S.query_sweep(sweep))}
     assert statuses["0"].state == "running" and statuses["0"].sched == "alive"
     assert statuses["1"].state == "failed" and "no metrics.json" in statuses["1"].note
