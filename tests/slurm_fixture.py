@@ -1,4 +1,4 @@
-"""Pytest fixtures for tests that need a real Slurm cluster (see ``ci/slurm-up.sh`` and docs/slurm-ci.md).
+"""Pytest fixtures for tests that need a real Slurm cluster (see ``.ci/slurm-up.sh`` and docs/slurm-ci.md).
 
 Usage from ``tests/conftest.py``::
 
@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-SKIP_REASON = "no Slurm cluster reachable: run `bash ci/slurm-up.sh` (needs root + apt)"
+SKIP_REASON = "no Slurm cluster reachable: run `bash .ci/slurm-up.sh` (needs root + apt)"
 # Environment overrides, e.g. to point the tests at a real multi-node cluster:
 PARTITION_ENV = "PIPELINE_SLURM_PARTITION"  # partition to submit to (default: the cluster's default one)
 SHARED_DIR_ENV = "PIPELINE_SLURM_SHARED_DIR"  # folder visible from every node (default: pytest's tmp_path)
