@@ -1,8 +1,7 @@
 """Pytest fixtures for tests that need a real Slurm cluster (see ``.ci/slurm-up.sh`` and docs/slurm-ci.md).
 
-Usage from ``tests/conftest.py``::
-
-    from tests.slurm_fixture import slurm_cluster, submitit_folder  # noqa: F401
+``tests/conftest.py`` loads this module as a pytest plugin (``pytest_plugins``), so every test can ask for
+its fixtures; using one puts the test in the full tier (mark ``slurm``, tests/tiers.py).
 
 ``slurm_cluster`` (session scope) skips the test when no cluster answers; it returns a :class:`SlurmCluster`
 whose :meth:`SlurmCluster.executor` builds a real ``submitit.AutoExecutor(cluster="slurm")`` on the right

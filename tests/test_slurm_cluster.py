@@ -18,7 +18,7 @@ import submitit
 
 from tests.slurm_fixture import SlurmCluster, shared_folder
 
-# The ``slurm_cluster`` fixture (skips without a cluster) is imported into tests/conftest.py.
+# The ``slurm_cluster`` fixture (skips without a cluster): tests/slurm_fixture.py, a plugin of tests/conftest.py.
 pytestmark = pytest.mark.slurm
 
 # The callables below are pickled *by value*, so the jobs never have to import this test module (which
