@@ -1,4 +1,5 @@
-# Quick start: `make demo` (a small real fine-tune sweep) and `make test` (the test suite).
+# Quick start: `make demo` (a small real fine-tune sweep) and `make test` (the fast tier of the tests;
+# `make test-all` runs them all, as CI does).
 # Both create .venv on first use and install the project with the CPU build of torch.
 .DEFAULT_GOAL := help
 SHELL := /bin/bash
@@ -34,14 +35,24 @@ install: $(VENV)/.installed  ## create .venv and install the project (CPU torch)
 demo: install  ## fine-tune MiniLM on BBC news (a small local sweep) and print the results table
 	$(PY) run.py -m experiment=demo
 
-test: install  ## run the test suite (unit, fake LSF, local sweeps, real Slurm if reachable, real model)
+test: install  ## ruff and the fast tier: every module, in minutes (tests without a full-tier mark)
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -m "not full" $(PYTEST_ARGS)
+
+test-all: install  ## ruff and every test: adds Slurm, both LSFs, the browser, training (CI)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+coverage: install  ## the fast tier under coverage: lines run per module of pipeline/ and hydra_plugins/
+	rm -f .coverage .coverage.*
+	$(PY) -m coverage run -m pytest -q -m "not full" $(PYTEST_ARGS)
+	$(PY) -m coverage combine -q
+	$(PY) -m coverage report
 
 lint: install  ## ruff
 	$(VENV)/bin/ruff check .
 
 clean:  ## remove outputs and caches (keeps .venv)
-	rm -rf outputs .pytest_cache .ruff_cache
+	rm -rf outputs .pytest_cache .ruff_cache .coverage .coverage.*
 
-.PHONY: help install demo test lint clean
+.PHONY: help install demo test test-all coverage lint clean

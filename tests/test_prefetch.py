@@ -10,8 +10,6 @@ import pytest
 from pipeline.errors import ModelError
 from pipeline.models.prefetch import prefetch
 
-pytest.importorskip("huggingface_hub")
-
 
 def fake_cache(root, repo="models--acme--bert-mini", commit="0" * 40):
     snap = root / repo / "snapshots" / commit

@@ -1,6 +1,6 @@
 """End-to-end checks of submitit and hydra-submitit-launcher against a real Slurm cluster.
 
-Start the one-node cluster with ``sudo bash ci/slurm-up.sh``; without it every test here is skipped.
+Start the one-node cluster with ``sudo bash .ci/slurm-up.sh``; without it every test here is skipped.
 Run: ``python -m pytest tests/test_slurm_cluster.py -q -m slurm`` (about 1-1.5 minutes; see docs/slurm-ci.md).
 """
 
@@ -18,7 +18,7 @@ import submitit
 
 from tests.slurm_fixture import SlurmCluster, shared_folder
 
-# The ``slurm_cluster`` fixture (skips without a cluster) is imported into tests/conftest.py.
+# The ``slurm_cluster`` fixture (skips without a cluster): tests/slurm_fixture.py, a plugin of tests/conftest.py.
 pytestmark = pytest.mark.slurm
 
 # The callables below are pickled *by value*, so the jobs never have to import this test module (which
@@ -150,7 +150,7 @@ def test_checkpointable_job_is_requeued_after_timeout_signal(
     """The real timeout path: Slurm sends USR2 ``slurm_signal_delay_s`` before the 1-minute limit.
 
     slurmctld checks time limits only every ~30 s, so USR2 arrives 5-35 s after the start; the requeued job
-    may start again after the job credential expired (cred_expire=10 in ci/slurm-up.sh).  ~25-50 s in all.
+    may start again after the job credential expired (cred_expire=10 in .ci/slurm-up.sh).  ~25-50 s in all.
     """
     executor = slurm_cluster.executor(submitit_folder, timeout_min=1, slurm_signal_delay_s=50)
     job = executor.submit(InterruptibleTask(), str(submitit_folder))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, TINY, read_json, run_py
+from tests.conftest import ROOT, read_json
 
 
 def pipeline_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -21,14 +21,9 @@ def pipeline_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def sweep(tmp_path_factory) -> Path:
-    tmp = tmp_path_factory.mktemp("sweep")
-    sweep_dir = tmp / "sweep"
-    r = run_py(tmp, "-m", *TINY, "trainer.epochs=2", "trainer.lr=1e-3,3e-3", "seed=0,1",
-               f"hydra.sweep.dir={sweep_dir}", timeout=900)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "best by val_macro_f1" in r.stdout  # the table printed at the end of the sweep
-    return sweep_dir
+def sweep(shared_sweep) -> Path:
+    """The session's shared sweep (tests/conftest.py: SHARED_SWEEP, 2 lr x 2 seeds, trained once)."""
+    return shared_sweep
 
 
 def test_all_runs_complete_and_results_written(sweep):
@@ -74,11 +69,11 @@ def test_other_formats_parse(sweep, fmt):
         assert "\\begin{tabular}" in r.stdout and "\\end{tabular}" in r.stdout
 
 
-def test_predict_agrees_with_the_runs_own_evaluation(sweep):
+def test_predict_agrees_with_the_runs_own_evaluation(sweep, tmp_path):
     run_dir = sweep / "0"
     with open(run_dir / "test_predictions.csv") as f:
         rows = list(csv.DictReader(f))[:5]
-    texts = sweep / "texts.txt"
+    texts = tmp_path / "texts.txt"  # the shared sweep is only read
     texts.write_text("".join(r["text"].replace("\n", " ") + "\n" for r in rows))
     r = pipeline_cli("predict", str(run_dir / "checkpoints" / "best"), "--file", str(texts), "--format", "json")
     assert r.returncode == 0, r.stderr

@@ -1,8 +1,7 @@
 """The ``fake_lsf`` pytest fixture: puts the fake LSF commands first on PATH with a private state dir.
 
-Usage (the lead wires it up in tests/conftest.py)::
-
-    from tests.fake_lsf.fixture import fake_lsf  # noqa: F401
+``tests/conftest.py`` loads this module as a pytest plugin (``pytest_plugins``); a test that uses the
+fixture is in the full tier (mark ``lsf``, tests/tiers.py)::
 
     def test_x(fake_lsf):
         out = subprocess.run(["bsub", "-J", "x", "echo hi"], capture_output=True, text=True).stdout

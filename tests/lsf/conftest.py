@@ -51,7 +51,7 @@ def watcher():
 
 
 @pytest.fixture
-def lsf(fake_lsf, watcher, tmp_path):  # noqa: F811 - fake_lsf comes from tests/conftest.py
+def lsf(fake_lsf, watcher, tmp_path):  # fake_lsf: tests/fake_lsf/fixture.py, a plugin of tests/conftest.py
     """The fake LSF with the job watcher reset; ``lsf.set_dialect('openlava')`` switches dialect."""
     return fake_lsf
 

@@ -1,6 +1,6 @@
 """The real LSF clone (volclava, ../shared/lsf-clone): its environment for the tests, or a skip saying why.
 
-`.ci/run` brings it up (`bash ../shared/lsf-clone/build.sh`, ~1.5 min as root), as ci/slurm-up.sh brings
+`.ci/run` brings it up (`bash ../shared/lsf-clone/build.sh`, ~1.5 min as root), as .ci/slurm-up.sh brings
 Slurm. Tests marked ``lsf_real`` submit real ``bsub`` jobs that run as the submitting user (root works:
 LSF_ROOT_REX=all), so their output folders (pytest's tmp_path) are writable by the jobs.
 """

@@ -11,7 +11,7 @@
    ends with exactly the metrics of the uninterrupted reference run, after two run-limit warnings, one
    requeue, two reruns and a SIGKILL.
 
-Needs the cluster from ``ci/slurm-up.sh``; skipped with the reason otherwise. About 1.5 minutes.
+Needs the cluster from ``.ci/slurm-up.sh``; skipped with the reason otherwise. About 1.5 minutes.
 """
 
 from __future__ import annotations

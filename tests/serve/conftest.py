@@ -1,9 +1,10 @@
-"""A tiny trained sweep (once per session) and a real ``pipeline serve`` on a free localhost port."""
+"""A copy of the shared tiny sweep with a failed job, and a real ``pipeline serve`` on a free localhost port."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.results.results import parse_overrides
-from tests.conftest import ROOT, TINY, run_py, train_env
+from tests.conftest import ROOT
 from tests.results.make_runs import write_run
 
 MAX_TEXTS = 16
@@ -34,16 +35,14 @@ def pipeline_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProces
 
 
 @pytest.fixture(scope="session")
-def tiny_sweep(tmp_path_factory) -> Path:
-    """Two real ``model=tiny`` runs (seeds 0, 1) plus one failed job with a log, aggregated."""
-    tmp = tmp_path_factory.mktemp("serve")
-    sweep = tmp / "sweep"
-    r = run_py(tmp, "-m", *TINY, "trainer.epochs=2", "seed=0,1", f"hydra.sweep.dir={sweep}",
-               env=train_env(tmp), timeout=900)
-    assert r.returncode == 0, r.stderr[-3000:]
+def tiny_sweep(shared_sweep, tmp_path_factory) -> Path:
+    """A copy of the session's shared sweep (real ``model=tiny`` runs: 2 lr x 2 seeds) plus one failed job
+    with a log, aggregated."""
+    sweep = tmp_path_factory.mktemp("serve") / "sweep"
+    shutil.copytree(shared_sweep, sweep)
     overrides = [o for o in parse_overrides((sweep / "0" / ".hydra" / "overrides.yaml").read_text())
                  if not o.startswith("seed=")]
-    failed = write_run(sweep / "2", [*overrides, "seed=2"], state="failed", curve=[],
+    failed = write_run(sweep / "4", [*overrides, "seed=2"], state="failed", curve=[],
                        error="RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB")
     (failed / "run.log").write_text("".join(f"step {i} loss 1.0\n" for i in range(60))
                                     + "Traceback (most recent call last):\nRuntimeError: CUDA out of memory\n")

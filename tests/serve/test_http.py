@@ -12,8 +12,6 @@ import pytest
 
 from tests.serve.conftest import MAX_TEXTS, get, pipeline_cli, post
 
-pytestmark = pytest.mark.slow  # trains a tiny sweep once per session
-
 
 def sample_texts(sweep, n: int = 6) -> list[str]:
     with open(sweep / "0" / "test_predictions.csv", newline="") as f:

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Stop the one-node Slurm cluster started by ci/slurm-up.sh (slurmd, slurmctld, slurmdbd, mariadb, munged).
+# Stop the one-node Slurm cluster started by .ci/slurm-up.sh (slurmd, slurmctld, slurmdbd, mariadb, munged).
 # Packages, configuration, job state and the accounting database are kept: slurm-up.sh starts it again.
-#   sudo bash ci/slurm-down.sh            # stop the daemons
-#   sudo bash ci/slurm-down.sh --wipe     # also forget queued jobs (slurmctld state) and the job history
+#   sudo bash .ci/slurm-down.sh            # stop the daemons
+#   sudo bash .ci/slurm-down.sh --wipe     # also forget queued jobs (slurmctld state) and the job history
 set -euo pipefail
 
 wipe=0

@@ -4,8 +4,8 @@
 # directly.  Idempotent: a second run only (re)starts what is not running and re-checks the cluster;
 # if the generated configuration changed, the Slurm daemons are restarted.
 #
-#   sudo bash ci/slurm-up.sh          # install + start + smoke test
-#   sudo bash ci/slurm-down.sh        # stop every daemon started here
+#   sudo bash .ci/slurm-up.sh          # install + start + smoke test
+#   sudo bash .ci/slurm-down.sh        # stop every daemon started here
 #
 # Tunables (environment): CI_SLURM_CPUS (8), CI_SLURM_MEM_MB (16000), CI_SLURM_DEF_MEM_PER_CPU (1000),
 # CI_SLURM_PARTITION (debug), CI_SLURM_CLUSTER (ci), CI_SLURM_CRED_EXPIRE (10), CI_SLURM_MIN_JOB_AGE (30),
