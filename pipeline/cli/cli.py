@@ -273,23 +273,24 @@ def _failure_log(run) -> Path | None:
     return None
 
 
-def _bpeek(job_id: str, follow: bool, n: int | None) -> bool:
-    """``bpeek [-f] ID``: True if it answered (LSF buffers -o output until the job ends)."""
+def _bpeek(argv: list[str], follow: bool, n: int | None) -> bool:
+    """The backend's live view of a job's log (``bpeek [-f] ID``: LSF buffers -o output until the job ends):
+    True if it answered."""
     import subprocess
 
-    argv = ["bpeek", *(["-f"] if follow else []), job_id]
+    job_id = argv[-1]
     try:
         if follow:
             return subprocess.run(argv).returncode == 0
         p = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     except (FileNotFoundError, subprocess.TimeoutExpired) as e:
-        _warn(f"bpeek {job_id}: {e}")
+        _warn(f"{argv[0]} {job_id}: {e}")
         return False
     except KeyboardInterrupt:
         return True
     if p.returncode != 0:
         said = (p.stderr or p.stdout).strip().splitlines()
-        _warn(f"bpeek {job_id}: {said[0] if said else f'exit code {p.returncode}'}")
+        _warn(f"{argv[0]} {job_id}: {said[0] if said else f'exit code {p.returncode}'}")
         return False
     text = p.stdout
     if n:
@@ -347,8 +348,10 @@ def logs(
     declared = Path(run.stderr if err else run.stdout) if (run.stderr if err else run.stdout) else None
     if declared is not None and declared.is_file():
         return _follow(declared, run, n) if follow else _write(_tail_lines(declared, n))
-    if sw.scheduler == "lsf" and run.job_id and not _run_finished(run):
-        if _bpeek(run.job_id, follow, n):
+    be = S.sweep_backend(sw)
+    peek = be.peek_command(run.job_id, follow) if be is not None and run.job_id else None
+    if peek and not _run_finished(run):
+        if _bpeek(peek, follow, n):
             return
     for path in candidates:
         if path.is_file():

@@ -60,13 +60,12 @@ def cpu_threads() -> int | None:
     return cores
 
 
-def process_age() -> float | None:
+def process_age(started: float | None = None) -> float | None:
     """Seconds since this process started (Linux; ``run.py``'s re-exec keeps the start time), else None.
-    In a packed job (``hydra.launcher.runs_per_job``): seconds since the current run began."""
-    from pipeline.launch import packing
-
-    if packing.point_started is not None:
-        return time.time() - packing.point_started
+    ``started``: when the current run began inside a job that runs several (``hydra.launcher.runs_per_job``):
+    seconds since then."""
+    if started is not None:
+        return time.time() - started
     try:
         start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
         uptime = float(Path("/proc/uptime").read_text().split()[0])

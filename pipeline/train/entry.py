@@ -59,9 +59,10 @@ def check_command_line(argv: list[str] | None = None) -> None:
         sys.exit(2)
 
 
-def run_job(cfg: Any) -> float:
+def run_job(cfg: Any, *, started: float | None = None) -> float:
     """Run ``fit``; a PipelineError becomes one logged line (and exit 2 for a single run); a job that cannot
-    use the GPUs it was given exits 1, in a sweep too."""
+    use the GPUs it was given exits 1, in a sweep too. ``started``: when this run began inside a job that
+    runs several (the launcher passes it to a task function that takes it)."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
@@ -71,7 +72,7 @@ def run_job(cfg: Any) -> float:
 
     quiet_submitit_copy()
     try:
-        return fit(cfg)
+        return fit(cfg, started=started)
     except GpuUnusable as e:
         # the node, not the config, is wrong: the job must end failed (exit 1) for the scheduler too, not as a
         # sweep job that "completed" with a failed result (metrics.json holds the line for pipeline status)

@@ -134,20 +134,21 @@ def train_step(job: Job, group: list[Any], device: str, precision: str, max_grad
 # ------------------------------------------------------------------------------------ the job
 
 
-def fit(cfg: DictConfig, run_dir: str | Path | None = None) -> float:
-    """Train (or resume, or return the result of an already completed run in ``run_dir``)."""
+def fit(cfg: DictConfig, run_dir: str | Path | None = None, *, started: float | None = None) -> float:
+    """Train (or resume, or return the result of an already completed run in ``run_dir``). ``started``: when
+    this run began inside a job that runs several (a packed job); its start-up is measured from there."""
     run_dir = Path(run_dir) if run_dir is not None else _hydra_run_dir()
     config_lib.check(cfg)
     done = _read_json(run_dir / rundir.METRICS_JSON)
     if done.get("status") == "completed":
         log.info("run %s already completed; nothing to do", run_dir)
         return float(done["val"][cfg.trainer.monitor])
-    age = process_age()
+    age = process_age(started)
     attempt = attempts.Attempt(run_dir, started=time.time() - age if age is not None else None)
     try:
         with GracefulStop() as stopper:
             try:
-                result = _train(cfg, run_dir, stopper, attempt)
+                result = _train(cfg, run_dir, stopper, attempt, started)
                 attempt.end("completed")
                 return result
             except OSError as e:
@@ -228,7 +229,8 @@ def _resume(cfg: DictConfig, job: Job, run_dir: Path) -> tuple[TrainState, bool]
     return state, True
 
 
-def _train(cfg: DictConfig, run_dir: Path, stopper: GracefulStop, attempt: attempts.Attempt) -> float:
+def _train(cfg: DictConfig, run_dir: Path, stopper: GracefulStop, attempt: attempts.Attempt,
+           point_started: float | None = None) -> float:
     import torch
 
     from pipeline.data import data_report
@@ -238,7 +240,7 @@ def _train(cfg: DictConfig, run_dir: Path, stopper: GracefulStop, attempt: attem
     from pipeline.train.doctor import require_gpu_if_requested
 
     started = time.time()
-    before_fit = process_age()  # imports, config, preflight
+    before_fit = process_age(point_started)  # imports, config, preflight
     t = cfg.trainer
     require_gpu_if_requested(t.device)  # a job given GPUs stops here, in one line, rather than train on CPU
     device = pick_device(t.device)
@@ -288,7 +290,7 @@ def _train(cfg: DictConfig, run_dir: Path, stopper: GracefulStop, attempt: attem
 
     # 4. the loop
     model.train()
-    age = process_age()
+    age = process_age(point_started)
     startup = round(age if age is not None else time.time() - started, 3)
     log.info("start-up %.1f s to the first step (%.1f s imports/config/preflight, %.1f s data, %.1f s model); "
              "%s, %d threads", startup, before_fit or 0.0, job.data_ready - started, time.time() - job.data_ready,

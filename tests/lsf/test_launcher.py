@@ -15,9 +15,10 @@ from hydra.core.plugins import Plugins
 from hydra.plugins.launcher import Launcher
 from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, LauncherTestSuite
 
-from hydra_plugins.pipeline_launchers.local_launcher import LocalProcessesLauncher, parallelism
+from hydra_plugins.pipeline_launchers.local_launcher import LocalProcessesLauncher
 from hydra_plugins.pipeline_launchers.lsf_launcher import LsfLauncher
 from hydra_plugins.pipeline_launchers.slurm_launcher import SlurmManifestLauncher
+from pipeline.launch.local import parallelism
 from pipeline.launch.submitit_lsf.lsf import BSUB_NOT_FOUND
 from tests.lsf.conftest import run_app
 
