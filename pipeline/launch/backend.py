@@ -16,7 +16,8 @@ A backend is what the rest of the project knows about a scheduler, and all it kn
 - **the job environment**: how ``job_env`` reaches the job (LSF: ``export`` lines of the script; Slurm: the
   script's setup lines; local: the environment of the submit call only, restored after it);
 - **control**: ``kill(job_ids)``, ``log_paths(job)``, ``peek_command(job_id, follow)`` (a live view of a log
-  the scheduler buffers: LSF ``bpeek``), ``submit_aggregate`` (a dependent job that aggregates the sweep:
+  the scheduler buffers: LSF ``bpeek``), ``job_here(env)`` (the id of the job a process runs in, from its
+  environment), ``submit_aggregate`` (a dependent job that aggregates the sweep:
   LSF); requeue at the run limit happens inside the job, through the backend's submitit
   ``JobEnvironment`` (``brequeue``, ``scontrol requeue``, the local controller's restart);
 - **facts**: ``poll_s`` (seconds between ``pipeline watch`` refreshes), ``blocking`` (the launch waits for
@@ -150,6 +151,11 @@ class Backend(ABC):
         log file itself is current."""
         return None
 
+    @classmethod
+    def job_here(cls, env: Mapping[str, str]) -> str | None:
+        """The id of the job this process runs in, from its environment, if this scheduler started it."""
+        return None
+
 
 def backend_names() -> list[str]:
     return list(BACKENDS)
@@ -168,6 +174,15 @@ def backend(name: str, params: Mapping[str, Any] | None = None, env: Mapping[str
             runner: Runner = run_command) -> Backend:
     """An instance of a scheduler's backend (for queries: ``backend(sweep.scheduler)``)."""
     return get_backend(name)(params, env, runner)
+
+
+def current_job(env: Mapping[str, str]) -> tuple[str, str | None]:
+    """(scheduler, job id) of the process with this environment; ``("none", None)`` outside any job."""
+    for name in BACKENDS:
+        job_id = get_backend(name).job_here(env)
+        if job_id is not None:
+            return name, job_id
+    return "none", None
 
 
 def runs_here(launcher_cfg: Any) -> bool:

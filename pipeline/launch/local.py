@@ -88,6 +88,11 @@ class LocalBackend(Backend):
     def query(self, job_ids: Iterable[str], manifest: Mapping[str, Any]) -> Answer:
         return query(job_ids, manifest.get("submitit_folder"))
 
+    @classmethod
+    def job_here(cls, env: Mapping[str, str]) -> str | None:
+        """submitit's local controller's pid, in a process it started."""
+        return env.get("SUBMITIT_LOCAL_JOB_ID") if env.get("SUBMITIT_EXECUTOR") == cls.name else None
+
     def jobs_at_once(self, n_calls: int) -> int | None:
         return max(1, min(parallelism(self.params)[0], n_calls))
 

@@ -307,6 +307,14 @@ class LsfBackend(Backend):
     def peek_command(self, job_id: str, follow: bool = False) -> list[str] | None:
         return ["bpeek", *(["-f"] if follow else []), str(job_id)]
 
+    @classmethod
+    def job_here(cls, env: Mapping[str, str]) -> str | None:
+        """``LSB_JOBID`` and ``LSB_JOBINDEX`` (0 outside an array): ``123[4]`` or ``123``."""
+        if "LSB_JOBID" not in env:
+            return None
+        index = env.get("LSB_JOBINDEX", "0")
+        return element_id(env["LSB_JOBID"], int(index) if index.isdigit() else None)
+
     def make_executor(self) -> Any:
         """An LsfExecutor with every parameter checked (unknown keys, limits, memory, quoting)."""
         from pipeline.launch.submitit_lsf.lsf import LsfExecutor

@@ -140,6 +140,15 @@ class SlurmBackend(Backend):
     def waits(self) -> bool:
         return bool(self.params.get("wait", True))
 
+    @classmethod
+    def job_here(cls, env: Mapping[str, str]) -> str | None:
+        """``456_7`` for an array element, ``456`` for a plain job."""
+        if "SLURM_JOB_ID" not in env:
+            return None
+        if "SLURM_ARRAY_JOB_ID" in env:
+            return f"{env['SLURM_ARRAY_JOB_ID']}_{env.get('SLURM_ARRAY_TASK_ID', '0')}"
+        return env["SLURM_JOB_ID"]
+
     def make_executor(self) -> Any:
         """submitit's Slurm executor with this launcher's parameters; one line without sbatch."""
         import shutil
