@@ -289,3 +289,29 @@ def test_slurm_jobs_get_their_environment_from_the_script(slurm_cluster, tmp_pat
     assert env["HF_HUB_OFFLINE"] == "1" and env["TMPDIR"] == str(out / ".tmp") and env["PIPELINE_GPUS"] is None
     assert env["PYTHONPATH"].split(os.pathsep)[0] == str(ROOT)
     _launcher_env_unchanged(tmp_path)
+
+
+def test_a_local_rerun_submits_like_the_first_launch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 20 item 1: `pipeline rerun` had its own local slot loop, without PIPELINE_GPUS or the core
+    share; it now goes through the launch path, so the rerun jobs get the first launch's environment. (The
+    app writes no metrics.json: every job reads as failed once it has ended, so every job is rerun.)"""
+    import subprocess
+    import sys
+
+    _clean_env(monkeypatch)
+    out = tmp_path / "out"
+    res = run_app(tmp_path, "x=1,2", "cluster=local", "hydra.launcher.gpus_per_node=1",
+                  "hydra.launcher.visible_gpus=[0,1]", f"+paths.output_root={out}")
+    assert res.returncode == 0, res.stderr
+    sweep = tmp_path / "sweep"
+    first = [_job_env(sweep, n) for n in (0, 1)]
+    for n in (0, 1):
+        (sweep / str(n) / "job.json").unlink()
+    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "rerun", str(sweep), "--failed", "--job", "1"],
+                       capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert r.stdout.count("rerun: job 1 ") == 1, r.stdout + r.stderr
+    env = _job_env(sweep, 1)
+    assert env["PIPELINE_GPUS"] == "1" and env["HF_HUB_OFFLINE"] == "1" and env["TMPDIR"] == first[1]["TMPDIR"]
+    assert env["OMP_NUM_THREADS"] == str(os.cpu_count() or 1)  # one job at once: all the cores
+    assert not (sweep / "0" / "job.json").exists()  # only the job asked for
+    assert json.loads((sweep / "sweep.json").read_text())["reruns"][0]["jobs"] == [1]
