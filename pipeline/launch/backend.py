@@ -45,6 +45,7 @@ BACKENDS = {
     "local": "pipeline.launch.local:LocalBackend",
 }
 
+
 class PartlySubmitted(SubmissionError):
     """The scheduler refused a later array of a big submission: the earlier arrays were submitted."""
 
