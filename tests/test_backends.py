@@ -185,3 +185,57 @@ def test_local_submission_does_not_leave_the_job_environment_in_this_process(mon
     with scoped_environ({"KEPT": "during", "NEW_ONE": "x"}):
         assert os.environ["KEPT"] == "during" and os.environ["NEW_ONE"] == "x"
     assert dict(os.environ) == before
+
+
+# ------------------------------------------------------------------------------------------ submit_calls
+
+
+class _Job:
+    def __init__(self, job_id: str, folder: Path) -> None:
+        self.job_id = job_id
+        self.paths = type("P", (), {"stdout": folder / f"{job_id}.out", "stderr": folder / f"{job_id}.err"})()
+
+
+class _ArrayBackend(Backend):
+    """A scheduler that numbers the elements of one array 7[1], 7[2], ... (LSF's ids), submitting nothing."""
+
+    name = "lsf"
+
+    def base_id(self, job_id):
+        return job_id.split("[")[0]
+
+    def query(self, job_ids, manifest):
+        raise AssertionError("not asked")
+
+    def make_executor(self):
+        return None
+
+    def submit(self, executor, calls, on_start=None, on_wait=None):
+        jobs = [_Job(f"7[{i + 1}]", Path(self.params["folder"])) for i in range(len(calls))]
+        for i, job in enumerate(jobs):
+            on_start(i, job)
+        return jobs
+
+
+def test_submit_calls_records_each_points_job_and_the_array(tmp_path):
+    """The step a first launch, a rerun and (issue 21) a study's workers share: N calls, one array."""
+    from pipeline import rundir
+    from pipeline.launch.launcher import submit_calls
+
+    be = _ArrayBackend({"folder": str(tmp_path)})
+    manifest = rundir.manifest(scheduler="lsf", submitit_folder=tmp_path, arrays=[], gpus_per_job=0,
+                               jobs=[rundir.job_entry(n, None, None, None, None, [f"seed={n}"]) for n in range(3)])
+    jobs = submit_calls(be, None, tmp_path, [print, print], [[0, 1], [2]], manifest)  # a pack of 2, then 1
+    assert [j.job_id for j in jobs] == ["7[1]", "7[2]"]
+    on_disk = rundir.read_manifest(tmp_path)
+    assert [(j["job_num"], j["job_id"]) for j in on_disk["jobs"]] == [(0, "7[1]"), (1, "7[1]"), (2, "7[2]")]
+    assert on_disk["jobs"][2]["stdout"] == str(tmp_path / "7[2].out")
+    assert on_disk["arrays"] == [{"job_id": "7", "size": 3, "first_job_num": 0}]
+
+    submit_calls(be, None, tmp_path, [print], [[1]], on_disk, rerun=True)  # a rerun of point 1
+    assert rundir.read_manifest(tmp_path)["arrays"][-1] == {"job_id": "7", "size": 1, "first_job_num": 1,
+                                                            "job_nums": [1], "rerun": True}
+
+    study = rundir.manifest(scheduler="lsf", submitit_folder=tmp_path, arrays=[], jobs=[], gpus_per_job=0)
+    submit_calls(be, None, tmp_path / "s", [print, print], [[], []], study)  # workers that pick their points
+    assert study["jobs"] == [] and study["arrays"] == [{"job_id": "7", "size": 2, "first_job_num": None}]

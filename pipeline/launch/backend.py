@@ -116,8 +116,9 @@ class Backend(ABC):
         """What ``sweep.json`` records about this scheduler beyond the common fields."""
         return {}
 
-    def arrays(self, job_ids: Sequence[str], job_nums: Sequence[int]) -> list[dict[str, Any]]:
-        """``sweep.json``'s ``arrays``: consecutive jobs of one scheduler array as one entry."""
+    def arrays(self, job_ids: Sequence[str], job_nums: Sequence[int | None]) -> list[dict[str, Any]]:
+        """``sweep.json``'s ``arrays``: consecutive jobs of one scheduler array as one entry (``job_nums``:
+        the sweep point each id stands for, None for a job whose points are not known in advance)."""
         out: list[dict[str, Any]] = []
         for job_id, num in zip(job_ids, job_nums, strict=True):
             base = self.base_id(str(job_id))

@@ -111,14 +111,17 @@ def submit_calls(backend: Backend, executor: Any, sweep_dir: Path, calls: Sequen
     """Submit N calls as one array and record them in ``sweep.json``; the submitit jobs, in order.
 
     ``job_nums[i]``: the sweep points call i runs (one; a pack of k; none known yet, for a job that picks
-    its points itself). Each point's entry under ``manifest["jobs"]`` gets its job's id and logs (an entry
-    is added where there is none); the array(s) go under ``arrays`` (``rerun``: marked so, with their job
-    numbers). A blocking backend (local processes) writes ``sweep.json`` as each job starts, so ``pipeline
-    status`` sees it; the others write it once, after the submission. ``merge_from``: see
-    :func:`write_manifest`; ``on_start``/``on_wait``: as for :meth:`Backend.submit` (after the recording).
+    its points itself). The jobs' ``TMPDIR`` is made first. Each point's entry under ``manifest["jobs"]``
+    gets its job's id and logs (an entry is added where there is none); the array(s) go under ``arrays``
+    (``rerun``: marked so, with their job numbers). A blocking backend (local processes) writes
+    ``sweep.json`` as each job starts, so ``pipeline status`` sees it; the others write it once, after the
+    submission. ``merge_from``: see :func:`write_manifest`; ``on_start``/``on_wait``: as for
+    :meth:`Backend.submit` (after the recording).
     """
     from pipeline import rundir
+    from pipeline.launch.job_env import make_tmpdir
 
+    make_tmpdir(backend.env)
     entries = {int(j["job_num"]): j for j in manifest.setdefault("jobs", [])}
 
     def started(i: int, job: Any) -> None:
@@ -134,15 +137,12 @@ def submit_calls(backend: Backend, executor: Any, sweep_dir: Path, calls: Sequen
             on_start(i, job)
 
     jobs = backend.submit(executor, calls, started, on_wait)
-    ids = [str(job.job_id) for job, nums in zip(jobs, job_nums, strict=True) for _ in nums]
-    nums = [n for group in job_nums for n in group]
-    arrays = backend.arrays(ids, nums)
+    pairs = [(str(job.job_id), n) for job, nums in zip(jobs, job_nums, strict=True) for n in (nums or [None])]
+    arrays = backend.arrays([i for i, _ in pairs], [n for _, n in pairs])  # sizes count points (or jobs)
     if rerun:
         for a in arrays:
-            a.update(job_nums=[n for n, i in zip(nums, ids, strict=True) if backend.base_id(i) == a["job_id"]],
-                     rerun=True)
-            a["size"] = len(a["job_nums"])
-            a["first_job_num"] = min(a["job_nums"])
+            a["job_nums"] = [n for i, n in pairs if backend.base_id(i) == a["job_id"] and n is not None]
+            a.update(size=len(a["job_nums"]), first_job_num=min(a["job_nums"], default=None), rerun=True)
     manifest.setdefault("arrays", []).extend(arrays)
     manifest.update(write_manifest(sweep_dir, manifest, merge_from))
     return jobs
@@ -276,7 +276,6 @@ class SweepLauncher(Launcher):
         them; a refused first submission removes what this made."""
         from pipeline import rundir
         from pipeline.launch import packing, payload
-        from pipeline.launch.job_env import make_tmpdir
 
         assert self.config is not None
         folder = folder_of(executor.folder)
@@ -286,7 +285,6 @@ class SweepLauncher(Launcher):
             if "mode" in self.config.hydra.sweep:
                 os.chmod(sweep_dir, mode=int(str(self.config.hydra.sweep.mode), 8))
             folder.mkdir(parents=True, exist_ok=True)
-            make_tmpdir(be.env)
             pickled = undo.made(payload.write(folder, self, Singleton.get_state()))
             points = []
             for n, overrides in enumerate(job_overrides):

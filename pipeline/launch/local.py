@@ -96,7 +96,7 @@ class LocalBackend(Backend):
     def jobs_at_once(self, n_calls: int) -> int | None:
         return max(1, min(parallelism(self.params)[0], n_calls))
 
-    def arrays(self, job_ids: Sequence[str], job_nums: Sequence[int]) -> list[dict[str, Any]]:
+    def arrays(self, job_ids: Sequence[str], job_nums: Sequence[int | None]) -> list[dict[str, Any]]:
         return []  # each job is a process of its own
 
     def manifest_fields(self, executor: Any) -> dict[str, Any]:
