@@ -14,10 +14,10 @@ register()
 
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="config")
-def main(cfg: DictConfig) -> float:
+def main(cfg: DictConfig, started: float | None = None) -> float:
     from pipeline.train.entry import run_job
 
-    return run_job(cfg)
+    return run_job(cfg, started=started)  # started: set by the launcher for the points of a packed job
 
 
 if __name__ == "__main__":

@@ -54,3 +54,26 @@ def test_failed_job_still_gets_the_table_and_one_error_line(tmp_path):
     assert last.startswith("error: a job of the sweep failed") and "pipeline rerun" in last
     assert (tmp_path / "sweep" / "results" / "summary.md").is_file()
     assert "Traceback" not in r.stderr
+
+
+def test_a_launchers_bad_input_is_one_line_exit_2_and_nothing_aggregated(tmp_path):
+    """Issue 20 item 3: local_processes refusing wait=false came out as 'a job of the sweep failed', exit 1."""
+    r = run_py(tmp_path, "-m", "model=tiny", "seed=0,1", "hydra.launcher.wait=false",
+               f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    err = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 2 and len(err) == 1, r.stderr
+    assert "hydra.launcher.wait=false: local_processes always waits" in err[0] and "a job of" not in err[0]
+    assert not (tmp_path / "sweep").exists()  # nothing aggregated, no folder left
+
+
+def test_anything_else_keeps_its_traceback(tmp_path):
+    """A launch that breaks for another reason (here an OSError: the submitit folder's parent is a file) is
+    not dressed up as a failed job: its traceback, exit 1, no 'pipeline rerun' advice."""
+    (tmp_path / "a_file").write_text("")
+    env = train_env(tmp_path)
+    env.pop("HYDRA_FULL_ERROR", None)
+    r = run_py(tmp_path, "-m", "model=tiny", "seed=0,1", f"hydra.sweep.dir={tmp_path / 'sweep'}",
+               f"hydra.launcher.submitit_folder={tmp_path / 'a_file' / 'sub' / '%j'}", env=env)
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" in r.stderr and "NotADirectoryError" in r.stderr, r.stderr[-2000:]
+    assert "a job of the sweep failed" not in r.stderr and not (tmp_path / "sweep" / "results").exists()

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -61,8 +62,9 @@ class _Point:
     def __init__(self, num: int, log: list[int], fail: bool = False) -> None:
         self.job_num, self.overrides, self.log, self.fail = num, [f"seed={num}"], log, fail
 
-    def __call__(self) -> int:
+    def __call__(self, started: float | None = None) -> int:
         self.log.append(self.job_num)
+        self.started = started
         if self.fail:
             raise RuntimeError(f"point {self.job_num}")
         return self.job_num
@@ -73,22 +75,24 @@ def test_pack_skips_completed_points_and_a_failure_does_not_stop_the_rest(tmp_pa
     dirs[0].mkdir()
     (dirs[0] / "metrics.json").write_text(json.dumps({"status": "completed"}))
     ran: list[int] = []
-    job = packing.PackedJob([_Point(0, ran), _Point(1, ran, fail=True), _Point(2, ran)], [str(d) for d in dirs])
+    points = [_Point(0, ran), _Point(1, ran, fail=True), _Point(2, ran)]
+    job = packing.PackedJob(points, [str(d) for d in dirs])
+    before = time.time()
     with pytest.raises(RuntimeError, match="point 1"):
         job()
-    assert ran == [1, 2] and packing.point_started is None
+    assert ran == [1, 2]
+    assert before <= points[1].started <= points[2].started <= time.time()  # each point's own start, as an argument
 
 
 def test_unpack_call_gives_the_single_points_call() -> None:
     from submitit.core.utils import DelayedSubmission
 
-    points = [packing.LauncherCall("launcher", [f"seed={n}"], "hydra.sweep.dir", n, f"job_id_for_{n}", None)
-              for n in range(3)]
+    from pipeline.launch.payload import SweepJob
+
+    points = [SweepJob("payload.pkl", [f"seed={n}"], "hydra.sweep.dir", n) for n in range(3)]
     call = DelayedSubmission(packing.PackedJob(points, [None] * 3))
     one = packing.unpack_call(call, 1)
-    assert one.function == "launcher" and one.args == (["seed=1"], "hydra.sweep.dir", 1, "job_id_for_1", None)
-    via_runner = packing.unpack_call(DelayedSubmission(packing.RunPack(), call.function), 2)
-    assert via_runner.args[2] == 2
+    assert one.function is points[1] and one.args == ()
     plain = DelayedSubmission(print, 1)
     assert packing.unpack_call(plain, 0) is plain
     with pytest.raises(ValueError, match="run 9"):

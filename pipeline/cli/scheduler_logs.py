@@ -1,9 +1,8 @@
 """A running job's output as the scheduler shows it, for ``pipeline logs`` before the log file exists.
 
 LSF writes a job's ``-o`` file only when the job ends (unless ``LSB_STDOUT_DIRECT=Y``); meanwhile ``bpeek``
-shows what the job has printed. This is the one place the CLI talks to a scheduler about logs, and
-:func:`peek_command` the one line that names one: it is to become the scheduler backend's answer
-(:mod:`pipeline.launch`: which command, if any, shows a running job's output).
+shows what the job has printed. This is the one place the CLI talks to a scheduler about logs; which command (if any) shows a running job's
+output is the sweep's scheduler backend's answer (:meth:`pipeline.launch.backend.Backend.peek_command`).
 """
 
 from __future__ import annotations
@@ -17,9 +16,10 @@ from pipeline.errors import first_line
 
 def peek_command(sweep: Any, job_id: str, follow: bool) -> list[str] | None:
     """The command that shows a running job's output (LSF: ``bpeek [-f] ID``); None: the scheduler has none."""
-    if sweep.scheduler == "lsf":
-        return ["bpeek", *(["-f"] if follow else []), job_id]
-    return None
+    from pipeline.launch.sweep_status import sweep_backend
+
+    be = sweep_backend(sweep)
+    return be.peek_command(job_id, follow) if be is not None else None
 
 
 def live_output(sweep: Any, run: Any, follow: bool, lines: int | None) -> bool:

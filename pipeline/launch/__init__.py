@@ -1,10 +1,9 @@
-"""One backend per scheduler: how to ask it about jobs and how to read its job ids.
+"""Launching and watching sweeps: what every scheduler backend answers with.
 
-Each backend module (``lsf``, ``slurm``, ``local``) has ``query(job_ids, ...) -> Answer`` (one scheduler
-call for all the given jobs, never raising for scheduler trouble) and ``base_id(job_id) -> str`` (the
-array or plain job a job id belongs to). The submitit LSF watcher, ``pipeline status/logs/rerun`` and the
-aggregation all go through these; nothing else parses scheduler output. Job states are then decided in
-one place, :func:`pipeline.launch.state.decide`.
+``SchedJob`` (one job as the scheduler reported it, its word mapped onto the generic ``S_*`` states) and
+``Answer`` (the outcome of one query) are what :meth:`pipeline.launch.backend.Backend.query` returns; the
+backends themselves (one class per scheduler, chosen in one place) are in :mod:`pipeline.launch.backend`.
+Job states are then decided in one place, :func:`pipeline.launch.state.decide`.
 
 Nothing here imports submitit: ``pipeline status`` stays fast.
 """
@@ -14,11 +13,9 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import ModuleType
 
 #: generic scheduler states (each backend maps its own words onto these)
 S_PENDING, S_RUNNING, S_DONE, S_EXIT, S_UNKNOWN = "pending", "running", "done", "exit", "unknown"
-SCHEDULERS = ("lsf", "slurm", "local")
 
 
 @dataclass(frozen=True)
@@ -66,26 +63,3 @@ def run_command(argv: list[str], timeout: float = 60.0) -> tuple[int, str, str]:
     except OSError as e:
         return 126, "", f"{argv[0]}: {e}"
     return p.returncode, p.stdout, p.stderr
-
-
-def backend(scheduler: str) -> ModuleType:
-    """The backend module of a scheduler (ValueError for an unknown one)."""
-    if scheduler == "lsf":
-        from pipeline.launch import lsf as mod
-    elif scheduler == "slurm":
-        from pipeline.launch import slurm as mod
-    elif scheduler == "local":
-        from pipeline.launch import local as mod
-    else:
-        raise ValueError(f"unknown scheduler {scheduler!r}; valid: {', '.join(SCHEDULERS)}")
-    return mod
-
-
-def base_id(job_id: str, scheduler: str) -> str:
-    """The array (or plain job) a job id belongs to: ``123[4]`` -> ``123``, ``456_3`` -> ``456``."""
-    return backend(scheduler).base_id(str(job_id))
-
-
-def first_line(text: object) -> str:
-    lines = str(text).strip().splitlines()
-    return lines[0].strip() if lines else ""

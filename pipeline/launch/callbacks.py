@@ -35,7 +35,9 @@ class Preflight(Callback):
         self._check(config, runs_here=True)
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
-        self._check(config, runs_here=config.get("cluster_name", "local") == "local")
+        from pipeline.launch.backend import runs_here
+
+        self._check(config, runs_here=runs_here(config.hydra.launcher))
 
 
 class AggregateAtEnd(Callback):

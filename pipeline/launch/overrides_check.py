@@ -117,13 +117,13 @@ def _check_key(key: str, add: bool, values: list[str], groups: list[str], root: 
 
 
 def _plugin_schemas(kind: str) -> list[type]:
-    """The config dataclasses of every registered ``hydra/<kind>`` plugin (launcher, sweeper)."""
+    """The config dataclasses of every registered ``hydra/<kind>`` plugin (launcher, sweeper), from Hydra's
+    ConfigStore once Hydra's plugin discovery has loaded every installed plugin (ours included)."""
     from hydra.core.config_store import ConfigStore
+    from hydra.core.plugins import Plugins
     from omegaconf import OmegaConf
 
-    import hydra_plugins.pipeline_launchers.config  # noqa: F401  (registers the launchers' schemas)
-    import hydra_plugins.pipeline_sweepers.fast_basic_sweeper  # noqa: F401
-
+    Plugins.instance()  # discovery: each plugin module registers its schemas
     nodes = ConfigStore.instance().repo.get("hydra", {}).get(kind, {})
     types = [OmegaConf.get_type(n.node) for n in nodes.values() if hasattr(n, "node")]
     return [t for t in types if isinstance(t, type) and dataclasses.is_dataclass(t)]

@@ -26,12 +26,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-#: time.time() when the current point of a packed job began (None outside packed jobs): its start-up is
-#: measured from there, not from the process start (``pipeline.train.device.process_age``)
-point_started: float | None = None
+from pipeline.errors import PipelineError
 
 
-class PackError(ValueError):
+class PackError(PipelineError, ValueError):
     """A runs_per_job setting that cannot work; one line for the user."""
 
 
@@ -56,30 +54,11 @@ def chunks(n: int, k: int) -> list[list[int]]:
 # ------------------------------------------------------------------------------------------ the job
 
 
-class LauncherCall:
-    """One point as the local and Slurm launchers run it: ``launcher(overrides, key, num, id, state)``."""
-
-    def __init__(self, launcher: Any, overrides: Sequence[str], job_dir_key: str, job_num: int, job_id: str,
-                 state: Any) -> None:
-        self.launcher = launcher
-        self.overrides = list(overrides)
-        self.job_dir_key = job_dir_key
-        self.job_num = job_num
-        self.job_id = job_id
-        self.state = state
-
-    def args(self) -> tuple[Any, ...]:
-        return (self.overrides, self.job_dir_key, self.job_num, self.job_id, self.state)
-
-    def __call__(self) -> Any:
-        return self.launcher(*self.args())
-
-
 class PackedJob:
     """The callable a scheduler job runs: its points in order, skipping completed ones; checkpointable."""
 
     def __init__(self, points: Sequence[Any], run_dirs: Sequence[str | None]) -> None:
-        self.points = list(points)  # zero-argument callables with .overrides and .job_num
+        self.points = list(points)  # SweepJob: callables taking ``started``, with .overrides and .job_num
         self.run_dirs = list(run_dirs)
 
     @property
@@ -87,7 +66,8 @@ class PackedJob:
         return [int(p.job_num) for p in self.points]
 
     def __call__(self) -> list[Any]:
-        global point_started
+        """Each point in turn, called with ``started`` (when it began: its start-up is measured from there,
+        not from the process start)."""
         import sys
 
         results: list[Any] = []
@@ -97,16 +77,13 @@ class PackedJob:
                 print(f"packed job: run {point.job_num} already completed; skipped", file=sys.stderr, flush=True)
                 results.append(_skipped(point, run_dir))
                 continue
-            point_started = time.time()
             try:
-                results.append(point())
+                results.append(point(started=time.time()))
             except Exception as e:  # noqa: BLE001 - one failed point does not stop the others
                 print(f"packed job: run {point.job_num} failed ({e}); going on with the next run", file=sys.stderr,
                       flush=True)
                 first_error = first_error or e
                 results.append(None)
-            finally:
-                point_started = None
         if first_error is not None:
             raise first_error
         return results
@@ -119,19 +96,6 @@ class PackedJob:
 
     def __repr__(self) -> str:
         return f"PackedJob(runs {self.job_nums})"
-
-
-class RunPack:
-    """``fn(pack)`` for executors that map one function over arguments (submitit's Slurm ``map_array``);
-    checkpointable like the pack itself."""
-
-    def __call__(self, job: PackedJob) -> list[Any]:
-        return job()
-
-    def checkpoint(self, job: PackedJob) -> Any:
-        import submitit
-
-        return submitit.helpers.DelayedSubmission(self, job)
 
 
 def completed(run_dir: str | Path | None) -> bool:
@@ -168,14 +132,10 @@ def unpack_call(call: Any, job_num: int) -> Any:
     from submitit.core.utils import DelayedSubmission
 
     fn = call.function
-    if isinstance(fn, RunPack) and call.args:
-        fn = call.args[0]
     if not isinstance(fn, PackedJob):
         return call
     for point in fn.points:
         if int(point.job_num) == int(job_num):
-            if isinstance(point, LauncherCall):
-                return DelayedSubmission(point.launcher, *point.args())
             return DelayedSubmission(point)
     raise ValueError(f"run {job_num} is not in the pickled packed job {fn!r}")
 

@@ -5,13 +5,16 @@ query for the whole sweep), is ``failed``, ``corrupt`` or ``missing``. A complet
 a pending or running one. A ``missing`` job (no run directory) is rerun only when the scheduler answered
 and no longer knows it: while the scheduler does not answer, it may still be pending.
 
-How: every launcher of this project leaves one submitit pickle per job (``<job id>_submitted.pkl``: the
-call that runs that job, with its Hydra overrides and job number). ``rerun`` loads those of the chosen
-jobs, rebuilds the sweep's own executor from the pickled launcher (same scheduler, queue, resources,
-``max_num_timeout``, ...; ``hydra.launcher.*`` overrides on the command line change them) and submits
-them again in ONE batch: one ``bsub`` array, one Slurm array, or local processes. Each job is pinned to
-its own run directory (``hydra.sweep.dir``/``hydra.sweep.subdir`` overrides), so it lands where it was,
-even if the sweep was moved or ``PIPELINE_OUTPUT_ROOT`` changed.
+How: every launcher of this project leaves one submitit pickle per job (``<job id>_submitted.pkl``: a
+:class:`pipeline.launch.payload.SweepJob` with the job's Hydra overrides and number, or a pack of them) and
+one payload pickle per sweep (the launcher). ``rerun`` loads those of the chosen jobs and submits them again
+through the first launch's own path (:meth:`pipeline.launch.launcher.SweepLauncher.backend`, then
+:func:`pipeline.launch.launcher.submit_calls`): the same backend, settings (scheduler, queue, resources,
+``max_num_timeout``, ...; ``hydra.launcher.*`` overrides on the command line change them) and job
+environment (``PIPELINE_GPUS``, the core share, ``HF_HUB_OFFLINE``, ``TMPDIR``), in ONE batch: one ``bsub``
+array, one Slurm array, or local processes. Each job is pinned to its own run directory
+(``hydra.sweep.dir``/``hydra.sweep.subdir`` overrides), so it lands where it was, even if the sweep was
+moved or ``PIPELINE_OUTPUT_ROOT`` changed.
 
 What happens to the old attempt: its ``metrics.json`` (failed or corrupt) moves to
 ``<run dir>/.rerun/<n>/``, so the job reads as pending/running again and a second ``rerun`` cannot submit
@@ -24,8 +27,8 @@ starts over: ``checkpoints/``, ``metrics.jsonl``, ``run_info.json`` and ``test_p
 ``sweep.json`` gets the new job ids (and logs and overrides) of those jobs, the new array under
 ``arrays`` and one record under ``reruns``; the other jobs are left as they are. The command prints one
 line per resubmitted job. Where the sweep's launcher waited for its jobs (local processes always; Slurm
-and LSF with ``hydra.launcher.wait=true``) the rerun waits too and exits 1 if a job failed again; LSF's
-non-blocking launcher also submits a new aggregation job.
+and LSF with ``hydra.launcher.wait=true``) the rerun waits too and exits 1 if a job failed again; a
+launcher that returns at once also submits a new aggregation job where its backend has one (LSF).
 """
 
 from __future__ import annotations
@@ -37,7 +40,6 @@ import os
 import re
 import shlex
 import sys
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -45,18 +47,18 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import rundir
-from pipeline.launch import Answer, Runner, base_id, run_command
+from pipeline.errors import PipelineError, first_line
+from pipeline.launch import Answer, Runner, run_command
 from pipeline.launch import sweep_status as S
+from pipeline.launch.backend import Backend, backend
 from pipeline.results import results as R
 
 RERUN_STATES = (R.FAILED, R.CORRUPT, R.MISSING)
-SCHEDULERS = ("lsf", "slurm", "local")
 ARCHIVE = rundir.RERUN_ARCHIVE
 #: what a fresh start moves out of the way (the resume state and the outputs of the old config)
-FRESH_FILES = (rundir.CHECKPOINTS_DIR, rundir.METRICS_JSONL, "progress.json", rundir.RUN_INFO_JSON,
+FRESH_FILES = (rundir.CHECKPOINTS_DIR, rundir.METRICS_JSONL, rundir.PROGRESS_JSON, rundir.RUN_INFO_JSON,
                rundir.TEST_PREDICTIONS_CSV, rundir.WANDB_ID_TXT)
 LAUNCHER_PREFIX = "hydra.launcher."
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class RerunError(Exception):
@@ -74,7 +76,7 @@ class Target:
     status: S.JobStatus
     run_dir: Path  # where it lands (pinned)
     pickle: Path  # the job's submitit pickle
-    call: Any  # the DelayedSubmission loaded from it
+    point: Any  # the SweepJob of this job's point (taken out of its pack, if it ran in one)
     overrides: list[str]  # its task overrides after the rerun's ones
     fresh: bool  # the config changed: start over instead of resuming
     archive: Path | None = None  # where the old attempt's files went
@@ -98,17 +100,13 @@ class Target:
 @dataclass
 class Plan:
     sweep: R.Sweep
-    scheduler: str
+    backend: Backend  # the sweep's scheduler (for finding its files; submission: launcher.backend())
     targets: list[Target]
     launcher: Any
     task_overrides: list[str]  # the rerun's overrides of the jobs' config
     launcher_overrides: dict[str, Any]  # hydra.launcher.<key> -> value
     answer: Answer
     statuses: list[S.JobStatus] = field(default_factory=list)
-
-    @property
-    def wait(self) -> bool:
-        return self.scheduler == "local" or bool(self.launcher.params.get("wait", self.scheduler == "slurm"))
 
 
 # ------------------------------------------------------------------------------------------ overrides
@@ -131,7 +129,7 @@ def parse_overrides(overrides: Sequence[str]) -> tuple[list[str], dict[str, Any]
         try:
             o = parser.parse_override(text)
         except HydraException as e:
-            raise RerunError(f"override {text!r} does not parse: {R.first_line(e)}") from None
+            raise RerunError(f"override {text!r} does not parse: {first_line(e)}") from None
         if o.is_sweep_override():
             raise RerunError(f"override {text!r} is a sweep (several values): a rerun takes one value per key")
         key = o.key_or_group
@@ -186,21 +184,9 @@ def _task_overrides(overrides: Sequence[str]) -> list[str]:
 # ------------------------------------------------------------------------------------------ pickles
 
 
-def _plugins_importable() -> None:
-    """The pickles name ``hydra_plugins.pipeline_launchers``, which lives in the repository, not in
-    site-packages (a namespace package setuptools does not install): make it importable."""
-    if (REPO_ROOT / "hydra_plugins" / "pipeline_launchers").is_dir() and str(REPO_ROOT) not in sys.path:
-        sys.path.insert(0, str(REPO_ROOT))
-
-
-def find_pickle(folder: Path, scheduler: str, job_id: str) -> Path | None:
+def find_pickle(folder: Path, be: Backend, job_id: str) -> Path | None:
     """``<job id>_submitted.pkl`` in the sweep's submitit folder (flat for LSF, ``%j/`` for the others)."""
-    if scheduler == "lsf":
-        from pipeline.launch.lsf import file_stem
-
-        stem = file_stem(job_id)
-    else:
-        stem = job_id
+    stem = be.file_stem(job_id)
     name = f"{stem}_submitted.pkl"
     for candidate in (folder / name, folder / stem / name):
         if candidate.is_file():
@@ -209,46 +195,38 @@ def find_pickle(folder: Path, scheduler: str, job_id: str) -> Path | None:
     return found[0] if found else None
 
 
-def _load_call(path: Path) -> Any:
+def _load_point(path: Path, job_num: int | None, folder: Path) -> Any:
+    """The SweepJob that ran this run (taken out of its pack, if it ran in one), its payload found."""
     from submitit.core.utils import DelayedSubmission
 
-    _plugins_importable()
-    try:
-        return DelayedSubmission.load(path)
-    except Exception as e:  # noqa: BLE001 - any unpickling problem is one line
-        raise RerunError(f"cannot load {path}: {type(e).__name__}: {R.first_line(e)}") from None
-
-
-def _unpacked(call: Any, job_num: int | None) -> Any:
-    """The call of one run of a packed job (``hydra.launcher.runs_per_job``); any other call as it is."""
     from pipeline.launch.packing import unpack_call
+    from pipeline.launch.payload import SweepJob, plugins_importable
 
+    plugins_importable()
     try:
-        return unpack_call(call, int(job_num))  # type: ignore[arg-type]
+        call = DelayedSubmission.load(path)
+    except Exception as e:  # noqa: BLE001 - any unpickling problem is one line
+        raise RerunError(f"cannot load {path}: {type(e).__name__}: {first_line(e)}") from None
+    try:
+        point = unpack_call(call, int(job_num)).function  # type: ignore[arg-type]
     except (ValueError, TypeError) as e:
         raise RerunError(f"cannot take run {job_num} out of its packed job: {e}") from None
+    if not isinstance(point, SweepJob):
+        raise RerunError(f"{path}: the pickled job is a {type(point).__name__}, not a sweep job of this project's "
+                         "launchers (a sweep launched by an older version?): rerun it by hand with python run.py "
+                         "hydra.run.dir=<its run dir> <its overrides>")
+    if not Path(point.payload).is_file() and (folder / Path(point.payload).name).is_file():
+        point.payload = str(folder / Path(point.payload).name)  # the sweep was moved
+    return point
 
 
-def _job_parts(call: Any, scheduler: str, folder: Path) -> tuple[Any, list[str]]:
-    """(launcher, the job's overrides) of a pickled job call."""
-    if scheduler == "lsf":
-        from hydra_plugins.pipeline_launchers import SweepJob, load_payload
+def _launcher_of(point: Any) -> Any:
+    from pipeline.launch.payload import load
 
-        fn = call.function
-        if not isinstance(fn, SweepJob):
-            raise RerunError(f"the pickled job is a {type(fn).__name__}, not a sweep job of the lsf launcher")
-        payload = Path(fn.payload)
-        if not payload.is_file() and (folder / payload.name).is_file():
-            fn.payload = str(folder / payload.name)  # the sweep was moved
-        try:
-            launcher, _ = load_payload(fn.payload)
-        except OSError as e:
-            raise RerunError(f"cannot read the sweep's launcher {fn.payload}: {e.strerror or e}") from None
-        return launcher, list(fn.overrides)
-    launcher = call.function
-    if not hasattr(launcher, "params") or not call.args:
-        raise RerunError(f"the pickled job is a {type(launcher).__name__}, not a call of a Hydra launcher")
-    return launcher, list(call.args[0])
+    try:
+        return load(point.payload)[0]
+    except OSError as e:
+        raise RerunError(f"cannot read the sweep's launcher {point.payload}: {e.strerror or e}") from None
 
 
 # ------------------------------------------------------------------------------------------ the plan
@@ -258,6 +236,36 @@ def plan(path: Path, overrides: Sequence[str], jobs: Sequence[int] | None = None
          runner: Runner = run_command) -> Plan:
     """Decide what to resubmit, without side effects: one scheduler query, then the jobs' pickles."""
     task_extra, launcher_extra = parse_overrides(overrides)
+    sweep, be, folder = _sweep(path, runner)
+    answer = S.query_sweep(sweep, runner)
+    statuses = S.sweep_status(sweep, answer)
+    chosen = _choose(path, statuses, answer, jobs)
+    targets: list[Target] = []
+    for st in chosen:
+        run = st.run
+        if not run.job_id:
+            raise RerunError(f"job {run.label} has no job id in sweep.json: it was never submitted")
+        pickle = find_pickle(folder, be, run.job_id)
+        if pickle is None:
+            raise RerunError(f"job {run.label}: no {run.job_id} submission pickle under {folder} (deleted?); "
+                             "rerun it by hand with python run.py hydra.run.dir=<its run dir> <its overrides>")
+        point = _load_point(pickle, run.job_num, folder)  # a packed job: only this run
+        run_dir = run.run_dir or _listed_run_dir(sweep.meta or {}, run, sweep.path) or sweep.path / run.name
+        old_task = _task_overrides(point.overrides)
+        new_task = merge_overrides(old_task, task_extra)
+        fresh = sorted(new_task) != sorted(old_task) and run.run_dir is not None
+        targets.append(Target(st, run_dir, pickle, point, new_task, fresh, old_id=run.job_id))
+    launcher = _launcher_of(targets[0].point)
+    for key, value in launcher_extra.items():
+        if key not in launcher.params:
+            raise RerunError(f"hydra.launcher.{key}: not a setting of this sweep's launcher; valid: "
+                             f"{', '.join(sorted(launcher.params))}")
+        launcher.params[key] = value
+    return Plan(sweep, be, targets, launcher, task_extra, launcher_extra, answer, statuses)
+
+
+def _sweep(path: Path, runner: Runner) -> tuple[R.Sweep, Backend, Path]:
+    """The sweep, its scheduler's backend and its submitit folder (one line for anything else)."""
     try:
         sweep = R.load_sweep(path)
     except R.NotASweepError as e:
@@ -266,17 +274,21 @@ def plan(path: Path, overrides: Sequence[str], jobs: Sequence[int] | None = None
     if meta is None or sweep.single_run:
         raise RerunError(f"{path}: not a sweep submitted by this project's launchers (no sweep.json); rerun a "
                          "single run with: python run.py hydra.run.dir=<run dir>")
-    scheduler = str(meta.get("scheduler"))
-    if scheduler not in SCHEDULERS:
-        raise RerunError(f"{path}/sweep.json: scheduler {scheduler!r} is not one of {', '.join(SCHEDULERS)}")
+    try:
+        be = backend(str(meta.get("scheduler")), runner=runner)
+    except ValueError as e:
+        raise RerunError(f"{path}/{rundir.SWEEP_JSON}: {e}") from None
     if meta.get("dry_run"):
         raise RerunError(f"{path} is a dry run (nothing was submitted): submit the sweep itself")
-    folder = Path(str(meta.get("submitit_folder") or sweep.path / ".submitit"))
-    if not folder.is_dir() and (sweep.path / ".submitit").is_dir():
-        folder = sweep.path / ".submitit"  # the sweep was moved
+    folder = Path(str(meta.get("submitit_folder") or sweep.path / rundir.SUBMITIT_DIR))
+    if not folder.is_dir() and (sweep.path / rundir.SUBMITIT_DIR).is_dir():
+        folder = sweep.path / rundir.SUBMITIT_DIR  # the sweep was moved
+    return sweep, be, folder
 
-    answer = S.query_sweep(sweep, runner)
-    statuses = S.sweep_status(sweep, answer)
+
+def _choose(path: Path, statuses: list[S.JobStatus], answer: Answer, jobs: Sequence[int] | None) -> list[S.JobStatus]:
+    """The failed, corrupt and missing jobs (of ``jobs``, when given); a missing one only when the scheduler
+    answered (it may still be pending otherwise)."""
     by_num = {st.run.job_num: st for st in statuses if st.run.job_num is not None}
     if jobs:
         unknown = sorted(set(jobs) - set(by_num))
@@ -284,11 +296,11 @@ def plan(path: Path, overrides: Sequence[str], jobs: Sequence[int] | None = None
             raise RerunError(f"no job {', '.join(map(str, unknown))} in {path} (jobs: "
                              f"{', '.join(str(n) for n in sorted(by_num))})")
         for num in jobs:
-            st = by_num[num]
-            if st.state not in RERUN_STATES:
-                raise RerunError(f"job {num} is {st.state}: only failed, corrupt and missing jobs are rerun", 1)
+            if by_num[num].state not in RERUN_STATES:
+                raise RerunError(f"job {num} is {by_num[num].state}: only failed, corrupt and missing jobs are rerun",
+                                 1)
     chosen = [st for st in statuses if st.state in RERUN_STATES and (not jobs or st.run.job_num in jobs)]
-    unsure = [st for st in chosen if st.state == R.MISSING and not answer.answered and scheduler != "local"]
+    unsure = [st for st in chosen if st.state == R.MISSING and not answer.answered]
     chosen = [st for st in chosen if st not in unsure]
     if not chosen:
         counts: dict[str, int] = {}
@@ -298,31 +310,7 @@ def plan(path: Path, overrides: Sequence[str], jobs: Sequence[int] | None = None
         why = f"; {len(unsure)} missing but the scheduler did not answer" if unsure else ""
         raise RerunError(f"nothing to rerun in {path}: {said}{why} (failed, corrupt and missing jobs are "
                          "rerun; pending, running and completed ones are not)", 1)
-
-    targets: list[Target] = []
-    launcher = None
-    for st in chosen:
-        run = st.run
-        if not run.job_id:
-            raise RerunError(f"job {run.label} has no job id in sweep.json: it was never submitted")
-        pickle = find_pickle(folder, scheduler, run.job_id)
-        if pickle is None:
-            raise RerunError(f"job {run.label}: no {run.job_id} submission pickle under {folder} (deleted?); "
-                             "rerun it by hand with python run.py hydra.run.dir=<its run dir> <its overrides>")
-        call = _unpacked(_load_call(pickle), run.job_num)  # a packed job: only this run
-        this_launcher, old = _job_parts(call, scheduler, folder)
-        launcher = launcher or this_launcher
-        run_dir = run.run_dir or _listed_run_dir(meta, run, sweep.path) or sweep.path / run.name
-        old_task = _task_overrides(old)
-        new_task = merge_overrides(old_task, task_extra)
-        fresh = sorted(new_task) != sorted(old_task) and run.run_dir is not None
-        targets.append(Target(st, run_dir, pickle, call, new_task, fresh, old_id=run.job_id))
-    for key, value in launcher_extra.items():
-        if key not in launcher.params:
-            raise RerunError(f"hydra.launcher.{key}: not a setting of this sweep's launcher; valid: "
-                             f"{', '.join(sorted(launcher.params))}")
-        launcher.params[key] = value
-    return Plan(sweep, scheduler, targets, launcher, task_extra, launcher_extra, answer, statuses)
+    return chosen
 
 
 def _listed_run_dir(meta: dict[str, Any], run: R.Run, sweep_dir: Path) -> Path | None:
@@ -362,124 +350,34 @@ def _restore(target: Target) -> None:
     target.archive = None
 
 
-def _executor(p: Plan) -> Any:
-    """The sweep's own executor, rebuilt from its pickled launcher (and checked: bsub/sbatch present)."""
-    from hydra.errors import HydraException
-
-    from pipeline.errors import PipelineError
-
+def _submission(p: Plan) -> tuple[Backend, Any]:
+    """The first launch's backend and executor for these jobs (every check before anything moves)."""
     try:
-        if p.scheduler == "lsf":
-            from submitit.core.utils import FailedSubmissionError
-
-            executor = p.launcher.make_executor()
-            try:
-                executor.check_can_submit()
-            except FailedSubmissionError as e:
-                raise RerunError(str(e)) from None
-            return executor
-        if p.scheduler == "slurm":
-            return p.launcher.make_executor()
-        return _local_executor(p.launcher)
-    except (PipelineError, HydraException, ValueError) as e:
-        raise RerunError(R.first_line(e) or type(e).__name__) from None
+        be = p.launcher.backend(len(p.targets))
+        executor = be.make_executor()
+        be.check_can_submit(executor)
+        return be, executor
+    except PipelineError as e:
+        raise RerunError(first_line(e) or type(e).__name__) from None
 
 
-def _local_executor(launcher: Any) -> Any:
-    import submitit
+def _calls(p: Plan) -> list[Any]:
+    """Each job's SweepJob with its new overrides, pinned to its run directory."""
+    from pipeline.launch.payload import SweepJob
 
-    from hydra_plugins.pipeline_launchers import plugin_pythonpath
-
-    p = launcher.params
-    os.environ["PYTHONPATH"] = plugin_pythonpath()  # the job processes unpickle the launcher
-    executor = submitit.LocalExecutor(folder=p["submitit_folder"], max_num_timeout=int(p.get("max_num_timeout", 0)))
-    base = {"timeout_min": p.get("timeout_min"), "tasks_per_node": p.get("tasks_per_node") or 1,
-            "gpus_per_node": int(p.get("gpus_per_node") or 0), "nodes": p.get("nodes") or 1,
-            "stderr_to_stdout": bool(p.get("stderr_to_stdout", False))}
-    executor.update_parameters(**{k: v for k, v in base.items() if v is not None})
-    return executor
+    return [SweepJob(t.point.payload, t.overrides + _pins(p.sweep.path.absolute(), t.run_dir.absolute()),
+                     t.point.job_dir_key, t.point.job_num, t.point.job_id) for t in p.targets]
 
 
-def _new_call(p: Plan, t: Target) -> Any:
-    """The job's call with its new overrides, pinned to its run directory."""
-    overrides = t.overrides + _pins(p.sweep.path.absolute(), t.run_dir.absolute())
-    if p.scheduler == "lsf":
-        from hydra_plugins.pipeline_launchers import SweepJob
-
-        fn = t.call.function
-        return SweepJob(Path(fn.payload), overrides, fn.job_dir_key, fn.job_num, fn.job_id)
-    return (overrides, *t.call.args[1:])
-
-
-def _submit_batch(p: Plan, executor: Any, on_start: Callable[[Target], None]) -> None:
-    """LSF and Slurm: one array; local: processes, at most max_parallel at a time (waits for them)."""
-    calls = [_new_call(p, t) for t in p.targets]
-    if p.scheduler == "lsf":
-        jobs = executor.submit_array(calls)
-    elif p.scheduler == "slurm":
-        from hydra_plugins.pipeline_launchers.slurm_launcher import SlurmManifestLauncher
-
-        jobs = SlurmManifestLauncher.submit_array(executor, p.launcher, calls)
-    else:
-        return _run_local(p, executor, calls, on_start)
-    for t, job in zip(p.targets, jobs, strict=True):
-        t.job = job
-        on_start(t)
-
-
-def _run_local(p: Plan, executor: Any, calls: list[Any], on_start: Callable[[Target], None]) -> None:
-    from hydra_plugins.pipeline_launchers.local_launcher import POLL_S, parallelism
-
-    n_parallel, slots = parallelism(p.launcher.params)
-    free = list(range(n_parallel))
-    running: dict[int, int] = {}
-    nxt = 0
-    while nxt < len(calls) or running:
-        while nxt < len(calls) and free:
-            slot = free.pop(0)
-            if slots[slot]:
-                executor.update_parameters(visible_gpus=slots[slot])
-            t = p.targets[nxt]
-            t.job = executor.submit(p.launcher, *calls[nxt])
-            running[nxt] = slot
-            on_start(t)
-            nxt += 1
-        for k in [k for k in running if p.targets[k].job.done()]:
-            free.append(running.pop(k))
-        if running:
-            time.sleep(POLL_S)
-
-
-def _log_paths(p: Plan, job: Any) -> tuple[str, str]:
-    one_log = bool(p.launcher.params.get("stderr_to_stdout", False))
-    return str(job.paths.stdout), str(job.paths.stdout if one_log else job.paths.stderr)
-
-
-def _update_manifest(p: Plan, targets: Sequence[Target], record: dict[str, Any] | None = None,
-                     aggregate_id: str | None = None) -> None:
-    from pipeline import atomic
-
+def _manifest(p: Plan) -> dict[str, Any]:
+    """sweep.json with the rerun jobs' new overrides and run directories (job ids follow as they start)."""
     data = rundir.read_manifest(p.sweep.path) or {}
-    by_num = {t.num: t for t in targets if t.job is not None}
-    for job in data.get("jobs", []):
+    by_num = {t.num: t for t in p.targets}
+    for job in data.setdefault("jobs", []):
         t = by_num.get(job.get("job_num"))
-        if t is None:
-            continue
-        stdout, stderr = _log_paths(p, t.job)
-        job.update(job_id=str(t.job.job_id), stdout=stdout, stderr=stderr, overrides=list(t.overrides),
-                   run_dir=str(t.run_dir))
-    if record is not None:
-        arrays: dict[str, list[int]] = {}  # one bsub/sbatch array (several above LSF's max_array_size)
-        for t in targets:
-            if t.job is not None and p.scheduler != "local":
-                arrays.setdefault(base_id(str(t.job.job_id), p.scheduler), []).append(t.num)
-        for base, nums in arrays.items():
-            data.setdefault("arrays", []).append({"job_id": base, "size": len(nums), "first_job_num": min(nums),
-                                                  "job_nums": nums, "rerun": True})
-        data.setdefault("reruns", []).append(record)
-    if aggregate_id is not None:
-        rundir.set_aggregate_job(data, aggregate_id)
-    atomic.write_json(rundir.manifest_path(p.sweep.path), data)
+        if t is not None:
+            job.update(overrides=list(t.overrides), run_dir=str(t.run_dir))
+    return data
 
 
 def _record(p: Plan) -> dict[str, Any]:
@@ -494,15 +392,15 @@ def _record(p: Plan) -> dict[str, Any]:
     }
 
 
-def _aggregate_job(p: Plan, executor: Any) -> str | None:
-    """LSF, not waiting: a new aggregation job after the rerun array and the jobs still pending/running."""
-    if p.scheduler != "lsf" or p.wait or not p.launcher.params.get("aggregate", True):
+def _aggregate_job(p: Plan, be: Backend, executor: Any) -> str | None:
+    """A launch that returns at once: a new aggregation job after the rerun jobs and those still pending or
+    running (where the backend has aggregation jobs)."""
+    if be.waits():
         return None
-    ids = [base_id(str(t.job.job_id), "lsf") for t in p.targets]
-    ids += [base_id(str(st.run.job_id), "lsf") for st in p.statuses
-            if st.state in (R.PENDING, R.RUNNING, R.REQUEUED) and st.run.job_id and st.run.job_id not in ids]
-    arrays = [{"job_id": i} for i in dict.fromkeys(ids)]
-    return p.launcher.submit_aggregate(executor, p.sweep.path.absolute(), arrays, False)
+    ids = [be.base_id(str(t.job.job_id)) for t in p.targets]
+    ids += [be.base_id(str(st.run.job_id)) for st in p.statuses
+            if st.state in (R.PENDING, R.RUNNING, R.REQUEUED) and st.run.job_id]
+    return be.submit_aggregate(executor, p.sweep.path.absolute(), list(dict.fromkeys(ids)))
 
 
 def _line(p: Plan, t: Target, dry_run: bool) -> str:
@@ -526,12 +424,15 @@ def _final_state(t: Target) -> tuple[str, str]:
         val = final.get("val") or {}
         metric = final.get("monitor") or "macro_f1"
         return R.COMPLETED, f"val_{metric}={val.get(metric, float('nan')):.4f}"
-    return R.FAILED, R.first_line(final.get("error")) or "failed"
+    return R.FAILED, first_line(final.get("error")) or "failed"
 
 
 def execute(p: Plan, dry_run: bool = False, out: Callable[[str], None] = print) -> int:
-    """Archive, submit in one batch, update sweep.json, print one line per job; the exit code."""
-    executor = _executor(p)  # every check before anything moves
+    """Archive, submit in one batch through the launch path, update sweep.json, print one line per job;
+    the exit code."""
+    from pipeline.launch.launcher import submit_calls, write_manifest
+
+    be, executor = _submission(p)
     if dry_run:
         for t in p.targets:
             out(_line(p, t, True))
@@ -539,31 +440,32 @@ def execute(p: Plan, dry_run: bool = False, out: Callable[[str], None] = print) 
     for t in p.targets:
         _archive(t)
 
-    def started(t: Target) -> None:
-        _update_manifest(p, [t])
-        out(_line(p, t, False))
+    def started(i: int, job: Any) -> None:
+        p.targets[i].job = job
+        out(_line(p, p.targets[i], False))
 
+    manifest = _manifest(p)
     try:
-        _submit_batch(p, executor, started if p.scheduler == "local" else (lambda t: None))
+        submit_calls(be, executor, p.sweep.path, _calls(p), [[t.num] for t in p.targets], manifest, rerun=True,
+                     on_start=started)
     except BaseException as e:
         for t in p.targets:
             if t.job is None:
                 _restore(t)
-        if isinstance(e, Exception) and not isinstance(e, RerunError):
-            raise RerunError(f"submission failed: {R.first_line(e) or type(e).__name__}", 1) from None
+        if isinstance(e, Exception):
+            raise RerunError(f"submission failed: {first_line(e) or type(e).__name__}", 1) from None
         raise
-    if p.scheduler != "local":
-        for t in p.targets:
-            out(_line(p, t, False))
-    _update_manifest(p, p.targets, _record(p), _aggregate_job(p, executor))
-    sweep = shlex.quote(str(p.sweep.path))
-    if not p.wait:
-        out(f"sweep.json updated; follow with: pipeline status {sweep}")
+    manifest.setdefault("reruns", []).append(_record(p))
+    agg = _aggregate_job(p, be, executor)
+    if agg is not None:
+        rundir.set_aggregate_job(manifest, agg)
+    write_manifest(p.sweep.path, manifest)
+    if not be.waits():
+        out(f"sweep.json updated; follow with: pipeline status {shlex.quote(str(p.sweep.path))}")
         return 0
-    if p.scheduler != "local":
-        for t in p.targets:
-            with contextlib.suppress(Exception):  # a failure shows in the run directory
-                t.job.results()
+    for t in p.targets:
+        with contextlib.suppress(Exception):  # a failure shows in the run directory
+            t.job.results()
     failed = 0
     for t in p.targets:
         state, said = _final_state(t)
@@ -578,9 +480,10 @@ def _aggregate_results(p: Plan, out: Callable[[str], None]) -> None:
     try:
         sweep = R.load_sweep(p.sweep.path)
         R.aggregate(sweep, "val_macro_f1")
-        out(f"results: {p.sweep.path / 'results'}   compare: pipeline results {shlex.quote(str(p.sweep.path))}")
+        where = shlex.quote(str(p.sweep.path))
+        out(f"results: {p.sweep.path / rundir.RESULTS_DIR}   compare: pipeline results {where}")
     except Exception as e:  # noqa: BLE001 - the rerun itself is done
-        print(f"warning: could not aggregate {p.sweep.path}: {R.first_line(e)}", file=sys.stderr)
+        print(f"warning: could not aggregate {p.sweep.path}: {first_line(e)}", file=sys.stderr)
 
 
 @contextlib.contextmanager

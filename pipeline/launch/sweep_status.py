@@ -17,65 +17,50 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline import rundir
-from pipeline.launch import (
-    S_DONE,
-    S_EXIT,
-    Answer,
-    Runner,
-    SchedJob,
-    backend,
-    base_id,
-    run_command,
-)
+from pipeline.launch import S_DONE, S_EXIT, Answer, Runner, SchedJob, run_command
+from pipeline.launch.backend import Backend, backend
 from pipeline.launch.state import FINAL_STATES, decide
 from pipeline.results.results import BAD_STATES, RUNNING, Run, Sweep, curve_key, default_mode
 
 
-def query_ids(sweep: Sweep) -> list[str]:
+def sweep_backend(sweep: Sweep, runner: Runner = run_command) -> Backend | None:
+    """The backend of the sweep's scheduler (None: not a scheduler this project knows)."""
+    try:
+        return backend(sweep.scheduler, runner=runner)
+    except ValueError:
+        return None
+
+
+def query_ids(sweep: Sweep, be: Backend) -> list[str]:
     """The ids one query needs: the arrays (and plain jobs) of runs that have not finished, and the
-    current aggregation job unless its results are written."""
-    sched = sweep.scheduler
-    meta = sweep.meta or {}
+    current aggregation job (its results/ may be written while it still runs)."""
     ids: list[str] = []
     for run in sweep.runs:
         if run.state not in FINAL_STATES and run.job_id:
-            base = base_id(str(run.job_id), sched) if sched in ("lsf", "slurm") else str(run.job_id)
+            base = be.base_id(str(run.job_id))
             if base not in ids:
                 ids.append(base)
-    agg = meta.get("aggregate_job_id")
-    if agg and not rundir.results_are_current(sweep.path, meta) and str(agg) not in ids:
+    agg = (sweep.meta or {}).get("aggregate_job_id")
+    if agg and str(agg) not in ids:
         ids.append(str(agg))
     return ids
 
 
 def query_sweep(sweep: Sweep, runner: Runner = run_command) -> Answer:
     """At most one scheduler query (plus the fallback form where LSF rejects the first)."""
-    sched = sweep.scheduler
-    meta = sweep.meta or {}
-    ids = query_ids(sweep)
-    if sched == "local":
-        return backend("local").query(ids, meta.get("submitit_folder"))
-    if not ids or sched not in ("lsf", "slurm"):
-        return Answer(sched)
-    if sched == "lsf":
-        return backend("lsf").query(ids, str(meta.get("dialect") or "lsf10"), runner)
-    return backend("slurm").query(ids, runner)
+    be = sweep_backend(sweep, runner)
+    if be is None:
+        return Answer(sweep.scheduler)
+    return be.query(query_ids(sweep, be), sweep.meta or {})
 
 
 def requeue_age(sweep: Sweep, run: Run, now: float | None = None) -> float | None:
     """Seconds since this run's job asked to be requeued (its marker in the submitit folder)."""
     folder = (sweep.meta or {}).get("submitit_folder")
-    if not folder or not run.job_id:
+    be = sweep_backend(sweep)
+    if not folder or not run.job_id or be is None:
         return None
-    stem = run.job_id
-    if sweep.scheduler == "lsf":
-        from pipeline.launch.lsf import file_stem
-
-        try:
-            stem = file_stem(run.job_id)
-        except ValueError:
-            return None
-    return rundir.requeue_age(folder, stem, now)
+    return rundir.requeue_age(folder, be.file_stem(run.job_id), now)
 
 
 @dataclass
@@ -170,24 +155,30 @@ def sweep_status(sweep: Sweep, answer: Answer, metric: str = "val_macro_f1") -> 
 
 
 def aggregate_state(sweep: Sweep, answer: Answer) -> str | None:
-    """The current aggregation job, as the scheduler sees it; ``results/`` counts only if written after
-    that job was submitted (a rerun submits a new one while the old results are still there)."""
+    """The current aggregation job (``sweep.json``'s ``aggregate_job_id``, set again by a rerun), as the
+    scheduler sees it (:func:`aggregate_decision`)."""
     meta = sweep.meta or {}
     agg = meta.get("aggregate_job_id")
     if not agg:
         return None
     current = rundir.results_are_current(sweep.path, meta)
-    sj = answer.jobs.get(str(agg))
-    if sj is None:
-        if current:
-            return "done (results/ written)"
-        return "ended without writing results/" if answer.answered and answer.complete else "unknown"
-    if sj.state == S_DONE:
-        return "done (results/ written)" if current else f"{sj.raw} (no current results/)"
-    if sj.state == S_EXIT:
-        code = f", exit code {sj.exit_code}" if sj.exit_code else ""
-        return f"failed ({sj.raw}{code})"
-    return sj.raw  # PEND, RUN, ... (the scheduler's own word)
+    return aggregate_decision(answer.jobs.get(str(agg)), answer.answered, answer.complete, current)
+
+
+def aggregate_decision(job: SchedJob | None, answered: bool, complete: bool, results_current: bool) -> str:
+    """``done`` only when the scheduler says the job ended (or a complete answer no longer lists it) and
+    ``results/`` was written after the job was submitted: a running aggregation job writes results/ before
+    it ends, and a rerun submits a new one while the old results/ is still there."""
+    if job is None:
+        if answered and complete:
+            return "done (results/ written)" if results_current else "ended without writing results/"
+        return "unknown (the scheduler did not answer)"
+    if job.state == S_DONE:
+        return "done (results/ written)" if results_current else f"{job.raw} (no current results/)"
+    if job.state == S_EXIT:
+        code = f", exit code {job.exit_code}" if job.exit_code else ""
+        return f"failed ({job.raw}{code})"
+    return job.raw  # PEND, RUN, ... (the scheduler's own word)
 
 
 def has_failures(statuses: list[JobStatus]) -> bool:

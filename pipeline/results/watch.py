@@ -31,8 +31,9 @@ from pipeline.train import progress as P
 
 #: run-directory states after which nothing changes (as in pipeline.launch.sweep_status)
 ENDED = (COMPLETED, PRUNED, FAILED, CORRUPT)
-#: seconds between refreshes: one scheduler query each, so cluster sweeps are asked less often
-DEFAULT_INTERVAL = {"local": 1.0, "lsf": 10.0, "slurm": 10.0}
+#: seconds between refreshes for a scheduler this project does not know (else its backend's ``poll_s``: one
+#: scheduler query each, so cluster sweeps are asked less often)
+DEFAULT_INTERVAL = 10.0
 
 
 @dataclass
@@ -98,7 +99,8 @@ def _alive(pid: Any) -> bool:
 def _launcher_waiting(sweep: Sweep) -> bool:
     """A local sweep whose launcher (recorded in sweep.json) is still alive starts the remaining jobs."""
     meta = sweep.meta or {}
-    return sweep.scheduler == "local" and bool(meta.get("launcher_pid")) and _alive(meta["launcher_pid"])
+    be = S.sweep_backend(sweep)
+    return be is not None and be.blocking and bool(meta.get("launcher_pid")) and _alive(meta["launcher_pid"])
 
 
 def _val_values(run: Run, key: str) -> list[float]:
@@ -146,7 +148,8 @@ def snapshot(path: Path, metric: str, ask_scheduler: bool = True) -> Snapshot:
     statuses = S.sweep_status(sweep, answer, metric)
     keys = varying_params(sweep.runs)
     waiting = _launcher_waiting(sweep)
-    if sweep.scheduler == "local":
+    be = S.sweep_backend(sweep)
+    if be is not None and be.blocking:  # local processes: nothing starts once the launcher has exited
         gone = not waiting
     else:
         gone = answer.answered and answer.complete
@@ -380,7 +383,8 @@ def watch(path: Path, metric: str = "val_macro_f1", interval: float | None = Non
           file: Any = None, timeout: float | None = None) -> Snapshot:
     """Refresh until every job has ended (or ``timeout`` seconds); returns the last snapshot."""
     first = snapshot(path, metric, ask_scheduler=False)
-    every = interval if interval is not None else DEFAULT_INTERVAL.get(first.sweep.scheduler, 10.0)
+    be = S.sweep_backend(first.sweep)
+    every = interval if interval is not None else (be.poll_s if be is not None else DEFAULT_INTERVAL)
     view = SweepView(path, metric, every, live, file)
     if not view.live_mode:
         print(f"watching {path} ({first.sweep.scheduler}, {len(first.jobs)} jobs, every {every:g} s)",

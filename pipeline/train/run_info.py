@@ -23,18 +23,11 @@ def _git(*args: str) -> str | None:
 
 
 def scheduler_job() -> tuple[str, str | None]:
-    """(scheduler, job id) of the current process: LSF ``123[4]``, Slurm ``456_7``, else local/none."""
-    env = os.environ
-    if "LSB_JOBID" in env:
-        idx = env.get("LSB_JOBINDEX", "0")
-        return "lsf", env["LSB_JOBID"] + (f"[{idx}]" if idx not in ("", "0") else "")
-    if "SLURM_JOB_ID" in env:
-        if "SLURM_ARRAY_JOB_ID" in env:
-            return "slurm", f"{env['SLURM_ARRAY_JOB_ID']}_{env.get('SLURM_ARRAY_TASK_ID', '0')}"
-        return "slurm", env["SLURM_JOB_ID"]
-    if env.get("SUBMITIT_EXECUTOR") == "local":
-        return "local", env.get("SUBMITIT_LOCAL_JOB_ID")
-    return "none", None
+    """(scheduler, job id) of the current process: LSF ``123[4]``, Slurm ``456_7``, else local/none (each
+    scheduler's backend reads its own variables)."""
+    from pipeline.launch.backend import current_job
+
+    return current_job(os.environ)
 
 
 def collect(data_sha256: str, device: str, gpus: int) -> dict[str, Any]:

@@ -15,11 +15,12 @@ from hydra.core.plugins import Plugins
 from hydra.plugins.launcher import Launcher
 from hydra.test_utils.launcher_common_tests import IntegrationTestSuite, LauncherTestSuite
 
-from hydra_plugins.pipeline_launchers.local_launcher import LocalProcessesLauncher, parallelism
+from hydra_plugins.pipeline_launchers.local_launcher import LocalProcessesLauncher
 from hydra_plugins.pipeline_launchers.lsf_launcher import LsfLauncher
 from hydra_plugins.pipeline_launchers.slurm_launcher import SlurmManifestLauncher
+from pipeline.launch.local import parallelism
 from pipeline.launch.submitit_lsf.lsf import BSUB_NOT_FOUND
-from tests.lsf.conftest import run_app
+from tests.lsf.conftest import ROOT, run_app
 
 LSF_WAIT = ["hydra.launcher.wait=true", "hydra.launcher.timeout_min=10"]
 
@@ -214,3 +215,103 @@ def test_slurm_launcher_writes_the_manifest(slurm_cluster, tmp_path: Path, wait:
     assert data["jobs"][1]["stdout"] == str(sweep / ".submitit" / f"{array}_1" / f"{array}_1_0_log.out")
     if wait:
         assert json.loads((sweep / "1" / "job.json").read_text())["cfg"]["x"] == 2
+
+
+# ------------------------------------------------------------------------------ the jobs' environment
+
+ENV_SNAPSHOT = "+hydra.callbacks.env._target_=tests.lsf.app.env_callback.EnvSnapshot"
+
+
+def _job_env(sweep: Path, num: int) -> dict:
+    return json.loads((sweep / str(num) / "job.json").read_text())["env"]
+
+
+def _launcher_env_unchanged(tmp_path: Path) -> None:
+    start, end = (json.loads((tmp_path / f"env.{w}.json").read_text()) for w in ("start", "end"))
+    assert start == end  # the launch changed nothing in the Hydra process's own environment
+
+
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in ("OMP_NUM_THREADS", "HF_HUB_OFFLINE", "PIPELINE_GPUS", "TMPDIR"):
+        monkeypatch.delenv(key, raising=False)
+
+
+def test_local_jobs_get_their_environment_and_the_launcher_keeps_its_own(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """PIPELINE_GPUS, the core share, HF_HUB_OFFLINE and TMPDIR reach each local job (issue 20 item 1: the
+    local launcher used to set them in its own os.environ)."""
+    _clean_env(monkeypatch)
+    out, snap = tmp_path / "out", {"APP_ENV_SNAPSHOT": str(tmp_path / "env")}
+    res = run_app(tmp_path, "x=1,2", "cluster=local", "hydra.launcher.gpus_per_node=1",
+                  "hydra.launcher.visible_gpus=[0,1]", f"+paths.output_root={out}", ENV_SNAPSHOT, env=snap)
+    assert res.returncode == 0, res.stderr
+    share = str(max(1, (os.cpu_count() or 1) // 2))  # two jobs at once (one GPU each of two)
+    for n in (0, 1):
+        env = _job_env(tmp_path / "sweep", n)
+        assert env["PIPELINE_GPUS"] == "1" and env["OMP_NUM_THREADS"] == share and env["HF_HUB_OFFLINE"] == "1"
+        assert env["TMPDIR"] == str(out / ".tmp") and env["PYTHONPATH"].split(os.pathsep)[0] == str(ROOT)
+    assert (out / ".tmp").is_dir()
+    _launcher_env_unchanged(tmp_path)
+
+    (tmp_path / "b").mkdir()
+    res = run_app(tmp_path / "b", "x=1", "cluster=local", f"+paths.output_root={out}", "+model.download=true",
+                  ENV_SNAPSHOT, env=snap)
+    assert res.returncode == 0, res.stderr
+    env = _job_env(tmp_path / "b" / "sweep", 0)
+    assert env["PIPELINE_GPUS"] is None and env["HF_HUB_OFFLINE"] is None  # model.download=true: may fetch
+    assert env["OMP_NUM_THREADS"] == str(os.cpu_count() or 1)  # alone on the machine
+    _launcher_env_unchanged(tmp_path)
+
+
+@pytest.mark.lsf
+def test_lsf_jobs_get_their_environment_from_the_script(lsf, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _clean_env(monkeypatch)
+    out = tmp_path / "out"
+    res = run_app(tmp_path, "x=1", "hydra.launcher.gpus_per_node=1", f"+paths.output_root={out}", *LSF_WAIT,
+                  ENV_SNAPSHOT, env={"APP_ENV_SNAPSHOT": str(tmp_path / "env")})
+    assert res.returncode == 0, res.stderr
+    env = _job_env(tmp_path / "sweep", 0)
+    assert env["PIPELINE_GPUS"] == "1" and env["HF_HUB_OFFLINE"] == "1" and env["TMPDIR"] == str(out / ".tmp")
+    script = next((tmp_path / "sweep" / ".submitit").glob("*_submission.sh")).read_text()
+    assert f"export TMPDIR={out / '.tmp'}" in script and "export HF_HUB_OFFLINE=1" in script
+    _launcher_env_unchanged(tmp_path)
+
+
+@pytest.mark.slurm
+def test_slurm_jobs_get_their_environment_from_the_script(slurm_cluster, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    _clean_env(monkeypatch)
+    out = tmp_path / "out"
+    res = run_app(tmp_path, "x=1", "cluster=slurm", f"hydra.launcher.partition={slurm_cluster.partition}",
+                  f"+paths.output_root={out}", ENV_SNAPSHOT, env={"APP_ENV_SNAPSHOT": str(tmp_path / "env")})
+    assert res.returncode == 0, res.stderr
+    env = _job_env(tmp_path / "sweep", 0)
+    assert env["HF_HUB_OFFLINE"] == "1" and env["TMPDIR"] == str(out / ".tmp") and env["PIPELINE_GPUS"] is None
+    assert env["PYTHONPATH"].split(os.pathsep)[0] == str(ROOT)
+    _launcher_env_unchanged(tmp_path)
+
+
+def test_a_local_rerun_submits_like_the_first_launch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 20 item 1: `pipeline rerun` had its own local slot loop, without PIPELINE_GPUS or the core
+    share; it now goes through the launch path, so the rerun jobs get the first launch's environment. (The
+    app writes no metrics.json: every job reads as failed once it has ended, so every job is rerun.)"""
+    import subprocess
+    import sys
+
+    _clean_env(monkeypatch)
+    out = tmp_path / "out"
+    res = run_app(tmp_path, "x=1,2", "cluster=local", "hydra.launcher.gpus_per_node=1",
+                  "hydra.launcher.visible_gpus=[0,1]", f"+paths.output_root={out}")
+    assert res.returncode == 0, res.stderr
+    sweep = tmp_path / "sweep"
+    first = [_job_env(sweep, n) for n in (0, 1)]
+    for n in (0, 1):
+        (sweep / str(n) / "job.json").unlink()
+    r = subprocess.run([sys.executable, "-m", "pipeline.cli", "rerun", str(sweep), "--failed", "--job", "1"],
+                       capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert r.stdout.count("rerun: job 1 ") == 1, r.stdout + r.stderr
+    env = _job_env(sweep, 1)
+    assert env["PIPELINE_GPUS"] == "1" and env["HF_HUB_OFFLINE"] == "1" and env["TMPDIR"] == first[1]["TMPDIR"]
+    assert env["OMP_NUM_THREADS"] == str(os.cpu_count() or 1)  # one job at once: all the cores
+    assert not (sweep / "0" / "job.json").exists()  # only the job asked for
+    assert json.loads((sweep / "sweep.json").read_text())["reruns"][0]["jobs"] == [1]

@@ -5,9 +5,10 @@
   launcher falls back by itself and says so once);
 - the run-limit cycle (``-W 1``: USR2 at the limit, checkpoint, requeue marker, ``brequeue``, resume),
   with ``pipeline status`` polled every second: never FAILED (case 6);
-- ``bkill`` + ``pipeline rerun --failed``, and the rerun's aggregation job shown pending, not done (case 2);
-- a queue the cluster does not have: one line, exit 2, nothing written but the empty sweep folder, which
-  every command reports as "no jobs were submitted" (case 3).
+- ``bkill`` + ``pipeline rerun --failed``, and the rerun's aggregation job shown pending, not done (case 2),
+  and running, not done, while it has written results/ but not ended (issue 20 item 11);
+- a queue the cluster does not have: one line, exit 2, and the sweep folder the launch made removed again
+  (case 3; issue 22 item 8).
 
 The jobs are the real training job (``model=tiny``, 200 BBC rows); steps are slowed with
 PIPELINE_FAULTS where a test needs a job to outlive a run limit or to be killed mid-run.
@@ -16,7 +17,6 @@ PIPELINE_FAULTS where a test needs a job to outlive a run limit or to be killed 
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -128,7 +128,15 @@ def test_run_limit_requeue_cycle_never_shows_failed_then_gives_up_and_rerun_fini
     assert final["status"] == "completed" and final["attempts"] >= 3, final
 
 
+def _bjobs_stat(job_id: str, env: dict[str, str]) -> str:
+    out = subprocess.run(["bjobs", "-a", "-w", job_id], env=env, capture_output=True, text=True).stdout
+    rows = [ln.split() for ln in out.splitlines() if ln.split() and ln.split()[0] == job_id]
+    return rows[0][2] if rows else ""
+
+
 def test_bkill_then_rerun_failed_and_the_new_aggregation_is_pending(real_lsf, tmp_path: Path):
+    """Case 2, and issue 20 item 11: the rerun's aggregation job writes results/ before it ends (here it then
+    takes 40 s over report.html); while bjobs says RUN, status says RUN, never `done (results/ written)`."""
     env = _env(tmp_path, real_lsf, PIPELINE_FAULTS="write_metrics.jsonl:sleep=0.5")
     sweep = tmp_path / "sweep"
     r = run_py(tmp_path, "-m", "cluster=lsf", "hydra.launcher.dialect=openlava", *SMALL, "trainer.epochs=2",
@@ -144,26 +152,35 @@ def test_bkill_then_rerun_failed_and_the_new_aggregation_is_pending(real_lsf, tm
     fast = {k: v for k, v in env.items() if k != "PIPELINE_FAULTS"}
     out = wait_for(sweep, fast, lambda s: rows(s).get("1") == "FAILED" and "done (results/ written)" in s, 180)
     assert rows(out).get("0") == "COMPLETED", out
-    r = cli("rerun", str(sweep), "--failed", env=fast)
+    slow_aggregation = {**fast, "PIPELINE_FAULTS": "write_report.html:sleep=40"}  # the jobs get bsub's env
+    r = cli("rerun", str(sweep), "--failed", env=slow_aggregation)
     assert r.returncode == 0, r.stderr
-    new_agg = json.loads((sweep / rundir.SWEEP_JSON).read_text())["aggregate_job_id"]
+    new = json.loads((sweep / rundir.SWEEP_JSON).read_text())
+    new_agg = new["aggregate_job_id"]
     assert new_agg != meta["aggregate_job_id"]
     first = cli("status", str(sweep), env=fast).stdout  # case 2: the old results/ is still there
     assert f"aggregate job {new_agg}: done" not in first, first
+    end = time.monotonic() + 240  # item 11: results/ rewritten by the aggregation job that still runs
+    while not (rundir.results_are_current(sweep, new) and _bjobs_stat(new_agg, fast) == "RUN"):
+        assert time.monotonic() < end, cli("status", str(sweep), env=fast).stdout
+        time.sleep(1)
+    during = cli("status", str(sweep), env=fast).stdout
+    assert f"aggregate job {new_agg}: RUN" in during, during
     wait_for(sweep, fast, all_done, 240)
     assert json.loads(rundir.metrics_json(sweep / "1").read_text())["status"] == "completed"
 
 
-def test_queue_the_cluster_lacks_is_one_line_and_no_jobs(real_lsf, tmp_path: Path):
+def test_queue_the_cluster_lacks_is_one_line_and_leaves_no_sweep_folder(real_lsf, tmp_path: Path):
+    """Case 3, and issue 22 item 8: bsub refuses the first submission; one line naming the setting, exit 2,
+    and no near-empty sweep folder for `ls -d outputs/multirun/*/ | tail -n 1` to pick up afterwards."""
     env = _env(tmp_path, real_lsf)
-    sweep = tmp_path / "sweep"
-    r = run_py(tmp_path, "-m", "cluster=lsf", "hydra.launcher.dialect=openlava", "hydra.launcher.queue=gpua100",
-               *SMALL, "seed=0,1", f"hydra.sweep.dir={sweep}", env=env, timeout=120)
+    multirun = tmp_path / "outputs" / "multirun"
+    earlier = multirun / "2000-01-01_00-00-00"
+    earlier.mkdir(parents=True)
+    r = run_py(tmp_path, "-m", "cluster=lsf", "hydra.launcher.dialect=openlava", "hydra.launcher.queue=nosuchqueue",
+               *SMALL, "seed=0,1", env=env, timeout=120)
     err = [ln for ln in r.stderr.splitlines() if ln.strip() and "HYDRA_FULL_ERROR" not in ln]
     assert r.returncode == 2 and len(err) == 1, r.stderr
     assert "No such queue" in err[0] and "hydra.launcher.queue" in err[0] and "pipeline rerun" not in err[0]
-    assert not (sweep / rundir.RESULTS_DIR).exists()
-    for cmd in ("status", "logs", "results"):
-        c = cli(cmd, str(sweep), env=env)
-        assert c.returncode == 2 and "no jobs were submitted" in c.stderr, (cmd, c.stderr)
-    assert os.path.isdir(sweep)
+    assert list(multirun.iterdir()) == [earlier]  # the refused sweep left nothing behind
+    assert not (tmp_path / "outputs" / ".tmp").exists()

@@ -237,19 +237,28 @@ def test_status_in_lsf10_on_such_an_lsf_names_the_setting(tmp_path):
 
 
 @pytest.mark.lsf
-def test_refused_bsub_is_one_line_exit_2_and_no_results(tmp_path, fake_lsf):
+@pytest.mark.parametrize("existed", [False, True])
+def test_refused_bsub_is_one_line_exit_2_and_leaves_nothing_it_made(tmp_path, fake_lsf, existed):
+    """Issue 22 item 8: the refused launch removes what it made (a new sweep folder entirely; in a folder
+    that was there, only its own files), so `ls -d outputs/multirun/*/ | tail -n 1` never picks it up."""
     fake_lsf.setenv("FAKE_LSF_QUEUES", "normal,hpc")  # bsub -q gpua100: "gpua100: No such queue", exit 255
     env = train_env(tmp_path, **fake_lsf.env)
     env.pop("HYDRA_FULL_ERROR", None)
     sweep = tmp_path / "sweep"
+    if existed:
+        (sweep / "notes").mkdir(parents=True)
+        (sweep / "notes" / "keep.txt").write_text("mine")
     r = run_py(tmp_path, "-m", *TINY, "cluster=lsf", "hydra.launcher.queue=gpua100", "seed=0,1",
                f"hydra.sweep.dir={sweep}", env=env, timeout=120)
     err = [ln for ln in r.stderr.splitlines() if ln.strip() and "HYDRA_FULL_ERROR" not in ln]
     assert r.returncode == 2, r.stderr
     assert len(err) == 1 and "No such queue" in err[0] and "hydra.launcher.queue" in err[0], r.stderr
     assert "pipeline rerun" not in r.stderr and "pipeline logs" not in r.stderr
-    assert not (sweep / rundir.RESULTS_DIR).exists() and not (sweep / rundir.SWEEP_JSON).exists()
-    _no_jobs_everywhere(sweep)
+    if existed:
+        assert sorted(p.relative_to(sweep).as_posix() for p in sweep.rglob("*")) == ["notes", "notes/keep.txt"]
+    else:
+        assert not sweep.exists()
+    assert not (tmp_path / "outputs" / ".tmp").exists()  # the jobs' TMPDIR, made for this launch
 
 
 def test_no_sbatch_is_one_line_exit_2_and_no_results(tmp_path):

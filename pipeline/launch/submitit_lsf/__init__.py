@@ -17,6 +17,7 @@ __all__ = [
     "LsfJob",
     "LsfJobEnvironment",
     "LsfJobPaths",
+    "LsfPartlySubmittedError",
     "LsfStatusError",
     "LsfSubmissionError",
 ]

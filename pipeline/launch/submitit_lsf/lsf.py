@@ -38,6 +38,7 @@ from pipeline import rundir
 from pipeline.launch import Answer
 from pipeline.launch.lsf import (
     FINISHED_STATES,
+    GENERIC_KEYS,
     bjobs_command,
     element_id,
     file_stem,
@@ -65,6 +66,10 @@ class BsubNotFoundError(utils.FailedSubmissionError):
 
 class LsfSubmissionError(utils.FailedSubmissionError):
     """bsub refused the job (its exit code or its answer says so); the message names the script."""
+
+
+class LsfPartlySubmittedError(LsfSubmissionError):
+    """bsub refused a later array of a big batch; the arrays before it were submitted (the message names them)."""
 
 
 class LsfStatusError(utils.UncompletedJobError):
@@ -460,15 +465,7 @@ class LsfExecutor(core.PicklingExecutor):
 
     @classmethod
     def _equivalence_dict(cls) -> core.EquivalenceDict:
-        return {
-            "name": "job_name",
-            "timeout_min": "timeout_min",
-            "mem_gb": "mem_gb",
-            "nodes": "nodes",
-            "cpus_per_task": "cores",
-            "gpus_per_node": "gpus",
-            "tasks_per_node": "tasks_per_node",
-        }
+        return tp.cast(core.EquivalenceDict, dict(GENERIC_KEYS))  # the one table (pipeline.launch.lsf)
 
     @classmethod
     def _valid_parameters(cls) -> set[str]:
@@ -555,8 +552,9 @@ class LsfExecutor(core.PicklingExecutor):
                 if not jobs:
                     raise
                 done = sorted({split_job_id(j.job_id)[0] for j in jobs})
-                raise type(e)(f"{e}; job arrays {', '.join(done)} (jobs 0-{start - 1} of this batch) were "
-                              f"submitted before: bkill them, or let them run and submit the rest") from e
+                raise LsfPartlySubmittedError(
+                    f"{e}; job arrays {', '.join(done)} (jobs 0-{start - 1} of this batch) were submitted before: "
+                    "bkill them, or let them run and submit the rest") from e
             chunk = [LsfJob(self.folder, element_id(base, k + 1)) for k in range(count)]
             for job, path in zip(chunk, pickles[start:start + count]):
                 job.paths.move_temporary_file(path, "submitted_pickle")
