@@ -1,6 +1,6 @@
 """Hydra entry point: one fine-tune (``python run.py``) or a sweep (``python run.py -m ...``)."""
 
-from pipeline.train.entry import check_command_line, reexec_with_malloc_settings
+from pipeline.cli.run_command_line import check_command_line, reexec_with_malloc_settings
 
 reexec_with_malloc_settings()
 check_command_line()  # --help, and one-line errors for unknown keys/options (exit 2)

@@ -64,8 +64,6 @@ PROGRESS_JSON = "progress.json"
 ATTEMPTS_JSON = "attempts.json"
 #: inside ``checkpoints/best``: the step, epoch, validation metrics and max_length of that checkpoint
 BEST_JSON = "best.json"
-#: inside ``checkpoints/best``: the model's Hugging Face config (``id2label`` holds the label names)
-MODEL_CONFIG_JSON = "config.json"
 
 # the files of ``<sweep>/results/`` (``pipeline aggregate``)
 RUNS_CSV = "runs.csv"

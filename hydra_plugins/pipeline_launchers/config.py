@@ -14,6 +14,8 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf, SlurmQueueConf
 
+from pipeline import rundir
+
 
 @dataclass
 class LsfQueueConf(BaseQueueConf):
@@ -22,7 +24,7 @@ class LsfQueueConf(BaseQueueConf):
     _target_: str = "hydra_plugins.pipeline_launchers.lsf_launcher.LsfLauncher"
 
     # folder for pickles, bsub scripts and logs (%J_%I_0_log.out); must be visible from the compute nodes
-    submitit_folder: str = "${hydra.sweep.dir}/.submitit"
+    submitit_folder: str = f"${{hydra.sweep.dir}}/{rundir.SUBMITIT_DIR}"
     # false: submit, write sweep.json, print the job ids and return; true: wait for the results
     wait: bool = False
     # write the bsub scripts, pickles and sweep.json but run no bsub (job ids DRYRUN<n>)
@@ -97,7 +99,7 @@ class LocalProcessesConf(BaseQueueConf):
     _target_: str = "hydra_plugins.pipeline_launchers.local_launcher.LocalProcessesLauncher"
 
     # folder for pickles and logs of the local jobs
-    submitit_folder: str = "${hydra.sweep.dir}/.submitit/%j"
+    submitit_folder: str = f"${{hydra.sweep.dir}}/{rundir.SUBMITIT_DIR}/%j"
     # per-job time limit in minutes (USR2 at the limit, then kill)
     timeout_min: int = 1440
     # jobs at a time; null: cores // cpus_per_task (one at a time when jobs take GPUs and none are listed)

@@ -47,6 +47,8 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
+from pipeline import rundir
+
 log = logging.getLogger(__name__)
 
 
@@ -119,14 +121,14 @@ class FastBasicSweeper(Sweeper):
         batches = split_arguments(parser.parse_overrides([*self._params(), *arguments]), self.max_batch_size)
         self._preflight(batches)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
-        made = [p for p in (sweep_dir, sweep_dir / "multirun.yaml") if not p.exists()]
+        made = [p for p in (sweep_dir, sweep_dir / rundir.MULTIRUN_YAML) if not p.exists()]
         returns: list[Sequence[JobReturn]] = []
         first = 0
         for batch in batches:
             self.validate_batch_is_legal(batch)
             if not returns:
                 sweep_dir.mkdir(parents=True, exist_ok=True)
-                OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+                OmegaConf.save(self.config, sweep_dir / rundir.MULTIRUN_YAML)
             returns.append(self._launch(batch, first, made if not returns else []))
             first += len(batch)
         failed = [r for batch in returns for r in batch if r.status == JobStatus.FAILED]

@@ -55,7 +55,8 @@ def _defaults(config_dir: Path) -> dict[str, str]:
     from omegaconf import OmegaConf
 
     out: dict[str, str] = {}
-    for item in OmegaConf.to_container(OmegaConf.load(config_dir / "config.yaml")).get("defaults", []):
+    main = config_dir / "config.yaml"  # not a run-directory file
+    for item in OmegaConf.to_container(OmegaConf.load(main)).get("defaults", []):
         if isinstance(item, dict):
             for key, value in item.items():
                 out[str(key).replace("optional ", "").strip()] = str(value)

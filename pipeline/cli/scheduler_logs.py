@@ -1,8 +1,9 @@
 """A running job's output as the scheduler shows it, for ``pipeline logs`` before the log file exists.
 
 LSF writes a job's ``-o`` file only when the job ends (unless ``LSB_STDOUT_DIRECT=Y``); meanwhile ``bpeek``
-shows what the job has printed. This is the one place the CLI talks to a scheduler about logs; which command (if any) shows a running job's
-output is the sweep's scheduler backend's answer (:meth:`pipeline.launch.backend.Backend.peek_command`).
+shows what the job has printed. This is the one place the CLI talks to a scheduler about logs; which
+command (if any) shows a running job's output is the sweep's scheduler backend's answer
+(:meth:`pipeline.launch.backend.Backend.peek_command`).
 """
 
 from __future__ import annotations

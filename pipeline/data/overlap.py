@@ -11,6 +11,8 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from pipeline import rundir
+
 
 def text_hash(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()
@@ -22,7 +24,7 @@ def train_hashes(run_dir: Path) -> set[str]:
 
     from pipeline.data.data import load_splits
 
-    path = run_dir / ".hydra" / "config.yaml"
+    path = rundir.hydra_file(run_dir)
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing, so the run's training split cannot be rebuilt")
     cfg = OmegaConf.load(path)

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pipeline import rundir
 from pipeline.errors import PipelineError
 
 
@@ -99,8 +100,6 @@ class PackedJob:
 
 
 def completed(run_dir: str | Path | None) -> bool:
-    from pipeline import rundir
-
     if not run_dir:
         return False
     try:
@@ -170,7 +169,7 @@ def expected_run_min(params: Any, sweep_dir: Path) -> tuple[float | None, str]:
     if given is not None:
         return float(given), "hydra.launcher.expected_run_min"
     walls = []
-    for path in sorted(Path(sweep_dir).glob("*/metrics.json"))[:1000]:
+    for path in sorted(Path(sweep_dir).glob(f"*/{rundir.METRICS_JSON}"))[:1000]:
         try:
             data = json.loads(path.read_bytes())
         except (OSError, ValueError):

@@ -167,8 +167,8 @@ def test_aggregation_job_defaults_to_the_sweeps_own_queue() -> None:
                                                "hydra.launcher.python=python3", *overrides], return_hydra_config=True)
         params = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
         params.pop("_target_")
-        launcher = LsfLauncher(**params)
-        text = launcher.aggregate_script(launcher.make_executor(), Path(FOLDER).parent, ["12"])
+        be = LsfLauncher(**params).backend()
+        text = be.aggregate_script(be.make_executor(), Path(FOLDER).parent, ["12"])
         return [ln for ln in text.splitlines() if ln.startswith("#BSUB -q")]
 
     assert agg_queue("lsf", "hydra.launcher.queue=normal") == ["#BSUB -q normal"]

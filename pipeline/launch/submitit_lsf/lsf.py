@@ -36,7 +36,8 @@ from submitit.core import core, job_environment, logger, utils
 
 from pipeline import rundir
 from pipeline.launch import Answer
-from pipeline.launch.lsf import (
+from pipeline.launch.state import decide
+from pipeline.launch.submitit_lsf.bjobs import (
     FINISHED_STATES,
     GENERIC_KEYS,
     bjobs_command,
@@ -47,7 +48,6 @@ from pipeline.launch.lsf import (
     query,
     split_job_id,
 )
-from pipeline.launch.state import decide
 from pipeline.launch.submitit_lsf.script import LsfConfigError as LsfConfigError
 from pipeline.launch.submitit_lsf.script import default_parameters as _get_default_parameters
 from pipeline.launch.submitit_lsf.script import make_aggregate_bsub_string as make_aggregate_bsub_string
@@ -465,7 +465,7 @@ class LsfExecutor(core.PicklingExecutor):
 
     @classmethod
     def _equivalence_dict(cls) -> core.EquivalenceDict:
-        return tp.cast(core.EquivalenceDict, dict(GENERIC_KEYS))  # the one table (pipeline.launch.lsf)
+        return tp.cast(core.EquivalenceDict, dict(GENERIC_KEYS))  # the one table (submitit_lsf.bjobs)
 
     @classmethod
     def _valid_parameters(cls) -> set[str]:

@@ -22,7 +22,7 @@ import typing as tp
 from pathlib import Path
 
 from pipeline.errors import PipelineError
-from pipeline.launch.lsf import DIALECTS, file_stem, split_job_id
+from pipeline.launch.submitit_lsf.bjobs import DIALECTS, file_stem, split_job_id
 
 MEM_UNITS = ("suffix", "KB", "MB", "GB", "TB")
 GPU_MODES = ("exclusive_process", "shared")
