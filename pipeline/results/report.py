@@ -44,7 +44,7 @@ Matrix = tuple[list[str], list[list[int]], str]  # labels, rows (true) x columns
 def model_labels(run_dir: Path) -> list[str]:
     """Label names in the model's order (``checkpoints/best/config.json``'s id2label), [] if unknown."""
     try:
-        config = RD.checkpoint_dir(run_dir, RD.BEST_CHECKPOINT) / RD.MODEL_CONFIG_JSON
+        config = RD.checkpoint_dir(run_dir, RD.BEST_CHECKPOINT) / "config.json"  # Hugging Face's model config
         cfg = json.loads(config.read_text(encoding="utf-8"))
         id2label = cfg.get("id2label") or {}
         return [str(id2label[k]) for k in sorted(id2label, key=lambda k: int(k))]
