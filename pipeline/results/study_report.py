@@ -40,9 +40,10 @@ from pipeline.results.metrics import check_metric, default_mode, metrics_present
 from pipeline.results.runs import Run, Sweep
 from pipeline.results.tables import short_names
 from pipeline.rundir import COMPLETED, FAILED, PENDING, PRUNED, RUNNING
+from pipeline.search import study as S
 
 #: Optuna's trial states (``TrialState.<name>``) as the tables name them
-STATES = {"COMPLETE": COMPLETED, "PRUNED": PRUNED, "FAIL": FAILED, "RUNNING": RUNNING, "WAITING": PENDING}
+STATES = {S.COMPLETE: COMPLETED, S.PRUNED: PRUNED, S.FAIL: FAILED, S.RUNNING: RUNNING, S.WAITING: PENDING}
 #: the column that names a trial
 TRIAL = "trial"
 #: the metric a pruned run stopped at (``metrics.json`` ``pruned_at_step``)
@@ -71,9 +72,9 @@ class StudyView:
     """A study as the views read it: its settings, the searched keys, the trials, and Optuna's study."""
 
     path: Path
-    settings: Any  # pipeline.search.study.StudySettings
+    settings: S.StudySettings
     keys: list[str]  # the searched parameters, as study.json lists them
-    trials: list[Any]  # pipeline.search.study.TrialView, by number
+    trials: list[S.TrialView]  # by number
     study: Any  # optuna.Study (the plots)
 
     @property
@@ -87,10 +88,8 @@ class StudyView:
 
 def read_study(sweep_dir: str | Path) -> StudyView:
     """The study of a sweep folder (imports Optuna); a PipelineError (one line) when it cannot be read."""
-    from pipeline.search.study import SweepStudy
-
     try:
-        study = SweepStudy.open(Path(sweep_dir))
+        study = S.SweepStudy.open(Path(sweep_dir))
     except OSError as e:  # Optuna opens the journal for appending: a read-only copy cannot be opened
         raise PipelineError(f"cannot open {Path(sweep_dir) / RD.STUDY_JOURNAL}: {first_line(e)}") from None
     return StudyView(Path(sweep_dir), study.settings, list(study.space.distributions), study.trials(), study.study)
@@ -108,6 +107,13 @@ def _note(state: str, run: Run | None) -> str | None:
     return run.error
 
 
+def _param(trial: S.TrialView, run: Run | None, key: str) -> Any:
+    """A parameter's value: Optuna's for a searched key, the run's override text for a fixed one."""
+    if key in trial.params:
+        return trial.params[key]
+    return run.params.get(key) if run is not None else None
+
+
 def trial_rows(view: StudyView, runs: list[Run], params: list[str], present: list[str], label: str
                ) -> list[dict[str, Any]]:
     """One row per trial of the journal (unranked): the study's state and parameters, its run's metrics."""
@@ -121,9 +127,9 @@ def trial_rows(view: StudyView, runs: list[Run], params: list[str], present: lis
             "error": _note(state, run), "run_dir": str(run.run_dir) if run and run.run_dir else None,
             "gpu_warning": run.gpu.get("warning") if run else None, "_order": t.number, "_state": state,
         }
-        row.update({p: t.params[p] if p in t.params else run.params.get(p) if run else None for p in params})
+        row.update({p: _param(t, run, p) for p in params})
         row.update({m: run.metrics.get(m) if run else None for m in present})
-        if row.get(view.objective) is None and t.state == "COMPLETE" and t.value is not None:
+        if row.get(view.objective) is None and t.state == S.COMPLETE and t.value is not None:
             row[view.objective] = float(t.value)  # the journal's value, where the run directory has none
         rows.append(row)
     return rows
@@ -140,7 +146,7 @@ def trial_table(sweep: Sweep, view: StudyView, metric: str | None = None, mode: 
     check_metric(metric, sweep.runs)
     mode = mode or default_mode(metric)
     params = view.keys + ([k for k in varying_params(sweep.runs, True) if k not in view.keys] if all_params else [])
-    valued = any(t.state == "COMPLETE" and t.value is not None for t in view.trials)
+    valued = any(t.state == S.COMPLETE and t.value is not None for t in view.trials)
     present = order_metrics(set(metrics_present(sweep.runs)) | ({view.objective} if valued else set()))
     rows = trial_rows(view, sweep.runs, params, present, sweep.name)
     counts: dict[str, int] = {}
@@ -156,10 +162,8 @@ def trial_table(sweep: Sweep, view: StudyView, metric: str | None = None, mode: 
                    extra={"study": study_json(view)})
 
 
-def _best(view: StudyView) -> Any | None:
-    from pipeline.search.study import summarize
-
-    best = summarize(view.trials, view.settings)["best"]
+def _best(view: StudyView) -> S.TrialView | None:
+    best = S.summarize(view.trials, view.settings)["best"]
     return None if best is None else next(t for t in view.trials if t.number == best["number"])
 
 
@@ -167,9 +171,9 @@ def study_line(view: StudyView) -> str:
     """``study: 6 finished of 8 trials (2 pruned), 1 running, 1 failed; best trial 3: val_macro_f1 0.8123
     at lr=3.162e-05 batch_size=16``."""
     states = [t.state for t in view.trials]
-    finished = states.count("COMPLETE") + states.count("PRUNED")
-    parts = [f"study: {finished} finished of {view.settings.trials} trials ({states.count('PRUNED')} pruned)"]
-    parts += [f"{states.count(s)} {name}" for s, name in (("RUNNING", RUNNING), ("FAIL", FAILED)) if s in states]
+    finished = sum(states.count(s) for s in S.FINISHED)
+    parts = [f"study: {finished} finished of {view.settings.trials} trials ({states.count(S.PRUNED)} pruned)"]
+    parts += [f"{states.count(s)} {STATES[s]}" for s in (S.RUNNING, S.FAIL) if s in states]
     best = _best(view)
     if best is None:
         return ", ".join(parts) + "; no completed trial yet"
@@ -181,9 +185,7 @@ def study_line(view: StudyView) -> str:
 
 def study_json(view: StudyView) -> dict[str, Any]:
     """The study under ``--format json``'s ``study`` key: settings, counts, the best trial."""
-    from pipeline.search.study import summarize
-
-    summary = summarize(view.trials, view.settings)
+    summary = S.summarize(view.trials, view.settings)
     s = view.settings
     return {"journal": str(view.journal), "objective": view.objective, "direction": s.direction,
             "trials": s.trials, "finished": summary["finished"],
@@ -231,7 +233,10 @@ def _finish(ax: Any, title: str, xlabel: str, ylabel: str, integer_x: bool = Tru
     ax.set_title(title, loc="left", fontsize=11)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    if integer_x:
+    if integer_x:  # trial numbers, evaluations: whole numbers, and a range of at least two around one point
+        lo, hi = ax.get_xlim()
+        if hi - lo < 2:
+            ax.set_xlim((lo + hi) / 2 - 1, (lo + hi) / 2 + 1)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     return fig
 
@@ -259,7 +264,7 @@ def history_figure(view: StudyView, name: str) -> tuple[Any, str | None]:
     title = (f"{name}: optimisation history\n{_target(view)} of each completed trial and the best so far "
              f"({view.settings.direction})")
     labels = ("trial number", _target(view))
-    if not any(t.state == "COMPLETE" for t in view.trials):
+    if not any(t.state == S.COMPLETE for t in view.trials):
         why = "no completed trial yet"
         return _placeholder(title, *labels, why), why
     ax = plot_optimization_history(view.study, target_name=_target(view))
@@ -272,7 +277,7 @@ def history_figure(view: StudyView, name: str) -> tuple[Any, str | None]:
 def importance_params(view: StudyView) -> tuple[list[str], str | None]:
     """The parameters whose importance can be measured (those that vary among the completed trials), or
     why none can: fewer than 2 completed trials, no parameter that varies, one value for all."""
-    done = [t for t in view.trials if t.state == "COMPLETE" and t.value is not None]
+    done = [t for t in view.trials if t.state == S.COMPLETE and t.value is not None]
     if len(done) < 2:
         return [], f"parameter importances need 2 completed trials; the study has {len(done)}"
     varying = [k for k in view.keys if len({repr(t.params.get(k)) for t in done}) > 1]
@@ -289,7 +294,7 @@ def importance_figure(view: StudyView, name: str) -> tuple[Any, str | None]:
     from optuna.importance import FanovaImportanceEvaluator
     from optuna.visualization.matplotlib import plot_param_importances
 
-    done = sum(t.state == "COMPLETE" for t in view.trials)
+    done = sum(t.state == S.COMPLETE for t in view.trials)
     title = f"{name}: parameter importances\nfor {_target(view)}, by fANOVA over {done} completed trials"
     labels = ("importance (share of the variation explained; sums to 1)", "parameter")
     params, why = importance_params(view)
@@ -325,7 +330,7 @@ def intermediate_figure(view: StudyView, name: str) -> tuple[Any, str | None]:
             line.set_linestyle("--")
     if ax.get_legend() is not None:
         ax.get_legend().remove()
-    if 2 <= len(ax.get_lines()) <= MAX_LEGEND:
+    if len(ax.get_lines()) <= MAX_LEGEND:
         ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small")
     return _finish(ax, title, *labels), None
 
