@@ -73,6 +73,11 @@ CURVES_PNG = "curves.png"
 FINAL_PNG = "final.png"
 CONFUSION_PNG = "confusion.png"
 REPORT_HTML = "report.html"
+# ... and what a study adds there: every trial, and Optuna's plots of the study
+TRIALS_CSV = "trials.csv"
+STUDY_HISTORY_PNG = "study_history.png"
+STUDY_IMPORTANCE_PNG = "study_importance.png"
+STUDY_INTERMEDIATE_PNG = "study_intermediate.png"
 
 # a study (``hydra/sweeper=study``): its Optuna journal and its settings, in the sweep directory, and one
 # record per worker slot (``study_workers/<slot>.json``: the trial that worker holds; ``pipeline.search``)

@@ -25,9 +25,11 @@ from pipeline.cli.common import (
     split_columns,
     warn,
 )
-from pipeline.errors import first_line
+from pipeline.errors import PipelineError, first_line
 
 FORMATS = ("table", "md", "csv", "json", "latex")
+#: --metric's help: the default is the study's own objective for studies
+RANK_HELP = f"{METRIC_HELP} (default: val_macro_f1; for a study, its objective val_<monitor>)"
 
 
 def _baseline_cache(sweep: Any) -> Path:
@@ -91,10 +93,35 @@ def _print_table(table: Any, sweeps: list[Any], cols: list[str] | None) -> None:
     out.print(disk_line([r for sw in sweeps for r in sw.runs]))
 
 
+def _metric(metric: str | None, sweeps: list[Any]) -> str:
+    """``--metric``, else the studies' objective (``val_<monitor>``) where every sweep is a study with the same
+    one, else ``val_macro_f1``."""
+    if metric:
+        return metric
+    from pipeline.results.study_report import objective
+
+    found = {objective(sw.path) for sw in sweeps}
+    return found.pop() if len(found) == 1 and None not in found else "val_macro_f1"
+
+
+def _study(sweeps: list[Any], by_seed: bool) -> Any | None:
+    """The study to show trial by trial: the one sweep given, when it is a study (``--by-seed`` and several
+    sweeps show runs); None otherwise, or (with a warning) when its journal cannot be read."""
+    from pipeline.results.study_report import is_study, read_study
+
+    if by_seed or len(sweeps) != 1 or not is_study(sweeps[0].path):
+        return None
+    try:
+        return read_study(sweeps[0].path)
+    except PipelineError as e:
+        warn(f"{first_line(e)}; showing its runs without the study")
+        return None
+
+
 def results(
     sweeps: list[Path] = typer.Argument(..., help="One or more sweep (or run) directories, side by side."),
     by_seed: bool = typer.Option(False, "--by-seed", help="One row per configuration: mean ± std over seeds."),
-    metric: str = typer.Option("val_macro_f1", "--metric", "-m", help=METRIC_HELP),
+    metric: str | None = typer.Option(None, "--metric", "-m", help=RANK_HELP, show_default=False),
     mode: str | None = typer.Option(None, "--mode", help="max or min (default: min for losses and times)."),
     all_params: bool = typer.Option(False, "--all-params", help="Show every override, not only those that vary."),
     fmt: str = typer.Option("table", "--format", "-f", help="table, md, csv, json or latex."),
@@ -108,6 +135,9 @@ def results(
 
     --by-seed: one row per configuration, mean ± std over its seeds.
 
+    A study (hydra/sweeper=study): one row per trial, with its state, its searched parameters and the step a
+    pruned trial stopped at, under one line for the study (finished of N, pruned, the best trial).
+
     The best row is marked; columns that are empty or the same in every row are named above the table
     instead of shown, and columns that do not fit the terminal are named too (--columns picks them).
     """
@@ -118,12 +148,18 @@ def results(
     check_format(fmt, FORMATS)
     sws = load_sweeps(sweeps)
     runs = [r for sw in sws for r in sw.runs]
+    metric = _metric(metric, sws)
     check_metric(metric, runs)
     cols = split_columns(columns)
     on_terminal = fmt == "table" and output is None
-    build = seed_table if by_seed else run_table
-    table = build(runs, metric, mode, all_params, _metric_columns(cols, runs, on_terminal),
-                  _baselines(sws) if baseline else None)
+    picked, rows_of_baseline = _metric_columns(cols, runs, on_terminal), _baselines(sws) if baseline else None
+    study = _study(sws, by_seed)
+    if study is not None:
+        from pipeline.results.study_report import trial_table
+
+        table = trial_table(sws[0], study, metric, mode, all_params, picked, rows_of_baseline)
+    else:
+        table = (seed_table if by_seed else run_table)(runs, metric, mode, all_params, picked, rows_of_baseline)
     if on_terminal:
         return _print_table(table, sws, cols)
     text = FORMATTERS[fmt](table) if fmt != "table" else to_markdown(table)
@@ -138,18 +174,21 @@ def results(
 
 def aggregate(
     sweep: Path = typer.Argument(..., help="Sweep (multirun) directory."),
-    metric: str = typer.Option("val_macro_f1", "--metric", "-m", help=METRIC_HELP),
+    metric: str | None = typer.Option(None, "--metric", "-m", help=RANK_HELP, show_default=False),
     mode: str | None = typer.Option(None, "--mode", help="max or min."),
     out: Path | None = typer.Option(None, "--out", help="Output folder (default SWEEP/results)."),
 ) -> None:
     """Write the sweep's results folder: tables and plots.
 
-    SWEEP/results/{runs.csv, summary.csv, summary.md, results.json, curves.png, final.png, report.html}.
+    SWEEP/results/{runs.csv, summary.csv, summary.md, results.json, curves.png, final.png, report.html};
+    a study adds trials.csv and Optuna's plots (study_history.png, study_importance.png,
+    study_intermediate.png) and a Study section to the report.
     """
     from pipeline.results.aggregation import aggregate as write_results
 
     check_mode(mode)
     (sw,) = load_sweeps([sweep])
+    metric = _metric(metric, [sw])
     check_metric(metric, sw.runs)
     for path in write_results(sw, metric, mode, out).values():
         print(path)
@@ -157,7 +196,7 @@ def aggregate(
 
 def best(
     sweeps: list[Path] = typer.Argument(..., help="Sweep (multirun) directories."),
-    metric: str = typer.Option("val_macro_f1", "--metric", "-m", help=METRIC_HELP),
+    metric: str | None = typer.Option(None, "--metric", "-m", help=RANK_HELP, show_default=False),
     mode: str | None = typer.Option(None, "--mode", help="max or min."),
 ) -> None:
     """Print the best run's checkpoint folder.
@@ -170,6 +209,7 @@ def best(
     check_mode(mode)
     sws = load_sweeps(sweeps)
     runs = [r for sw in sws for r in sw.runs]
+    metric = _metric(metric, sws)
     check_metric(metric, runs)
     run = best_run(runs, metric, mode)
     if run is None or run.run_dir is None:

@@ -52,12 +52,15 @@ class Table:
     gpus_used: bool = False  # some run was given GPUs (GPU hours are worth saying)
     gpu_best: dict[str, Any] = field(default_factory=dict)  # the best run's metrics.json "gpu", with "job"
     gpu_warnings: list[tuple[str, str]] = field(default_factory=list)  # (job, warning) of every run
+    id_column: str = "job"  # the column that names a row: the job (a grid), the trial (a study)
+    headline: str | None = None  # a kind of sweep's own line (a study's), said instead of the total and best
+    extra: dict[str, Any] = field(default_factory=dict)  # more top-level keys of --format json (a study's)
 
     def human_columns(self) -> list[str]:
         cols = ["best"]
         if self.multi_sweep:
             cols.append("sweep")
-        cols += ["job"] if not self.by_seed else []
+        cols += [self.id_column] if not self.by_seed else []
         cols += self.params
         cols += ["n"] if self.by_seed else []
         cols += ["state"]
@@ -72,7 +75,7 @@ class Table:
             for m in self.metrics:
                 cols += [m] if m == "gpu_hours" else [f"{m}_mean", f"{m}_std"]
         else:
-            cols += ["job", "job_id"] + self.params + ["state"] + self.metrics
+            cols += [self.id_column, "job_id"] + self.params + ["state"] + self.metrics
             cols += ["gpu_warning"] if self.gpu_best or self.gpu_warnings else []
         cols += ["error", "run_dir" if not self.by_seed else "best_run_dir"]
         return cols
@@ -118,7 +121,7 @@ def _state_rank(state: str) -> int:
     return STATE_ORDER.index(state) if state in STATE_ORDER else len(STATE_ORDER)
 
 
-def _sort_and_mark(rows: list[dict[str, Any]], key: str, mode: str) -> int | None:
+def rank_rows(rows: list[dict[str, Any]], key: str, mode: str) -> int | None:
     """Sort ``rows`` (see the module docstring), number the ranked ones and mark the best; its index."""
     def tier(row: dict[str, Any]) -> int:
         v = row.get(key)
@@ -146,7 +149,9 @@ def _sort_and_mark(rows: list[dict[str, Any]], key: str, mode: str) -> int | Non
     return best
 
 
-def _display(metric: str, present: list[str], columns: list[str] | None) -> list[str]:
+def display_metrics(metric: str, present: list[str], columns: list[str] | None) -> list[str]:
+    """The metrics the human formats show: ``columns`` (``--columns``), else the usual ones; ``metric`` first
+    when it is not among them."""
     if columns:
         wanted = list(columns)
     else:
@@ -156,12 +161,13 @@ def _display(metric: str, present: list[str], columns: list[str] | None) -> list
     return wanted
 
 
-def _table(runs: list[Run], rows: list[dict[str, Any]], metric: str, mode: str, by_seed: bool, params: list[str],
-           present: list[str], columns: list[str] | None, best: int | None) -> Table:
+def make_table(runs: list[Run], rows: list[dict[str, Any]], metric: str, mode: str, by_seed: bool, params: list[str],
+               present: list[str], columns: list[str] | None, best: int | None) -> Table:
+    """The :class:`Table` of ranked ``rows`` (from :func:`rank_rows`) built from ``runs``."""
     top = best_run(runs, metric, mode) if any(metric in r.metrics for r in runs) else None
     return Table(
         rows=rows, metric=metric, mode=mode, by_seed=by_seed, params=params, metrics=present,
-        display=_display(metric, present, columns), multi_sweep=len({r.sweep for r in runs}) > 1,
+        display=display_metrics(metric, present, columns), multi_sweep=len({r.sweep for r in runs}) > 1,
         total_gpu_hours=sum(r.metrics.get("gpu_hours", 0.0) for r in runs), counts=counts(runs), best=best,
         gpus_used=any(r.gpus for r in runs),
         gpu_best={**top.gpu, "job": top.label} if top is not None and top.gpu else {},
@@ -172,10 +178,22 @@ def _table(runs: list[Run], rows: list[dict[str, Any]], metric: str, mode: str, 
 # ---------------------------------------------------------------------------------------------- tables
 
 
-def _baseline_row(b: dict[str, Any], params: list[str], order: int) -> dict[str, Any]:
+def baseline_row(b: dict[str, Any], params: list[str], order: int) -> dict[str, Any]:
     row = {"sweep": b.get("sweep"), "state": BASELINE, "error": None, "_order": order, "_state": BASELINE}
     row.update({p: None for p in params})
     return row
+
+
+def baseline_rows(baselines: list[dict[str, Any]] | None, params: list[str], present: list[str], start: int,
+                  id_column: str = "job") -> list[dict[str, Any]]:
+    """The TF-IDF baseline rows of a table with one row per run (or trial), numbered from ``start``."""
+    rows = []
+    for b in baselines or []:
+        row = baseline_row(b, params, start + len(rows))
+        row.update({id_column: b.get("label", BASELINE), "job_id": None, "run_dir": None})
+        row.update({m: b["metrics"].get(m) for m in present})
+        rows.append(row)
+    return rows
 
 
 def run_table(
@@ -201,13 +219,9 @@ def run_table(
         row.update({p: run.params.get(p) for p in params})
         row.update({m: run.metrics.get(m) for m in present})
         rows.append(row)
-    for b in baselines or []:
-        row = _baseline_row(b, params, len(rows))
-        row.update({"job": b.get("label", BASELINE), "job_id": None, "run_dir": None})
-        row.update({m: b["metrics"].get(m) for m in present})
-        rows.append(row)
-    best = _sort_and_mark(rows, metric, mode)
-    return _table(runs, rows, metric, mode, False, params, present, columns, best)
+    rows += baseline_rows(baselines, params, present, len(rows))
+    best = rank_rows(rows, metric, mode)
+    return make_table(runs, rows, metric, mode, False, params, present, columns, best)
 
 
 def _config_row(group: list[Run], params: list[str], present: list[str], metric: str, mode: str) -> dict[str, Any]:
@@ -244,7 +258,7 @@ def seed_table(runs: list[Run], metric: str = "val_macro_f1", mode: str | None =
         row["_order"] = i
         rows.append(row)
     for b in baselines or []:
-        row = _baseline_row(b, params, len(rows))
+        row = baseline_row(b, params, len(rows))
         row.update({"n": 1, "runs": 1, "jobs": b.get("label", BASELINE), "best_run_dir": None, "_rank_value": None})
         if params:
             row[params[0]] = b.get("label", BASELINE)
@@ -254,7 +268,7 @@ def seed_table(runs: list[Run], metric: str = "val_macro_f1", mode: str | None =
             else:
                 row[f"{m}_mean"], row[f"{m}_std"] = b["metrics"].get(m), None
         rows.append(row)
-    best = _sort_and_mark(rows, "_rank_value", mode)
+    best = rank_rows(rows, "_rank_value", mode)
     for row in rows:
         row.pop("_rank_value", None)
-    return _table(runs, rows, metric, mode, True, params, present, columns, best)
+    return make_table(runs, rows, metric, mode, True, params, present, columns, best)

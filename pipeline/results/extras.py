@@ -7,9 +7,9 @@ journal ``rundir.STUDY_JOURNAL`` in the sweep directory) adds
   finished / pruned / running / failed of N, the best so far and its parameters). Each line fits 80
   columns; :func:`sweep_panels` is what both commands call.
 * **report extras**: files written into ``results/`` beside the tables (a study: ``trials.csv``, Optuna's
-  plots) and sections of ``report.html`` shown after the per-configuration table (a study: every trial
-  with its state and parameters, the optimisation history). :func:`report_extras` is what
-  :func:`pipeline.results.aggregation.aggregate` calls.
+  plots) and sections of ``report.html`` shown after the per-configuration table, or first, instead of the
+  tables (a study: every trial with its state and parameters, Optuna's plots). :func:`report_extras` is
+  what :func:`pipeline.results.aggregation.aggregate` calls.
 
 To add a kind: test for its marker file in the two functions below and return its parts; import its
 module inside the branch so that ``pipeline status`` stays light.
@@ -27,10 +27,13 @@ Panel = list[str]
 
 @dataclass
 class ReportSection:
-    """One ``<section>`` of ``report.html``: a heading and its HTML body (escaped by whoever builds it)."""
+    """One ``<section>`` of ``report.html``: a heading and its HTML body (escaped by whoever builds it).
+    ``replaces_tables``: shown first, instead of the Runs and Configurations tables and the best line (a
+    study's trials table has a row for every run, and its own line for the best)."""
 
     title: str
     html: str
+    replaces_tables: bool = False
 
 
 @dataclass
@@ -47,5 +50,12 @@ def sweep_panels(sweep: Sweep) -> list[Panel]:
 
 
 def report_extras(sweep: Sweep, metric: str) -> list[ReportExtra]:
-    """The extra files and report sections of ``pipeline aggregate`` (none for a grid)."""
-    return []
+    """The extra files and report sections of ``pipeline aggregate`` (none for a grid). A study: ``trials.csv``,
+    Optuna's plots and a "Study" section (:mod:`pipeline.results.study_report`; its trials are ranked by the
+    study's own objective, whatever ``metric`` ranks the runs by)."""
+    from pipeline.results import study_report
+
+    if not study_report.is_study(sweep.path):
+        return []
+    files, sections = study_report.report_parts(sweep)
+    return [ReportExtra(files, [ReportSection(title, body, replaces_tables=True) for title, body in sections])]

@@ -59,7 +59,17 @@ def cell(table: Table, row: dict[str, Any], col: str) -> str:
             return f"{format_number(col, mean)} ± {format_number(col, std)}"
         return format_number(col, row.get(col))
     value = row.get(col)
+    if col in table.params:
+        return param_text(value)
     return "" if value is None else str(value)
+
+
+def param_text(value: Any) -> str:
+    """A parameter's cell: overrides as written; a study's float parameters to 4 significant digits
+    (``3.162e-05``; csv and json keep every digit)."""
+    if value is None:
+        return ""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def human_rows(table: Table) -> tuple[list[str], list[list[str]]]:
@@ -109,19 +119,24 @@ def best_line(table: Table) -> str:
         jobs = str(row.get("jobs") or "")
         where = f"{config} ({'job' if len(jobs.split()) == 1 else 'jobs'} {jobs})"
     else:
-        where = f"job {row.get('job')}"
+        where = f"{table.id_column} {row.get(table.id_column)}"
     if table.multi_sweep:
         where = f"{row.get('sweep')} {where}"
     return f"best by {table.metric} ({table.mode}): {where} = {cell(table, row, table.metric)}"
 
 
 def summary_lines(table: Table) -> list[str]:
-    """What the footer says above the best line: totals, what GPU hours count, GPU use."""
-    return [total_line(table), *([GPU_HOURS_NOTE] if table.gpus_used else []), *gpu_lines(table)]
+    """What the footer says above the best line: totals (a study: its own line), what GPU hours count, GPU use."""
+    return [table.headline or total_line(table), *([GPU_HOURS_NOTE] if table.gpus_used else []), *gpu_lines(table)]
+
+
+def best_lines(table: Table) -> list[str]:
+    """The best line; none where the table has a headline (a study's line names its best trial)."""
+    return [] if table.headline else [best_line(table)]
 
 
 def footer_lines(table: Table) -> list[str]:
-    return [*summary_lines(table), best_line(table)]
+    return [*summary_lines(table), *best_lines(table)]
 
 
 # --------------------------------------------------------------------------------------------- formats
@@ -137,7 +152,7 @@ def to_markdown(table: Table) -> str:
     lines = ["| " + " | ".join(esc(c) for c in cols) + " |",
              "|" + "|".join("---:" if c in right else "---" for c in cols) + "|"]
     lines += ["| " + " | ".join(esc(v) for v in r) + " |" for r in rows]
-    lines += ["", *summary_lines(table), "", best_line(table)]
+    lines += ["", *summary_lines(table), *(line for best in best_lines(table) for line in ("", best))]
     return "\n".join(lines) + "\n"
 
 
@@ -208,6 +223,7 @@ def table_dict(table: Table) -> dict[str, Any]:
         "total": {"gpu_hours": table.total_gpu_hours, "runs": sum(table.counts.values()),
                   "states": table.counts},
         "rows": [{c: _json_safe(row[c]) for c in cols} for row in rows],
+        **table.extra,
     }
 
 

@@ -22,11 +22,10 @@ import json
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pipeline import rundir as RD
 from pipeline.results.compare import Table, best_run, count_text
-from pipeline.results.extras import ReportSection
 from pipeline.results.formats import best_line, human_rows, summary_lines
 from pipeline.results.logs import log_tail
 from pipeline.results.metrics import curve_key
@@ -36,6 +35,15 @@ from pipeline.rundir import BAD_STATES
 #: lines of a failed job's log the report shows
 LOG_TAIL_LINES = 40
 Matrix = tuple[list[str], list[list[int]], str]  # labels, rows (true) x columns (predicted), source
+
+
+class Section(Protocol):
+    """A section a kind of sweep adds (:class:`pipeline.results.extras.ReportSection`): a heading and its
+    HTML body, escaped by whoever built it."""
+
+    title: str
+    html: str
+    replaces_tables: bool
 
 
 # ------------------------------------------------------------------------------------------- inputs
@@ -122,7 +130,7 @@ def _cell(col: str, text: str, sort: str, numeric: bool) -> str:
 def table_html(table: Table, table_id: str) -> str:
     """A sortable HTML table with the same columns and cells as ``pipeline results``' table."""
     cols, cells = human_rows(table)
-    numeric = set(table.display) | {"gpu_hours", "n", "job"}
+    numeric = set(table.display) | {"gpu_hours", "n", table.id_column}
     head = "".join(
         f'<th data-col="{_e(c)}" class="{"num" if c in numeric else ""}" title="sort by {_e(c)}">{_e(c)}</th>'
         for c in cols)
@@ -139,6 +147,11 @@ def table_html(table: Table, table_id: str) -> str:
 
 def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{_e(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def figure_html(png: bytes, caption: str) -> str:
+    """A plot inlined as a base64 PNG with its caption (inside ``<div class="plots">``: click to enlarge)."""
+    return f"<figure>{_img(png, caption)}<figcaption>{_e(caption)}</figcaption></figure>"
 
 
 def confusion_html(matrix: Matrix, run: Run) -> str:
@@ -250,8 +263,7 @@ def _plots_html(per_run: Table, images: dict[str, bytes]) -> str:
         (RD.CURVES_PNG, f"Learning curves per configuration: validation {curve_key(per_run.metric)} (mean over "
                         "seeds) and training loss"),
     )
-    return "".join(f"<figure>{_img(images[name], cap)}<figcaption>{_e(cap)}</figcaption></figure>"
-                   for name, cap in captions if images.get(name))
+    return "".join(figure_html(images[name], cap) for name, cap in captions if images.get(name))
 
 
 def _confusion_section(best: Run | None, metric: str) -> str:
@@ -272,27 +284,35 @@ def _chips(sweep: Sweep, per_run: Table) -> str:
     return "".join(f'<span class="chip">{_e(c)}</span>' for c in chips)
 
 
+def _tables_html(per_run: Table, summary: Table) -> str:
+    """The Runs section (with the footer's lines) and the Configurations section."""
+    notes = "".join(f'<p class="note">{_e(line)}</p>' for line in summary_lines(per_run))
+    return ("<section><h2>Runs</h2><p class=\"note\">One row per job; click a column header to sort. ★ marks the best "
+            f"""run.</p>
+<div class="scroll">{table_html(per_run, "runs")}</div>{notes}</section>
+<section><h2>Configurations (mean ± std over seeds)</h2>
+<div class="scroll">{table_html(summary, "configs")}</div></section>""")
+
+
 def render(sweep: Sweep, per_run: Table, summary: Table, images: dict[str, bytes],
-           sections: Sequence[ReportSection] = ()) -> str:
+           sections: Sequence[Section] = ()) -> str:
     """The report as one HTML string. ``images``: ``{"final.png": png, "curves.png": png}`` from the aggregate
-    step; ``sections``: what a kind of sweep adds (:mod:`pipeline.results.extras`), after the configurations."""
+    step; ``sections``: what a kind of sweep adds (:mod:`pipeline.results.extras`), after the configurations,
+    or first, instead of the tables (``replaces_tables``)."""
     best = best_run(sweep.runs, per_run.metric, per_run.mode)
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    notes = "".join(f'<p class="note">{_e(line)}</p>' for line in summary_lines(per_run))
-    added = "".join(f"<section><h2>{_e(s.title)}</h2>{s.html}</section>" for s in sections)
+    first = "".join(f"<section><h2>{_e(s.title)}</h2>{s.html}</section>" for s in sections if s.replaces_tables)
+    added = "".join(f"<section><h2>{_e(s.title)}</h2>{s.html}</section>" for s in sections if not s.replaces_tables)
+    best_html = "" if first else f'\n<p id="best-line"><b>{_e(best_line(per_run))}</b></p>'
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{_e(sweep.name)}: sweep report</title><style>{STYLE}</style></head>
 <body>
 <header><h1>Sweep report: {_e(sweep.name)}</h1>
 <div class="note">{_e(sweep.path)} · generated {generated} by <code>pipeline aggregate</code></div>
-<div class="chips">{_chips(sweep, per_run)}</div>
-<p id="best-line"><b>{_e(best_line(per_run))}</b></p></header>
+<div class="chips">{_chips(sweep, per_run)}</div>{best_html}</header>
 <main>
-<section><h2>Runs</h2><p class="note">One row per job; click a column header to sort. ★ marks the best run.</p>
-<div class="scroll">{table_html(per_run, "runs")}</div>{notes}</section>
-<section><h2>Configurations (mean ± std over seeds)</h2>
-<div class="scroll">{table_html(summary, "configs")}</div></section>
+{first or _tables_html(per_run, summary)}
 {added}
 <section><h2>Plots</h2><p class="note">Click a plot to enlarge it.</p>
 <div class="plots">{_plots_html(per_run, images)}</div></section>

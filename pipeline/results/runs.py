@@ -339,6 +339,8 @@ def _run_dirs(path: Path) -> dict[str, Path]:
 
 
 def _check_is_sweep(path: Path, meta: dict[str, Any] | None, found: dict[str, Path]) -> None:
+    if (path / RD.STUDY_JSON).is_file():
+        return  # a study is a sweep from its creation: its workers make the run directories as they ask trials
     if meta is None and not found and not (path / RD.MULTIRUN_YAML).is_file():
         raise NotASweepError(
             f"{path}: not a sweep or run directory (no {RD.SWEEP_JSON}, {RD.MULTIRUN_YAML}, run directories, "

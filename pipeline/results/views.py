@@ -21,7 +21,7 @@ from pipeline.rundir import BAD_STATES, COMPLETED, PRUNED, RUNNING, STATES
 #: short headers for the long metric names (``--columns`` takes either)
 SHORT_METRIC = {"val_macro_f1": "val_f1", "val_accuracy": "val_acc", "test_macro_f1": "test_f1",
                 "test_accuracy": "test_acc", "wall_time_s": "time_s", "train_samples_per_s": "samples/s",
-                "gpu_hours": "gpu_h", "best_epoch": "best_ep"}
+                "gpu_hours": "gpu_h", "best_epoch": "best_ep", "pruned_at_step": "pruned_at"}
 
 STATE_STYLE = {"completed": "green", "pruned": "green", "running": "cyan", "pending": "yellow", "requeued": "yellow",
                "failed": "bold red", "corrupt": "bold magenta", "missing": "dim", "baseline": "blue"}
@@ -38,6 +38,13 @@ def _state_styles() -> dict[str, str]:
 # ---------------------------------------------------------------------------------------------- results
 
 
+def _metric_priority(table: Any, name: str) -> int:
+    """The ranking metric stays longest; a pruned run's step as long as its state; then validation metrics."""
+    if name == table.metric:
+        return 7
+    return 5 if name == "pruned_at_step" else 1 if name.startswith("val_") else 0
+
+
 def results_grid(table: Any, title: str | None = None) -> Grid:
     """The compare table (:class:`pipeline.results.compare.Table`, one row per run or per configuration)."""
     names, rows = human_rows(table)
@@ -45,14 +52,14 @@ def results_grid(table: Any, title: str | None = None) -> Grid:
     columns = []
     for name in names:
         if name in metrics:
-            col = Column(name, metric_header(name), right=True, aliases=(name,),
-                         priority=7 if name == table.metric else 1 if name.startswith("val_") else 0)
+            col = Column(name, metric_header(name), right=True, aliases=(name,), priority=_metric_priority(table, name))
         elif name in table.params:
             col = Column(name, right=False, param=True, priority=6)  # they tell the rows apart
         elif name == "error":
             col = Column(name, text=True, priority=2, min_width=24)
-        elif name in ("job", "sweep"):
-            col = Column(name, right=name == "job", keep=name == "job", priority=6)
+        elif name in (table.id_column, "sweep"):
+            ident = name == table.id_column
+            col = Column(name, right=ident, keep=ident, priority=6)
         elif name == "best":  # a * on the best row (also the best line under the table)
             col = Column(name, "", priority=6)
         else:  # n, state

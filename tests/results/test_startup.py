@@ -10,7 +10,8 @@ import pytest
 
 from tests.results.make_runs import grid_sweep, write_run
 
-HEAVY = ("torch", "transformers", "pandas", "numpy", "matplotlib", "sklearn", "scipy", "yaml", "omegaconf")
+HEAVY = ("torch", "transformers", "pandas", "numpy", "matplotlib", "sklearn", "scipy", "yaml", "omegaconf",
+         "optuna")
 PROBE = """
 import sys, time
 t = time.perf_counter()
