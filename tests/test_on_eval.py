@@ -142,3 +142,17 @@ def test_a_kill_between_an_evaluation_and_its_checkpoint_reports_that_step_again
     got = _reports(reports)
     assert [r["step"] for r in got] == [10, 10, 20, 30, 40, 50, 60, 70, 80]  # resumed at 5: 10 again
     assert got[0] == got[1] and got[1:] == ref
+
+
+def test_a_prune_asked_at_the_last_step_is_not_taken(tmp_path):
+    """A run whose last evaluation is judged bad has already done every step: it completes, with its test
+    score and best checkpoint (a 1-epoch trial of a study judged at its first and only evaluation)."""
+    from pipeline.data.prepare import compose
+    from pipeline.train.train import fit
+
+    cfg = compose([*TINY, "trainer.epochs=1", f"paths.output_root={tmp_path / 'outputs'}"])
+    run_dir, calls = tmp_path / "run", []
+    fit(cfg, run_dir, on_eval=lambda step, metrics: calls.append(step) or True)
+    m = read_json(run_dir / "metrics.json")
+    assert len(calls) == 1 and m["status"] == "completed" and m["steps"] == calls[0]
+    assert "test" in m and (run_dir / "checkpoints" / "best").is_dir()

@@ -379,7 +379,8 @@ def _log_startup(run: Run, started: float | None, before_fit: float | None) -> f
 
 def _validate(run: Run, steps: StepLog, on_eval: OnEval | None) -> str | None:
     """Evaluate on the validation split, report it, keep the best checkpoint; then ask ``on_eval``. Why the
-    run ends here (``rundir.PRUNED``, ``EARLY_STOP``), or None."""
+    run ends here (``rundir.PRUNED``, ``EARLY_STOP``), or None. A prune asked for at the last step is not
+    taken: the run has done all its steps, so it completes (with its test score and best checkpoint)."""
     from pipeline.train import checkpoint
 
     t, state = run.cfg.trainer, run.state
@@ -394,7 +395,7 @@ def _validate(run: Run, steps: StepLog, on_eval: OnEval | None) -> str | None:
                 "step": state.step, "epoch": state.epoch, "val": metrics, "max_length": t.max_length})
         else:
             state.bad_evals += 1
-    if on_eval is not None and on_eval(state.step, dict(metrics)):
+    if on_eval is not None and on_eval(state.step, dict(metrics)) and state.step < run.job.total_steps:
         log.info("pruned at step %d (best %s=%.4f at step %s)", state.step, t.monitor, state.best,
                  state.best_step)
         return rundir.PRUNED
