@@ -1,17 +1,21 @@
 """A grid sweep against a study (TPE + ASHA) on the same space and the same compute, side by side in one run.
 
-    python -m bench.study [--seeds 0 1] [--out outputs/bench/study] [--smoke]
+    python -m bench.study [--seeds 0 1 2] [--space lr|points] [--out outputs/bench/study] [--smoke]
 
 The grid is the one ``docs/results.md`` reports: ``trainer.lr=5e-5,1e-4`` x ``trainer.epochs=1,2,3`` on fake
 news with the pretrained MiniLM (``data=fake_news trainer.max_length=128``, batch 16, seed 0): 6 runs, run in
-the order a grid sweep lists them. Each study (one per ``--seeds`` value) searches **the same six points**
-(``choice`` of the same values, not ``tag(log, interval(5e-5, 1e-4))``): the grid can only find one of them,
-so a study that reaches the grid's best sooner did so by its search and its pruning, not by an in-between
-learning rate the grid never tried. Its trials run one after another in this process
-(:func:`pipeline.search.worker.run_worker`, one worker) and it stops asking once its training steps reach the
-grid's total: the same compute budget. TPE models the results after 3 random trials (``startup_trials=3``;
-Optuna's default 10 would make a study this short all random); ASHA judges a trial at its 1st and 3rd
-evaluation (one per epoch).
+the order a grid sweep lists them. Each study (one per ``--seeds`` value) runs its trials one after another in
+this process (:func:`pipeline.search.worker.run_worker`, one worker) and stops asking once its training steps
+reach the grid's total: the same compute budget. TPE models the results after 3 random trials
+(``startup_trials=3``; Optuna's default 10 would make a study this short all random); ASHA judges a trial at its
+evaluations (one per epoch). The study's space (``--space``):
+
+- ``lr`` (default): what a user would hand a study instead of that grid, ``trainer.lr=tag(log, interval(2e-5,
+  2.5e-4))`` (the grid's range widened 2.5x each way) with every trial at the grid's largest budget,
+  ``trainer.epochs=3``: the pruner, not the grid's epoch values, decides how many steps a trial gets;
+- ``points``: the grid's own six points as ``choice``s, so that reaching the grid's best sooner can only come
+  from the order and the pruning (TPE then often samples a point it has already run: Optuna does not skip
+  repeats in a categorical space).
 
 Both monitor the validation accuracy (``trainer.monitor=accuracy``), so "one validation article" is exactly
 1 / (validation size). Printed per arm: the best validation accuracy of a completed run (a pruned trial keeps
@@ -91,17 +95,25 @@ def run_grid(out: Path, base: list[str], epochs: tuple[int, ...]) -> list[Run]:
     return runs
 
 
+def study_space(kind: str, epochs: tuple[int, ...]) -> list[str]:
+    """The study's search space: ``points``, the grid's own points as choices; ``lr``, the learning rate on
+    a log scale over the grid's range widened 2.5x each way, every trial at the grid's largest epoch budget
+    (ASHA's pruning then decides how much of it a trial gets)."""
+    if kind == "points":
+        return [f"trainer.lr=choice({LRS[0]!r}, {LRS[1]!r})", f"trainer.epochs=choice({', '.join(map(str, epochs))})"]
+    return [f"trainer.lr=tag(log, interval({LRS[0] / 2.5!r}, {LRS[1] * 2.5!r}))", f"trainer.epochs={max(epochs)}"]
+
+
 def run_study(out: Path, base: list[str], epochs: tuple[int, ...], seed: int, budget: int,
-              trials: int) -> list[Run]:
-    """One study: TPE + ASHA over the grid's points, trials until its steps reach ``budget`` (or ``trials``)."""
+              trials: int, kind: str = "lr") -> list[Run]:
+    """One study: TPE + ASHA over ``study_space(kind)``, trials until its steps reach ``budget`` (or ``trials``)."""
     from pipeline.search.in_process import fit_run_point
     from pipeline.search.space import parse_space
     from pipeline.search.study import StudySettings, SweepStudy
     from pipeline.search.worker import run_worker
 
-    sweep = out / f"study_seed{seed}"
-    space = parse_space([f"trainer.lr=choice({LRS[0]!r}, {LRS[1]!r})",
-                         f"trainer.epochs=choice({', '.join(map(str, epochs))})"])
+    sweep = out / f"study_{kind}_seed{seed}"
+    space = parse_space(study_space(kind, epochs))
     settings = StudySettings(trials=trials, seed=seed, sampler="tpe", pruner="asha", monitor="accuracy",
                              startup_trials=3)
     SweepStudy.create(sweep, settings, space)
@@ -113,7 +125,7 @@ def run_study(out: Path, base: list[str], epochs: tuple[int, ...], seed: int, bu
         try:
             return fit_point(overrides, number, on_eval)
         finally:
-            params = dict(o.split("=", 1) for o in overrides[len(space.fixed):])
+            params = dict(o.split("=", 1) for o in overrides if o.split("=", 1)[0] in ("trainer.lr", "trainer.epochs"))
             runs.append(_record(f"study seed {seed}", str(number), params, sweep / str(number),
                                 time.process_time() - tic))
             _progress(runs[-1])
@@ -207,6 +219,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="study seeds (one study each)")
     p.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench" / "study")
     p.add_argument("--trials", type=int, default=30, help="most trials per study (the budget stops it first)")
+    p.add_argument("--space", choices=("lr", "points"), default="lr",
+                   help="lr: log-scale lr at the largest epoch budget (default); points: the grid's own points")
     p.add_argument("--smoke", action="store_true", help="tiny model, 200 rows, 2 x 2 grid, 2 trials per study")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -221,18 +235,20 @@ def main(argv: list[str] | None = None) -> None:
     arms = {"grid": run_grid(out, base, epochs)}
     budget = sum(r.steps for r in arms["grid"])
     for seed in args.seeds:
-        arms[f"study seed {seed}"] = run_study(out, base, epochs, seed, budget, trials)
+        arms[f"study seed {seed}"] = run_study(out, base, epochs, seed, budget, trials, args.space)
     val_size = next((r.val_size for r in arms["grid"] if r.val_size), None) or 1
     grid_best = max((r.val for r in arms["grid"] if r.status == rundir.COMPLETED and r.val is not None), default=0.0)
     target = grid_best - 1 / val_size
     print(f"grid best validation accuracy {grid_best:.3f}; target {target:.3f} (one of {val_size} articles "
           f"less); budget {budget} steps per arm")
     print("\n".join(summary_rows(arms, target)))
+    what = "same points" if args.space == "points" else f"study: log lr at {max(epochs)} epochs"
     title = (f"{'SMOKE (tiny model): ' if args.smoke else ''}lr x epochs on fake news: grid vs TPE + ASHA study "
-             "(same points, same steps)")
+             f"({what}, same steps)")
     plot(arms, target, out / "study_vs_grid.png", title)
     (out / "study_vs_grid.json").write_text(json.dumps(
-        {"base": base, "budget_steps": budget, "grid_best": grid_best, "val_size": val_size, "target": target,
+        {"base": base, "space": study_space(args.space, epochs), "budget_steps": budget, "grid_best": grid_best,
+         "val_size": val_size, "target": target,
          "runs": {arm: [asdict(r) for r in runs] for arm, runs in arms.items()}}, indent=2))
     print(f"plot: {out / 'study_vs_grid.png'}\nruns: {out / 'study_vs_grid.json'}")
 
