@@ -1,9 +1,11 @@
 """The output file system fills up or turns read-only mid-run: a clear error, earlier checkpoints intact.
 
-Uses real tmpfs mounts (root only; skipped elsewhere with the reason). A full disk (or quota) ends the run
-``failed`` with ``disk full at PATH (quota or free space)`` and the command that resumes it; once space is
-freed, that command (``python run.py hydra.run.dir=...``, or ``pipeline rerun SWEEP --failed``) resumes
-from the checkpoint the failed write left whole.
+Uses real tmpfs mounts (root only; skipped elsewhere with the reason). The disk fills up while the run
+trains (something else writes a ballast file right after its first checkpoint: the storage preflight passed
+at the start, as it would on a shared file system): the run ends ``failed`` with ``disk full at PATH (quota
+or free space)`` and the command that resumes it; once space is freed, that command (``python run.py
+hydra.run.dir=...``, or ``pipeline rerun SWEEP --failed``) resumes from the checkpoint the failed write left
+whole.
 """
 
 from __future__ import annotations
@@ -33,23 +35,40 @@ def _mount_tmpfs(mnt: Path, size: str) -> None:
 
 @pytest.fixture
 def small_fs(tmp_path):
+    """A tmpfs with room for the tiny model's run (the storage preflight asks for ~60 MB)."""
     mnt = tmp_path / "mnt"
-    _mount_tmpfs(mnt, "45m")
+    _mount_tmpfs(mnt, "100m")
     yield mnt
     subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 @pytest.fixture
 def full_fs(tmp_path):
-    """A 100 MB tmpfs with a 55 MB ballast file: 45 MB free hold the first checkpoints of the tiny model
-    (checkpoints/last ~25 MB, best ~9 MB) but not a second copy of last beside the first. Deleting the
-    ballast is "freeing space"."""
+    """A 100 MB tmpfs, empty at the start (the storage preflight passes); :func:`_fill_after_first_checkpoint`
+    then leaves 10 MB free beside the tiny model's first checkpoints (checkpoints/last ~25 MB, best ~9 MB): not
+    room for a second copy of last. Deleting the ballast is "freeing space"."""
     mnt = tmp_path / "mnt"
     _mount_tmpfs(mnt, "100m")
-    with open(mnt / "ballast", "wb") as f:
-        f.write(b"\0" * (55 << 20))
     yield mnt
     subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+#: each pass after a checkpoint waits 2 s: the window in which the ballast is written before training goes on
+SLOW_AFTER_CHECKPOINT = {"PIPELINE_FAULTS": "after_checkpoint:sleep=2"}
+
+
+def _fill_after_first_checkpoint(argv: list[str], env: dict[str, str], run_dir: Path,
+                                 mnt: Path) -> subprocess.CompletedProcess:
+    """Run ``argv``; once ``run_dir`` holds its first checkpoint, fill the file system up to 10 MB free."""
+    proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None and not (run_dir / "checkpoints" / "last").is_dir():
+        time.sleep(0.02)
+    free = os.statvfs(mnt).f_bavail * os.statvfs(mnt).f_frsize
+    with open(mnt / "ballast", "wb") as f:
+        f.write(b"\0" * max(0, free - (10 << 20)))
+    out, err = proc.communicate(timeout=300)
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
 def _load_step(run_dir: Path) -> int:
@@ -77,7 +96,8 @@ def _assert_failed_whole(run_dir: Path, line: str) -> None:
 def test_disk_full_is_one_line_keeps_the_checkpoint_and_resumes_once_space_is_freed(tmp_path, full_fs):
     run_dir = full_fs / "run"
     env = train_env(tmp_path)
-    r = run_py(tmp_path, *TINY, *STEPS, f"hydra.run.dir={run_dir}", env=env)
+    r = _fill_after_first_checkpoint([sys.executable, str(ROOT / "run.py"), *TINY, *STEPS,
+                                      f"hydra.run.dir={run_dir}"], {**env, **SLOW_AFTER_CHECKPOINT}, run_dir, full_fs)
     assert r.returncode == 2, r.stderr[-2000:]
     (line,) = r.stderr.strip().splitlines()
     assert line == (f"error: disk full at {run_dir}/checkpoints/last (quota or free space): checkpoints/last is "
@@ -95,10 +115,11 @@ def test_disk_full_is_one_line_keeps_the_checkpoint_and_resumes_once_space_is_fr
 
 def test_disk_full_in_a_sweep_is_resumed_by_rerun_failed(tmp_path, full_fs):
     sweep = full_fs / "sweep"
-    env = train_env(tmp_path)
-    r = run_py(tmp_path, "-m", *TINY, *STEPS, f"hydra.sweep.dir={sweep}", env=env)
-    assert r.returncode != 0
     run_dir = sweep / "0"
+    env = train_env(tmp_path)
+    r = _fill_after_first_checkpoint([sys.executable, str(ROOT / "run.py"), "-m", *TINY, *STEPS,
+                                      f"hydra.sweep.dir={sweep}"], {**env, **SLOW_AFTER_CHECKPOINT}, run_dir, full_fs)
+    assert r.returncode != 0
     line = read_json(run_dir / "metrics.json")["error"]
     assert line.startswith(f"disk full at {run_dir}/checkpoints/last (quota or free space): ")
     assert line.endswith(f"then `pipeline rerun {sweep} --failed` resumes it")
