@@ -407,11 +407,11 @@ def test_transient_bjobs_failures(fake_lsf, tmp_path):
 
 
 def test_finished_jobs_are_forgotten(fake_lsf, tmp_path):
-    fake_lsf.setenv("FAKE_LSF_FORGET_AFTER", "0.5")
+    fake_lsf.setenv("FAKE_LSF_FORGET_AFTER", "3")  # seconds: wide enough for a loaded machine's bjobs call
     jid = fake_lsf.submit("true", cwd=tmp_path)
     fake_lsf.wait_all(timeout=10)
     assert fake_lsf.run("bjobs", str(jid)).stdout.splitlines()[1].split()[2] == "DONE"
-    time.sleep(0.7)
+    time.sleep(3.2)
     res = fake_lsf.run("bjobs", str(jid))
     assert (res.returncode, res.stderr) == (255, f"Job <{jid}> is not found\n")
     assert fake_lsf.run("bjobs", "-a").stderr == "No job found\n"
