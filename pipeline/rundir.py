@@ -141,6 +141,16 @@ def attempts_json(run_dir: Path) -> Path:
     return Path(run_dir) / ATTEMPTS_JSON
 
 
+def new_archive(run_dir: Path) -> Path:
+    """A new, empty ``<run dir>/.rerun/<n>/`` (n one above the last) for the files of an earlier attempt."""
+    root = Path(run_dir) / RERUN_ARCHIVE
+    root.mkdir(parents=True, exist_ok=True)
+    n = 1 + max((int(p.name) for p in root.iterdir() if p.name.isdigit()), default=0)
+    dest = root / str(n)
+    dest.mkdir()
+    return dest
+
+
 def study_worker_json(sweep_dir: Path, slot: int) -> Path:
     """``<sweep>/study_workers/<slot>.json``: the trial a study's worker slot holds."""
     return Path(sweep_dir) / STUDY_WORKERS_DIR / f"{int(slot)}.json"

@@ -186,6 +186,17 @@ def run_view(run_dir: Path, monitor: str) -> RunView:
                    float(value) if isinstance(value, (int, float)) else None)
 
 
+def set_aside_result(run_dir: Path) -> Path | None:
+    """A held trial taken up again: the ``metrics.json`` its stopped attempt left (``killed``, ``gave_up``)
+    moves to ``<run dir>/.rerun/<n>/``, so that the run reads as running again; where it went, if anywhere."""
+    done = rundir.metrics_json(run_dir)
+    if not done.is_file():
+        return None
+    dest = rundir.new_archive(run_dir)
+    os.replace(done, dest / rundir.METRICS_JSON)
+    return dest
+
+
 def eval_number(run_dir: Path, step: int) -> int:
     """How many validation evaluations ``metrics.jsonl`` holds up to ``step`` (this one included)."""
     count = 0
@@ -255,6 +266,7 @@ def _next(study: SweepStudy, slot: int) -> tuple[Decision, dict[str, Any]]:
             return replace(decision, trial=trial.number), trial.params
         if decision.action in (RESUME, RETRY):
             write_record(study.sweep_dir, WorkerRecord(slot, trial=decision.trial))
+            set_aside_result(study.run_dir(decision.trial))
         params = next((t.params for t in trials if t.number == decision.trial), {})
         return decision, params
 
