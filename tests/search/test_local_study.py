@@ -14,15 +14,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from pipeline import rundir
-from pipeline.results import read_jsonl
 from pipeline.search.study import COMPLETE, PRUNED, RUNNING, SweepStudy
 from tests.conftest import ROOT, TINY, run_py, train_env
+from tests.search.study_checks import finished_once, held_trial, train_steps
 
 pytestmark = pytest.mark.slow
 
@@ -33,24 +32,6 @@ STUDY = ["-m", "hydra/sweeper=study", "hydra.sweeper.workers=2", *BASE]
 def cli(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=timeout)
-
-
-def finished_once(sweep: Path, trials: int) -> SweepStudy:
-    """The journal: exactly ``trials`` finished, none running, trial numbers 0..trials-1 each once, and each
-    run directory's metrics.json saying the same as the study."""
-    study = SweepStudy.open(sweep)
-    views = study.trials()
-    assert [t.number for t in views] == list(range(trials)), [(t.number, t.state) for t in views]
-    assert all(t.state in (COMPLETE, PRUNED) for t in views), [(t.number, t.state) for t in views]
-    for t in views:
-        done = json.loads(rundir.metrics_json(sweep / str(t.number)).read_text())
-        assert done["status"] == {COMPLETE: rundir.COMPLETED, PRUNED: rundir.PRUNED}[t.state]
-    return study
-
-
-def train_steps(run_dir: Path) -> list[int]:
-    """The training steps metrics.jsonl records (a line being written is skipped)."""
-    return [row["step"] for row in read_jsonl(rundir.metrics_jsonl(run_dir)) if row.get("split") == "train"]
 
 
 def test_eight_trials_by_two_workers_and_the_hopeless_ones_pruned(tmp_path: Path):
@@ -83,23 +64,6 @@ def test_eight_trials_by_two_workers_and_the_hopeless_ones_pruned(tmp_path: Path
     assert f"{len(pruned)} pruned" in status.stdout and "workers: 2 done" in status.stdout
 
 
-def _held_by(sweep: Path, slot: int, timeout: float = 300) -> tuple[int, int]:
-    """(trial, pid) of the trial worker ``slot`` holds, once it has logged 8 training lines."""
-    path = rundir.study_worker_json(sweep, slot)
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError):
-            record = {}
-        if record.get("trial") is not None:
-            run = sweep / str(record["trial"])
-            if rundir.metrics_jsonl(run).is_file() and len(train_steps(run)) >= 8:
-                return record["trial"], record["pid"]
-        time.sleep(0.2)
-    raise AssertionError(f"worker {slot} never got 8 steps into a trial")
-
-
 def test_a_worker_killed_mid_trial_is_rerun_in_its_slot_and_the_trial_resumes(tmp_path: Path):
     sweep = tmp_path / "study"
     env = train_env(tmp_path, PIPELINE_FAULTS="write_metrics.jsonl:sleep=0.3")
@@ -109,8 +73,8 @@ def test_a_worker_killed_mid_trial_is_rerun_in_its_slot_and_the_trial_resumes(tm
                                f"hydra.sweep.dir={sweep}"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        trial, pid = _held_by(sweep, 1)
-        os.kill(pid, signal.SIGKILL)
+        trial, record = held_trial(sweep, 1)
+        os.kill(record["pid"], signal.SIGKILL)
         out, err = launch.communicate(timeout=600)
     finally:
         if launch.poll() is None:  # the test failed: leave no workers behind
