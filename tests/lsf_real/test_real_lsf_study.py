@@ -64,7 +64,7 @@ def test_bkill_of_a_worker_then_rerun_failed_ends_with_exactly_the_trials(real_l
 
     r = cli("rerun", str(sweep), "--failed", env=fast)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert f"rerun: worker 1 (failed: EXIT" in r.stdout and f"trial {trial} resumes from checkpoints/last" in r.stdout
+    assert "rerun: worker 1 (failed: EXIT" in r.stdout and f"trial {trial} resumes from checkpoints/last" in r.stdout
     new = json.loads((sweep / rundir.SWEEP_JSON).read_text())
     assert new["aggregate_job_id"] != meta["aggregate_job_id"]
     assert new["study"]["workers"][1]["previous_job_ids"] == [f"{array}[2]"]
