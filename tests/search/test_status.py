@@ -140,3 +140,31 @@ def test_a_grid_sweeps_status_never_imports_optuna(tmp_path: Path, study_sweep):
                            capture_output=True, text=True)
         said = next(ln for ln in p.stderr.splitlines() if ln.startswith("LOADED="))
         assert said.startswith(f"LOADED={loaded}"), p.stderr
+
+
+# ------------------------------------------------------------------------------------------ rerun
+
+
+def test_rerun_of_a_study_says_in_one_line_why_it_has_nothing_to_do(study_sweep):
+    """A trial's config cannot change on a rerun; a study whose workers all run (or that is finished) has no
+    worker to bring back; the failed worker's own pickle is what a rerun resubmits (here there is none)."""
+    from pipeline.launch.rerun import RerunError, rerun
+
+    sweep, _, job1 = study_sweep
+    with pytest.raises(RerunError, match="is a study: its trials keep their config") as e:
+        rerun(sweep, ["trainer.lr=1e-4"])
+    assert e.value.code == 2
+    with pytest.raises(RerunError, match=f"worker 1: no {job1} submission pickle under") as e:
+        rerun(sweep, [])
+    meta = rundir.read_manifest(sweep)
+    meta["study"]["workers"][1]["job_id"] = str(os.getpid())  # slot 1 alive: nothing failed
+    rundir.write_manifest(sweep, meta)
+    with pytest.raises(RerunError, match="nothing to rerun in .*: worker 0 done, worker 1 running") as e:
+        rerun(sweep, [])
+    assert e.value.code == 1
+    held = SweepStudy.open(sweep)
+    held.tell(2, "COMPLETE", 0.5)
+    held.tell(held.ask().number, "PRUNED")
+    with pytest.raises(RerunError, match="the study has its 4 trials finished .3 completed, 1 pruned.") as e:
+        rerun(sweep, [])
+    assert e.value.code == 1
