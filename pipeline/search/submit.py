@@ -46,13 +46,26 @@ def submit_study(launcher: Any, settings: StudySettings, space: Space) -> tuple[
     the submitit jobs, and whether this launch waits for them (local processes: they have ended already; a
     scheduler with ``hydra.launcher.wait=true``: ``job.results()`` waits). Raises a one-line PipelineError for
     a setting the backend refuses, before anything is written."""
+    sweep_dir = Path(str(launcher.config.hydra.sweep.dir)).absolute()
+    be, executor = launcher.checked_backend(settings.workers, sweep_dir)
+    jobs, manifest = _submit_workers(launcher, be, executor, sweep_dir, settings, space)
+    launcher.aggregate_after(be, executor, sweep_dir, manifest)
+    launcher.report(be, manifest["arrays"], executor, manifest.get("aggregate_job_id"),
+                    bool(launcher.params.get("dry_run", False)), be.waits())
+    for line in be.notes(len(jobs)):
+        print(line, flush=True)
+    return jobs, be.waits()
+
+
+def _submit_workers(launcher: Any, be: Any, executor: Any, sweep_dir: Path, settings: StudySettings,
+                    space: Space) -> tuple[list[Any], dict[str, Any]]:
+    """The sweep folder, the study, one WorkerJob per slot submitted as one array and recorded in
+    ``sweep.json``; what this made is removed again if the scheduler refuses the array."""
     from pipeline.launch.launcher import submit_calls, write_manifest
     from pipeline.search.job import WorkerJob
 
-    sweep_dir = Path(str(launcher.config.hydra.sweep.dir)).absolute()
-    be, executor = launcher.checked_backend(settings.workers, sweep_dir)
     with launcher.sweep_folder(be, executor, sweep_dir) as (pickled, undo):
-        for path in study_files(sweep_dir):  # removed again if the scheduler refuses the array
+        for path in study_files(sweep_dir):
             if not path.exists():
                 undo.made(path)
         study = SweepStudy.create(sweep_dir, settings, space)
@@ -73,12 +86,7 @@ def submit_study(launcher: Any, settings: StudySettings, space: Space) -> tuple[
     if view is not None:
         view.refresh(force=True)
         view.close()
-    launcher.aggregate_after(be, executor, sweep_dir, manifest)
-    launcher.report(be, manifest["arrays"], executor, manifest.get("aggregate_job_id"),
-                    bool(launcher.params.get("dry_run", False)), be.waits())
-    for line in be.notes(len(jobs)):
-        print(line, flush=True)
-    return jobs, be.waits()
+    return jobs, manifest
 
 
 def study_files(sweep_dir: Path) -> list[Path]:
