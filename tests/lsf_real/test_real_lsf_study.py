@@ -22,14 +22,21 @@ import pytest
 
 from pipeline import rundir
 from pipeline.search.study import COMPLETE, RUNNING, SweepStudy
-from tests.conftest import run_py
-from tests.lsf_real.test_real_lsf import SMALL, _env, cli, wait_for
+from tests.conftest import run_py, train_env
+from tests.lsf_real.test_real_lsf import MALLOC, SMALL, cli, wait_for
 from tests.search.study_checks import finished_once, held_trial, same_curve, uninterrupted
 
 pytestmark = [pytest.mark.lsf_real, pytest.mark.slow]
 
 STUDY = ["-m", "hydra/sweeper=study", "cluster=lsf", "hydra.launcher.dialect=openlava", "hydra.sweeper.pruner=none",
          *[o for o in SMALL if not o.startswith("trainer.lr=")], "trainer.epochs=2"]
+
+
+def lsf_env(tmp: Path, real_lsf: dict[str, str], **extra: str) -> dict[str, str]:
+    """What a user's shell has after sourcing the clone's profile (as test_real_lsf's jobs get)."""
+    env = train_env(tmp, **MALLOC, **real_lsf, **extra)
+    env.pop("HYDRA_FULL_ERROR", None)
+    return env
 
 
 def study_done(sweep: Path, trials: int, agg: str | None = None):
@@ -42,7 +49,7 @@ def study_done(sweep: Path, trials: int, agg: str | None = None):
 
 
 def test_bkill_of_a_worker_then_rerun_failed_ends_with_exactly_the_trials(real_lsf, tmp_path: Path):
-    env = _env(tmp_path, real_lsf, PIPELINE_FAULTS="write_metrics.jsonl:sleep=0.3")
+    env = lsf_env(tmp_path, real_lsf, PIPELINE_FAULTS="write_metrics.jsonl:sleep=0.3")
     sweep = tmp_path / "study"
     r = run_py(tmp_path, *STUDY, "hydra.sweeper.trials=3", "hydra.sweeper.workers=2",
                "trainer.lr=choice(1e-3, 3e-3)", f"hydra.sweep.dir={sweep}", env=env, timeout=180)
@@ -80,7 +87,7 @@ def test_bkill_of_a_worker_then_rerun_failed_ends_with_exactly_the_trials(real_l
 def test_a_worker_past_its_run_limit_resumes_the_same_trial_with_the_same_metrics(real_lsf, tmp_path: Path):
     """-W 1 and >= 1.8 s per step: the trial (40 steps) cannot finish in one attempt. LSF sends USR2 at the
     limit: checkpoint, brequeue; the requeued worker (same job id, same slot) resumes trial 0, not a new one."""
-    env = _env(tmp_path, real_lsf, PIPELINE_FAULTS="write_metrics.jsonl:sleep=1.8")
+    env = lsf_env(tmp_path, real_lsf, PIPELINE_FAULTS="write_metrics.jsonl:sleep=1.8")
     sweep = tmp_path / "study"
     r = run_py(tmp_path, *STUDY, "hydra.sweeper.trials=1", "hydra.launcher.timeout_min=1",
                "hydra.launcher.max_num_timeout=3", "trainer.lr=choice(3e-3)", f"hydra.sweep.dir={sweep}",
