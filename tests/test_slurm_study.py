@@ -42,7 +42,7 @@ def status(sweep: Path, env: dict[str, str]) -> str:
 
 def finished(sweep: Path, env: dict[str, str], trials: int) -> bool:
     out = status(sweep, env)
-    return f"study {sweep.name}: {trials} finished" in out and bool(re.search(r"^workers: \d+ done$", out, re.M))
+    return f"trials: {trials} of {trials} finished" in out and bool(re.search(r"^workers: \d+ done$", out, re.M))
 
 
 def test_scancel_of_a_worker_then_rerun_failed_ends_with_exactly_the_trials(slurm_cluster, tmp_path: Path):

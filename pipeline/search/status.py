@@ -168,17 +168,21 @@ def panel(status: StudyStatus, sweep_path: Path, width: int = 80) -> list[str]:
     from pipeline.results.tables import wrap
 
     s, counts = status.settings, status.summary["counts"]
-    lines = [f"study {status.name}: {status.summary['finished']} finished ({counts['COMPLETE']} completed, "
-             f"{counts['PRUNED']} pruned), {counts['RUNNING']} running, {counts['FAIL']} failed of {s.trials} "
-             f"trials; {s.sampler} sampler, {s.pruner} pruner, {s.direction} val_{s.monitor}"]
+    lines = [f"study {status.name}: {s.sampler} sampler, {s.pruner} pruner, {s.direction} val_{s.monitor}",
+             f"trials: {status.summary['finished']} of {s.trials} finished ({counts['COMPLETE']} completed, "
+             f"{counts['PRUNED']} pruned), {counts['RUNNING']} running, {counts['FAIL']} failed"]
     best = status.summary["best"]
     if best is not None:
         from pipeline.search.study import params_text
 
-        lines.append(f"best so far: trial {best['number']}, val_{s.monitor} {best['value']:.4f}: "
-                     f"{params_text(best['params'])}")
+        lines += [f"best so far: trial {best['number']}, val_{s.monitor} {best['value']:.4f}",
+                  f"  {params_text(best['params'])}"]
     lines += _worker_lines(status, sweep_path)
-    return [part for line in lines for part in wrap(line, width)]
+    out = []
+    for line in lines:  # each wrapped within width, keeping its own indent
+        lead = line[:len(line) - len(line.lstrip())]
+        out += [lead + part for part in wrap(line.strip(), width - len(lead))]
+    return out
 
 
 def _worker_lines(status: StudyStatus, sweep_path: Path) -> list[str]:
@@ -188,11 +192,11 @@ def _worker_lines(status: StudyStatus, sweep_path: Path) -> list[str]:
     said = ", ".join(f"{len(ws)} {state}" for state, ws in by_state.items())
     lines = [f"workers: {said or 'none recorded'}"]
     for w in status.failed_workers():
-        lines.append(f"worker {w.slot} (job {w.job_id}) failed: {w.note or w.sched}")
+        lines.append(f"  worker {w.slot} (job {w.job_id}) failed: {w.note or w.sched}")
     if status.failed_workers() and not status.gave_up:
-        lines.append(f"bring them back (held trials resume): `pipeline rerun {sweep_path} --failed`")
+        lines.append(f"  bring them back (held trials resume): `pipeline rerun {sweep_path} --failed`")
     if status.gave_up:
-        lines.append(f"the workers stopped: {status.summary['counts']['FAIL']} trials failed "
+        lines.append(f"  the workers stopped: {status.summary['counts']['FAIL']} trials failed "
                      f"(max_failed={status.settings.max_failed}); their metrics.json say why")
     return lines
 

@@ -42,7 +42,7 @@ def lsf_env(tmp: Path, real_lsf: dict[str, str], **extra: str) -> dict[str, str]
 def study_done(sweep: Path, trials: int, agg: str | None = None):
     """`pipeline status` says: all trials finished, every worker done, the (current) aggregation job done."""
     def done(stdout: str) -> bool:
-        return (f"study {sweep.name}: {trials} finished" in stdout and bool(re.search(r"^workers: \d+ done$", stdout,
+        return (f"trials: {trials} of {trials} finished" in stdout and bool(re.search(r"^workers: \d+ done$", stdout,
                                                                                       re.M))
                 and f"aggregate job {agg or ''}" in stdout and "done (results/ written)" in stdout)
     return done
@@ -65,7 +65,7 @@ def test_bkill_of_a_worker_then_rerun_failed_ends_with_exactly_the_trials(real_l
     fast = {k: v for k, v in env.items() if k != "PIPELINE_FAULTS"}
     out = wait_for(sweep, fast, lambda s: "workers: 1 done, 1 failed" in s and "done (results/ written)" in s, 300)
     assert f"worker 1 (job {array}[2]) failed: EXIT" in out and f"holding trial {trial}" in out, out
-    assert "study study: 2 finished" in out and f"pipeline rerun {sweep} --failed" in " ".join(out.split()), out
+    assert "trials: 2 of 3 finished" in out and f"pipeline rerun {sweep} --failed" in " ".join(out.split()), out
     states = [t.state for t in SweepStudy.open(sweep).trials()]
     assert sorted(states) == [COMPLETE, COMPLETE, RUNNING], states  # the held trial was not replaced
 

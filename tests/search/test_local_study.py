@@ -41,7 +41,7 @@ def test_eight_trials_by_two_workers_and_the_hopeless_ones_pruned(tmp_path: Path
                "hydra.sweeper.sampler=random", "hydra.sweeper.seed=3", "trainer.monitor=loss", "trainer.epochs=3",
                "trainer.log_every_steps=5", "trainer.lr=choice(3e-3, 1e-9)", f"hydra.sweep.dir={sweep}", timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert "study study: 8 finished" in r.stdout and "best by val_loss" in r.stdout, r.stdout[-3000:]
+    assert "trials: 8 of 8 finished" in r.stdout and "best by val_loss" in r.stdout, r.stdout[-3000:]
     study = finished_once(sweep, 8)
     meta = json.loads((sweep / rundir.SWEEP_JSON).read_text())
     assert meta["jobs"] == [] and meta["study"]["settings"]["trials"] == 8
@@ -60,7 +60,7 @@ def test_eight_trials_by_two_workers_and_the_hopeless_ones_pruned(tmp_path: Path
         info = json.loads(rundir.run_info_json(sweep / str(n)).read_text())
         assert info["job_id"] in workers.values()
     status = cli("status", str(sweep), env=train_env(tmp_path))
-    assert status.returncode == 0 and "study study: 8 finished" in status.stdout, status.stdout
+    assert status.returncode == 0 and "trials: 8 of 8 finished" in status.stdout, status.stdout
     assert f"{len(pruned)} pruned" in status.stdout and "workers: 2 done" in status.stdout
 
 
@@ -91,7 +91,7 @@ def test_a_worker_killed_mid_trial_is_rerun_in_its_slot_and_the_trial_resumes(tm
     r = cli("rerun", str(sweep), "--failed", env=fast, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"rerun: worker 1 (failed: gone, holding trial {trial})" in r.stdout, r.stdout
-    assert f"trial {trial} resumes from checkpoints/last" in r.stdout and "study study: 3 finished" in r.stdout
+    assert f"trial {trial} resumes from checkpoints/last" in r.stdout and "trials: 3 of 3 finished" in r.stdout
     finished_once(sweep, 3)
     done = json.loads(rundir.metrics_json(sweep / str(trial)).read_text())
     assert done["attempts"] == 2, done  # the same trial, resumed in its run directory

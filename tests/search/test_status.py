@@ -96,8 +96,9 @@ def test_status_shows_the_study_above_its_trials_and_the_dead_workers_trial(stud
     lines = text.splitlines()
     header = next(i for i, ln in enumerate(lines) if ln.split()[:1] == ["job"])
     panel = "\n".join(lines[:header])
-    assert "study sweep: 2 finished (2 completed, 0 pruned), 1 running, 0 failed of 4" in panel
-    assert "best so far: trial " in panel and "val_accuracy 0.9000: trainer.lr=0.001" in panel
+    assert "study sweep: tpe sampler, median pruner, maximize val_accuracy" in panel
+    assert "trials: 2 of 4 finished (2 completed, 0 pruned), 1 running, 0 failed" in panel
+    assert "best so far: trial " in panel and "val_accuracy 0.9000\n  trainer.lr=0.001" in panel
     assert "workers: 1 done, 1 failed" in panel
     assert f"worker 1 (job {job1}) failed: gone, holding trial 2" in panel
     assert f"`pipeline rerun {sweep} --failed`" in panel
@@ -110,7 +111,7 @@ def test_watch_ends_when_the_workers_have_ended_not_when_the_trials_have(study_s
     snap = W.snapshot(sweep, "val_accuracy")
     assert snap.done and snap.workers_left == 0
     view = render(W.render(snap, 80), 80)
-    assert_fits(view, 80, [["study sweep: 2 finished"]])
+    assert_fits(view, 80, [["trials: 2 of 4 finished"]])
     # the same study just submitted: its workers pending, no trial yet
     meta = rundir.read_manifest(sweep)
     for d in [p for p in sweep.iterdir() if p.name.isdigit()]:
