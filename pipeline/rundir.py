@@ -22,6 +22,18 @@ plus, for LSF, ``"dialect"`` (lsf10 or openlava) and ``"dry_run": true`` when no
 under ``jobs`` has that job's id and logs. ``aggregate_submitted`` is the time the current
 aggregation job was submitted: ``results/`` older than that belongs to an earlier aggregation.
 
+A study (``hydra/sweeper=study``, :mod:`pipeline.search`) has no points known in advance: ``jobs`` is empty
+(its trials are the run directories ``<sweep>/<trial number>/``, each naming its worker's job in
+``run_info.json``), ``arrays`` names the workers' array with ``"first_job_num": null``, and ``study`` records
+the study and its workers, one per slot::
+
+    "study": {"name": "<study name>", "journal": "study.journal", "settings": {<StudySettings>},
+              "workers": [{"slot": 0, "job_id": "1234[1]", "stdout": "<abs log>", "stderr": "<abs log>",
+                           "previous_job_ids": []}]}
+
+A rerun of a failed worker replaces its slot's ``job_id`` and logs and appends the old id to
+``previous_job_ids``; its ``reruns`` record has ``workers``, ``previous_job_ids`` and ``job_ids`` by slot.
+
 The requeue marker (``<submitit folder>/<job stem>_requeue_requested.json``) is written by a job just
 before it asks the scheduler to requeue it and removed when it starts again: while LSF shows the job
 ``EXIT`` for a few seconds between the kill and the new ``PEND``, the marker says it is being requeued.
@@ -144,6 +156,16 @@ def progress_json(run_dir: Path) -> Path:
 
 def attempts_json(run_dir: Path) -> Path:
     return Path(run_dir) / ATTEMPTS_JSON
+
+
+def new_archive(run_dir: Path) -> Path:
+    """A new, empty ``<run dir>/.rerun/<n>/`` (n one above the last) for the files of an earlier attempt."""
+    root = Path(run_dir) / RERUN_ARCHIVE
+    root.mkdir(parents=True, exist_ok=True)
+    n = 1 + max((int(p.name) for p in root.iterdir() if p.name.isdigit()), default=0)
+    dest = root / str(n)
+    dest.mkdir()
+    return dest
 
 
 def study_worker_json(sweep_dir: Path, slot: int) -> Path:

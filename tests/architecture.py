@@ -2,7 +2,7 @@
 imported): what ``tests/test_architecture.py`` checks.
 
 Layers, lowest first: the contracts (``pipeline/{rundir,config,errors,atomic,faults}.py`` and the package
-itself), the stages (``pipeline/{data,models,train,launch,results,serve,search}``), then the entry points
+itself), the stages (``pipeline/{data,models,train,launch,search,results,serve}``), then the entry points
 (``pipeline/cli`` and ``hydra_plugins``). An import goes down or sideways, never up.
 """
 
@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("pipeline", "hydra_plugins")
 CONTRACTS = {"pipeline", "pipeline.rundir", "pipeline.config", "pipeline.errors", "pipeline.atomic",
              "pipeline.faults"}  # faults: the fault-injection points that atomic writes pass through
-STAGES = ("data", "models", "train", "launch", "results", "serve", "search")
+STAGES = ("data", "models", "train", "launch", "search", "results", "serve")
 LAYER_NAMES = ("contract", "stage", "entry point")
 
 

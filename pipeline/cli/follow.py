@@ -43,7 +43,7 @@ def status(
         warn(answer.warning)
     rows = S.sweep_status(sw, answer, metric)
     out = console()
-    panels = [line for panel in extras.sweep_panels(sw) for line in panel]
+    panels = [line for panel in extras.sweep_panels(sw, answer) for line in panel]
     try:
         views.print_status(out, sw.path, rows, metric, f"{sw.path}  ({sw.scheduler})", split_columns(columns),
                            panels)
@@ -54,7 +54,7 @@ def status(
     agg = S.aggregate_state(sw, answer)
     if agg:
         out.print(f"aggregate job {sw.meta.get('aggregate_job_id')}: {agg}")
-    if S.has_failures(rows):
+    if S.has_failures(rows) or S.workers_failed(sw, answer):
         raise typer.Exit(1)
 
 

@@ -42,6 +42,8 @@ Fine-tune a BERT-family text classifier (Hydra app).
 
   python run.py [KEY=VALUE ...]            one run, local, offline defaults
   python run.py -m KEY=A,B [KEY=C,D ...]   a sweep over every combination (cluster=... picks where)
+  python run.py -m hydra/sweeper=study hydra.sweeper.trials=N 'KEY=interval(A,B)'
+                                           an Optuna study run by the jobs (docs/search.md)
   python run.py hydra.run.dir=RUN_DIR      resume that run from its checkpoints/last
 
 Examples:

@@ -14,6 +14,7 @@ node the pickled launcher runs each point (``__call__``: Hydra's singletons, the
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import inspect
@@ -22,7 +23,7 @@ import os
 import shlex
 import shutil
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -141,8 +142,10 @@ def submit_calls(backend: Backend, executor: Any, sweep_dir: Path, calls: Sequen
     arrays = backend.arrays([i for i, _ in pairs], [n for _, n in pairs])  # sizes count points (or jobs)
     if rerun:
         for a in arrays:
-            a["job_nums"] = [n for i, n in pairs if backend.base_id(i) == a["job_id"] and n is not None]
-            a.update(size=len(a["job_nums"]), first_job_num=min(a["job_nums"], default=None), rerun=True)
+            a["rerun"] = True
+            if any(job_nums):  # the points are known: the array's are those it reruns
+                a["job_nums"] = [n for i, n in pairs if backend.base_id(i) == a["job_id"] and n is not None]
+                a.update(size=len(a["job_nums"]), first_job_num=min(a["job_nums"], default=None))
     manifest.setdefault("arrays", []).extend(arrays)
     manifest.update(write_manifest(sweep_dir, manifest, merge_from))
     return jobs
@@ -210,9 +213,11 @@ class SweepLauncher(Launcher):
     # ---------------------------------------------------------------------------------------- in the job
 
     def __call__(self, sweep_overrides: list[str], job_dir_key: str, job_num: int, job_id: str,
-                 singleton_state: dict[type, Singleton], started: float | None = None) -> JobReturn:
+                 singleton_state: dict[type, Singleton], started: float | None = None,
+                 on_eval: Callable[[int, dict[str, float]], bool] | None = None) -> JobReturn:
         """Run one sweep point in this (job) process. ``started``: when the point began inside a job that
-        runs several; a task function with a ``started`` parameter gets it."""
+        runs several; ``on_eval``: called after each validation evaluation, True prunes the run (a study's
+        trial). A task function with a parameter of that name gets it."""
         import submitit
 
         assert self.hydra_context is not None and self.config is not None and self.task_function is not None
@@ -223,8 +228,10 @@ class SweepLauncher(Launcher):
             job.id = submitit.JobEnvironment().job_id
             sweep_config.hydra.job.num = job_num
         task = self.task_function
-        if started is not None and "started" in inspect.signature(task).parameters:
-            task = functools.partial(task, started=started)
+        takes = inspect.signature(task).parameters
+        extra = {k: v for k, v in (("started", started), ("on_eval", on_eval)) if v is not None and k in takes}
+        if extra:
+            task = functools.partial(task, **extra)
         return run_job(hydra_context=self.hydra_context, task_function=task, config=sweep_config,
                        job_dir_key=job_dir_key, job_subdir_key="hydra.sweep.subdir")
 
@@ -243,6 +250,57 @@ class SweepLauncher(Launcher):
         """The checked submitit executor of this launcher's settings (what its jobs are submitted with)."""
         return self.backend().make_executor()
 
+    # the steps of a launch, shared with a sweeper whose jobs pick their own points (a study's workers)
+
+    def checked_backend(self, n_jobs: int, sweep_dir: Path) -> tuple[Backend, Any]:
+        """Step 1, before any file or scheduler call: the backend with its jobs' environment, its executor
+        with every setting checked, the scheduler's command, and (a launch that returns at once) the
+        aggregation job's script. A setting that cannot work raises a one-line PipelineError."""
+        be = self.backend(n_jobs)
+        executor = be.make_executor()
+        be.check_can_submit(executor)
+        if not be.waits():
+            be.submit_aggregate(executor, sweep_dir, [], check_only=True)
+        return be, executor
+
+    @contextlib.contextmanager
+    def sweep_folder(self, be: Backend, executor: Any, sweep_dir: Path) -> Iterator[tuple[Path, UndoIfRefused]]:
+        """Step 2: the sweep folder (``hydra.sweep.mode``), the submitit folder and the payload pickle (its
+        path is yielded, with the undo record for more files the block makes). A first submission refused
+        inside the block removes what this launch made."""
+        from pipeline.launch import payload
+
+        assert self.config is not None
+        folder = folder_of(executor.folder)
+        tmp = Path(be.env["TMPDIR"]) if be.env.get("TMPDIR") else None
+        with UndoIfRefused(*(x for x in (sweep_dir, folder, tmp) if x is not None)) as undo:
+            sweep_dir.mkdir(parents=True, exist_ok=True)
+            if "mode" in self.config.hydra.sweep:
+                os.chmod(sweep_dir, mode=int(str(self.config.hydra.sweep.mode), 8))
+            folder.mkdir(parents=True, exist_ok=True)
+            yield undo.made(payload.write(folder, self, Singleton.get_state())), undo
+
+    def new_manifest(self, be: Backend, executor: Any, jobs: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+        """``sweep.json`` of this launch before submission (``jobs``: the points known in advance, each
+        :func:`pipeline.rundir.job_entry`; ``extra``: fields of a packed sweep or a study)."""
+        from pipeline import rundir
+
+        return rundir.manifest(scheduler=be.name, submitit_folder=folder_of(executor.folder), arrays=[], jobs=jobs,
+                               gpus_per_job=int(self.params.get("gpus_per_node") or 0), **be.manifest_fields(executor),
+                               **({"dry_run": True} if bool(self.params.get("dry_run", False)) else {}), **extra)
+
+    def aggregate_after(self, be: Backend, executor: Any, sweep_dir: Path, manifest: dict[str, Any]) -> None:
+        """Step 3, for a launch that returns at once: the aggregation job after every array of ``manifest``
+        (where the backend has one), recorded in ``sweep.json``."""
+        from pipeline import rundir
+
+        if be.waits():
+            return
+        dry_run = bool(self.params.get("dry_run", False))
+        agg = be.submit_aggregate(executor, sweep_dir, [a["job_id"] for a in manifest["arrays"]], dry_run)
+        rundir.set_aggregate_job(manifest, agg)
+        write_manifest(sweep_dir, manifest)
+
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         try:
             return self._launch(job_overrides, initial_job_idx)
@@ -257,12 +315,8 @@ class SweepLauncher(Launcher):
         # 1. everything that can be wrong fails here, before any file or scheduler call
         k = packing.runs_per_job(self.params)
         groups = packing.chunks(len(job_overrides), k)
-        be = self.backend(len(groups))
-        executor = be.make_executor()
-        be.check_can_submit(executor)
+        be, executor = self.checked_backend(len(groups), sweep_dir)
         time_line = self._check_pack_time(k, sweep_dir) if k > 1 else ""
-        if not be.waits():
-            be.submit_aggregate(executor, sweep_dir, [], check_only=True)
         # 2. the sweep folder, the payload, the calls; submitted and recorded in sweep.json
         nums = [[initial_job_idx + i for i in g] for g in groups]
         dirs = run_dirs(self, job_overrides, initial_job_idx)
@@ -277,27 +331,17 @@ class SweepLauncher(Launcher):
         from pipeline import rundir
         from pipeline.launch import packing, payload
 
-        assert self.config is not None
-        folder = folder_of(executor.folder)
-        tmp = Path(be.env["TMPDIR"]) if be.env.get("TMPDIR") else None
-        with UndoIfRefused(*(x for x in (sweep_dir, folder, tmp) if x is not None)) as undo:
-            sweep_dir.mkdir(parents=True, exist_ok=True)
-            if "mode" in self.config.hydra.sweep:
-                os.chmod(sweep_dir, mode=int(str(self.config.hydra.sweep.mode), 8))
-            folder.mkdir(parents=True, exist_ok=True)
-            pickled = undo.made(payload.write(folder, self, Singleton.get_state()))
+        with self.sweep_folder(be, executor, sweep_dir) as (pickled, _):
             points = []
             for n, overrides in enumerate(job_overrides):
                 log.info(f"\t#{first + n} : {' '.join(filter_overrides(overrides))}")
                 points.append(payload.SweepJob(pickled, list(overrides), "hydra.sweep.dir", first + n))
             groups = [[n - first for n in g] for g in nums]
-            manifest = rundir.manifest(
-                scheduler=be.name, submitit_folder=folder, arrays=[],
-                jobs=[rundir.job_entry(first + n, None, dirs[n], None, None, o) for n, o in enumerate(job_overrides)],
-                gpus_per_job=int(self.params.get("gpus_per_node") or 0), **be.manifest_fields(executor),
-                **(packing.manifest_fields(k, groups, [None] * len(groups), first) if k > 1 else {}),
-                **({"dry_run": True} if bool(self.params.get("dry_run", False)) else {}))
-            view = self._progress_view(sweep_dir, be, manifest, first, len(job_overrides))
+            manifest = self.new_manifest(
+                be, executor, [rundir.job_entry(first + n, None, dirs[n], None, None, o)
+                               for n, o in enumerate(job_overrides)],
+                **(packing.manifest_fields(k, groups, [None] * len(groups), first) if k > 1 else {}))
+            view = self.progress_view(sweep_dir, be, manifest, first, len(job_overrides))
             calls = points if k == 1 else packing.pack(points, dirs, k)
             jobs = submit_calls(be, executor, sweep_dir, calls, nums, manifest, merge_from=first,
                                 on_wait=view.refresh if view is not None else None)
@@ -314,17 +358,13 @@ class SweepLauncher(Launcher):
     def _finish(self, be: Backend, executor: Any, sweep_dir: Path, manifest: dict[str, Any], jobs: list[Any],
                 nums: list[list[int]], job_overrides: Sequence[Sequence[str]], dirs: list[str | None], k: int,
                 time_line: str) -> list[JobReturn]:
-        from pipeline import rundir
         from pipeline.launch import packing
 
         assert self.config is not None
         dry_run, waits = bool(self.params.get("dry_run", False)), be.waits()
         arrays = be.arrays([str(job.job_id) for job, g in zip(jobs, nums, strict=True) for _ in g],
                            [n for g in nums for n in g])
-        if not waits:
-            agg = be.submit_aggregate(executor, sweep_dir, [a["job_id"] for a in manifest["arrays"]], dry_run)
-            rundir.set_aggregate_job(manifest, agg)
-            write_manifest(sweep_dir, manifest)
+        self.aggregate_after(be, executor, sweep_dir, manifest)
         self.report(be, arrays, executor, manifest.get("aggregate_job_id"), dry_run, waits)
         for line in be.notes(len(jobs), k):
             print(line, flush=True)
@@ -348,7 +388,7 @@ class SweepLauncher(Launcher):
             limit, name = p.get("timeout_min"), "timeout_min"
         return packing.check_time(k, per_run, source, limit, name)
 
-    def _progress_view(self, sweep_dir: Path, be: Backend, manifest: dict[str, Any], first: int, n: int) -> Any:
+    def progress_view(self, sweep_dir: Path, be: Backend, manifest: dict[str, Any], first: int, n: int) -> Any:
         """A blocking launch: sweep.json with the points about to start, one log line, and the view it shows
         while it waits (``pipeline watch``'s live table on a terminal, else one line per change)."""
         if not be.blocking:
@@ -374,9 +414,13 @@ class SweepLauncher(Launcher):
         folder = folder_of(executor.folder)
         lines = []
         for a in arrays:
-            first, last = a["first_job_num"], a["first_job_num"] + a["size"] - 1
             kind, jobs = ("job array", f"{a['size']} jobs") if a["size"] > 1 else ("job", "1 job")
-            nums = f"job_num {first}-{last}" if last > first else f"job_num {first}"
+            first = a["first_job_num"]
+            if first is None:  # jobs that pick their points themselves: a study's workers
+                nums = "study workers"
+            else:
+                last = first + a["size"] - 1
+                nums = f"job_num {first}-{last}" if last > first else f"job_num {first}"
             lines.append(f"[{be.name}] {what} {kind} {a['job_id']} ({jobs}, {nums}); logs in {folder}")
         if aggregate_id:
             lines.append(f"[{be.name}] aggregation job {aggregate_id} runs when they have ended; "

@@ -32,7 +32,8 @@ def query(job_ids: Iterable[str], submitit_folder: str | Path | None = None) -> 
             continue
         if pid_alive(int(job_id)):
             ans.jobs[job_id] = SchedJob(job_id, "alive", S_RUNNING)
-        elif submitit_folder and (Path(submitit_folder) / f"{job_id}_0_result.pkl").exists():
+        elif submitit_folder and any((Path(submitit_folder) / sub / f"{job_id}_0_result.pkl").exists()
+                                     for sub in ("", str(job_id))):  # .submitit/ or .submitit/%j/
             ans.jobs[job_id] = SchedJob(job_id, "ended", S_DONE)
         else:
             ans.jobs[job_id] = SchedJob(job_id, "gone", S_EXIT)

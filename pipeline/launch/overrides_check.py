@@ -12,7 +12,7 @@ schema then accepts silently (a ``+`` adds the key) while training never reads i
   registered launcher (sweeper) has it: a typo is caught, and Hydra still checks the key against the
   launcher it composes.
 
-Anything it cannot parse is left to Hydra.
+An override Hydra's grammar refuses is one line too (its reason, as Hydra gives it).
 """
 
 from __future__ import annotations
@@ -158,6 +158,18 @@ def _choices(override: Any) -> list[str]:
     return [] if value is None else [override.get_value_element_as_str()]
 
 
+def _check_syntax(candidates: list[str]) -> None:
+    """OverrideError for the first override Hydra's grammar refuses (``trainer.lr=choice()``), in one line
+    instead of Hydra's report (several lines, exit 1)."""
+    from pipeline.search.space import SpaceError, parse_override
+
+    for line in candidates:
+        try:
+            parse_override(line)
+        except SpaceError as e:
+            raise OverrideError(str(e)) from None
+
+
 def check(args: list[str], config_dir: Path) -> None:
     """Raise OverrideError for the first override that names an unknown key or group option."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -167,7 +179,8 @@ def check(args: list[str], config_dir: Path) -> None:
         return
     try:
         overrides = OverridesParser.create().parse_overrides(candidates)
-    except Exception:  # Hydra reports its own syntax errors  # noqa: BLE001
+    except Exception:  # noqa: BLE001 - the first that does not parse, in one line
+        _check_syntax(candidates)
         return
     groups = sorted(p.name for p in config_dir.iterdir() if p.is_dir() and p.name != "hydra")
     for o in overrides:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -133,11 +134,15 @@ def _check_combo(once: _Once, cfg: Any, runs_here: bool) -> Any:
 
 
 def check_sweep(jobs: Iterable[Sequence[str]], config_of: Callable[[tuple[str, ...]], Any],
-                runs_here: Callable[[Any], bool]) -> dict[str, int]:
+                runs_here: Callable[[Any], bool], total_runs: int | None = None,
+                parallel: int | None = None) -> dict[str, int]:
     """Run the preflight checks for every distinct combination of checked overrides among ``jobs``, then
     the storage check for all of them.
 
-    ``config_of(overrides)`` composes the config of a job with those overrides. Raises ``PipelineError``
+    ``config_of(overrides)`` composes the config of a job with those overrides. ``total_runs``: how many
+    runs the sweep makes when ``jobs`` are samples of its points (a study's preflight points: the storage
+    estimate counts ``trials`` runs, shared out as the samples are), and ``parallel`` how many run at once
+    (a study's workers); by default one run per job, at the launcher's parallelism. Raises ``PipelineError``
     (the check's own message, plus the swept values it failed for) at the first failure; logs each
     warning once, with the swept values it is about. Returns how many times each kind of check ran
     (what the base config shares with the callback's check is not counted).
@@ -158,8 +163,12 @@ def check_sweep(jobs: Iterable[Sequence[str]], config_of: Callable[[tuple[str, .
         if footprint is not None:
             runs[footprint] = runs.get(footprint, 0) + counts[combo]
     if runs:
+        if total_runs is not None:
+            n_jobs = sum(runs.values())
+            runs = {fp: max(1, math.ceil(n * total_runs / n_jobs)) for fp, n in runs.items()}
         n_runs = sum(runs.values())
-        warning = storage.check(storage.Estimate(list(runs.items()), storage.parallel_runs(base, n_runs)),
+        at_once = min(parallel, n_runs) if parallel is not None else storage.parallel_runs(base, n_runs)
+        warning = storage.check(storage.Estimate(list(runs.items()), at_once),
                                 preflight.output_folder(base, sweep=True))
         if warning:
             log.warning(warning)

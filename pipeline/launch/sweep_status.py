@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pipeline import rundir
 from pipeline.launch import S_DONE, S_EXIT, Answer, Runner, SchedJob, run_command
@@ -40,6 +41,10 @@ def query_ids(sweep: Sweep, be: Backend) -> list[str]:
             base = be.base_id(str(run.job_id))
             if base not in ids:
                 ids.append(base)
+    if (sweep.meta or {}).get("study"):  # a study's workers (a worker between trials has no run directory)
+        from pipeline.search.status import worker_ids
+
+        ids += [i for i in dict.fromkeys(be.base_id(j) for j in worker_ids(sweep.meta)) if i not in ids]
     agg = (sweep.meta or {}).get("aggregate_job_id")
     if agg and str(agg) not in ids:
         ids.append(str(agg))
@@ -143,15 +148,48 @@ def job_status(run: Run, sj: SchedJob | None, answered: bool, metric: str, now: 
 
 
 def sweep_status(sweep: Sweep, answer: Answer, metric: str = "val_macro_f1") -> list[JobStatus]:
+    """Each run's status. In a study a run is a trial: one its worker still holds follows that worker's
+    current job (resubmitted by a rerun, its job id is new), and says so when the worker died."""
     now = time.time()
-    points = Counter(str(run.job_id) for run in sweep.runs if run.job_id)  # > 1: a packed scheduler job
+    study = study_of(sweep, answer)
+    if study is not None:
+        from pipeline.search.status import job_of
+
+        held = job_of(study, [r.job_num for r in sweep.runs if r.job_num is not None and r.state not in FINAL_STATES])
+        for run in sweep.runs:
+            run.job_id = held.get(run.job_num, run.job_id)  # type: ignore[arg-type]
+    points = Counter(str(run.job_id) for run in sweep.runs if run.job_id)  # > 1: a packed job, a study's worker
     out = []
     for run in sweep.runs:
         sj = answer.jobs.get(str(run.job_id)) if run.job_id else None
         age = requeue_age(sweep, run, now) if run.state not in FINAL_STATES else None
         packed = points[str(run.job_id)] > 1
         out.append(job_status(run, sj, answer.answered, metric, now, answer.complete, age, packed))
+        if study is not None and run.job_num is not None:
+            from pipeline.search.status import trial_note
+
+            out[-1].note = trial_note(study, run.job_num, out[-1].note, sweep.path)
     return out
+
+
+#: the last study status per sweep folder, with the answer it was built from (one per scheduler query)
+_STUDIES: dict[str, tuple[Answer, Any]] = {}
+
+
+def study_of(sweep: Sweep, answer: Answer) -> Any:
+    """A study's status (:class:`pipeline.search.status.StudyStatus`: its trials, each worker's state) for this
+    scheduler answer; None for a grid sweep. Built once per answer: status, its panel and its exit code share it."""
+    if not (sweep.meta or {}).get("study"):
+        return None
+    from pipeline.search.status import open_status
+
+    key = str(sweep.path.absolute())
+    hit = _STUDIES.get(key)
+    if hit is not None and hit[0] is answer:
+        return hit[1]
+    status = open_status(sweep, answer, sweep_backend(sweep))
+    _STUDIES[key] = (answer, status)
+    return status
 
 
 def aggregate_state(sweep: Sweep, answer: Answer) -> str | None:
@@ -183,3 +221,9 @@ def aggregate_decision(job: SchedJob | None, answered: bool, complete: bool, res
 
 def has_failures(statuses: list[JobStatus]) -> bool:
     return any(s.state in BAD_STATES for s in statuses)
+
+
+def workers_failed(sweep: Sweep, answer: Answer) -> bool:
+    """A study with a worker to bring back (``pipeline rerun --failed``); False for a grid sweep."""
+    study = study_of(sweep, answer)
+    return study is not None and bool(study.failed_workers())

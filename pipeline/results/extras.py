@@ -18,8 +18,12 @@ module inside the branch so that ``pipeline status`` stays light.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from pipeline.results.runs import Sweep
+
+if TYPE_CHECKING:
+    from pipeline.launch import Answer
 
 #: a panel: plain lines (no markup), printed as they are above the job table
 Panel = list[str]
@@ -44,9 +48,18 @@ class ReportExtra:
     sections: list[ReportSection] = field(default_factory=list)
 
 
-def sweep_panels(sweep: Sweep) -> list[Panel]:
-    """The panels above the job table of ``pipeline status`` and ``pipeline watch`` (none for a grid)."""
-    return []
+def sweep_panels(sweep: Sweep, answer: Answer | None = None) -> list[Panel]:
+    """The panels above the job table of ``pipeline status`` and ``pipeline watch`` (none for a grid): a
+    study's counts of N, best so far and workers (``answer``: the one scheduler query of this refresh; None:
+    the scheduler was not asked)."""
+    if not (sweep.meta or {}).get("study"):
+        return []
+    from pipeline import launch
+    from pipeline.launch.sweep_status import study_of
+    from pipeline.search.status import panel
+
+    study = study_of(sweep, answer if answer is not None else launch.Answer(sweep.scheduler))
+    return [panel(study, sweep.path)] if study is not None else []
 
 
 def report_extras(sweep: Sweep, metric: str) -> list[ReportExtra]:

@@ -346,7 +346,7 @@ def _check_is_sweep(path: Path, meta: dict[str, Any] | None, found: dict[str, Pa
             f"{path}: not a sweep or run directory (no {RD.SWEEP_JSON}, {RD.MULTIRUN_YAML}, run directories, "
             f"{RD.HYDRA_DIR}/ or {RD.METRICS_JSON})"
         )
-    if not found and not (meta or {}).get("jobs"):
+    if not found and not (meta or {}).get("jobs") and not (meta or {}).get("study"):  # a study: trials to come
         raise NoJobsError(
             f"{path}: no jobs were submitted from this folder (no {RD.SWEEP_JSON} jobs, no run directories); "
             "if the submission was refused, fix what the scheduler said and submit the sweep again"

@@ -64,10 +64,11 @@ class Snapshot:
     warning: str | None = None
     taken: float = field(default_factory=time.time)
     panels: list[extras.Panel] = field(default_factory=list)  # lines above the job table (extras.sweep_panels)
+    workers_left: int = 0  # a study's workers that may still run trials (a study is not over while one may)
 
     @property
     def done(self) -> bool:
-        return all(j.ended for j in self.jobs)
+        return all(j.ended for j in self.jobs) and not self.workers_left
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -154,7 +155,19 @@ def snapshot(path: Path, metric: str, ask_scheduler: bool = True) -> Snapshot:
     else:
         gone = answer.answered and answer.complete
     jobs = [job_view(st, metric, keys, waiting, gone) for st in statuses]
-    return Snapshot(sweep=sweep, metric=metric, jobs=jobs, warning=answer.warning, panels=extras.sweep_panels(sweep))
+    return Snapshot(sweep=sweep, metric=metric, jobs=jobs, warning=answer.warning,
+                    panels=extras.sweep_panels(sweep, answer), workers_left=_workers_left(sweep, answer))
+
+
+def _workers_left(sweep: Sweep, answer: S.Answer) -> int:
+    """A study's workers that may still run trials (pending, running, requeued; or unknown while the scheduler
+    does not answer): the sweep is not over while any is, even before a worker has made its first trial."""
+    study = S.study_of(sweep, answer)
+    if study is None:
+        return 0
+    from pipeline.search.status import ALIVE_WORKER_STATES
+
+    return sum(w.state in ALIVE_WORKER_STATES for w in study.workers)
 
 
 # ------------------------------------------------------------------------------------------- rendering

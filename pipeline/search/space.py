@@ -94,6 +94,12 @@ def parse_space(arguments: Sequence[str]) -> Space:
     return Space(distributions, tuple(fixed), prefixes)
 
 
+def parse_override(line: str) -> Any:
+    """One command-line override parsed by Hydra's parser; SpaceError (one line: the override, then why)
+    where it does not parse (``trainer.lr=choice()``: an empty choice)."""
+    return _parse(_parser(), line)
+
+
 def _parse(parser: Any, line: str) -> Any:
     from hydra.errors import HydraException
 

@@ -189,6 +189,19 @@ def read_settings(sweep_dir: Path) -> tuple[str, StudySettings, Space] | None:
         Space.from_json(data["space"])
 
 
+def check_study(settings: StudySettings, space: Space) -> None:
+    """StudyError or SpaceError (one line) for settings that cannot work, or cannot work with this space
+    (``sampler=grid`` over a continuous dimension, or asked for more trials than the grid has points)."""
+    settings.check()
+    if settings.sampler == "grid":
+        points = 1
+        for values in grid_values(space).values():
+            points *= len(values)
+        if settings.trials > points:
+            raise SpaceError(f"sampler=grid: the space has {points} points; set hydra.sweeper.trials={points} "
+                             "or fewer (each point once), or use sampler=tpe or random")
+
+
 # ------------------------------------------------------------------------------------------ the study
 
 
@@ -218,14 +231,7 @@ class SweepStudy:
         submitting). A folder that holds a study made with other settings or another space is refused."""
         from pipeline import atomic
 
-        settings.check()
-        if settings.sampler == "grid":
-            points = 1
-            for values in grid_values(space).values():
-                points *= len(values)
-            if settings.trials > points:
-                raise SpaceError(f"sampler=grid: the space has {points} points; set hydra.sweeper.trials={points} "
-                                 "or fewer (each point once), or use sampler=tpe or random")
+        check_study(settings, space)
         sweep_dir = Path(sweep_dir)
         name = sweep_dir.name or "study"
         old = read_settings(sweep_dir)

@@ -186,6 +186,27 @@ def run_view(run_dir: Path, monitor: str) -> RunView:
                    float(value) if isinstance(value, (int, float)) else None)
 
 
+def set_aside_result(run_dir: Path) -> Path | None:
+    """A held trial taken up again: the ``metrics.json`` its stopped attempt left (``killed``, ``gave_up``)
+    moves to ``<run dir>/.rerun/<n>/``, so that the run reads as running again; where it went, if anywhere."""
+    done = rundir.metrics_json(run_dir)
+    if not done.is_file():
+        return None
+    dest = rundir.new_archive(run_dir)
+    os.replace(done, dest / rundir.METRICS_JSON)
+    return dest
+
+
+def is_last_step(run_dir: Path, step: int) -> bool:
+    """Is ``step`` the run's last (``progress.json``'s ``total_steps``)? A run evaluated there has spent its
+    compute: it is not pruned (it would lose its test evaluation and save nothing), it completes."""
+    try:
+        total = json.loads(rundir.progress_json(run_dir).read_bytes()).get("total_steps")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return isinstance(total, int) and step >= total
+
+
 def eval_number(run_dir: Path, step: int) -> int:
     """How many validation evaluations ``metrics.jsonl`` holds up to ``step`` (this one included)."""
     count = 0
@@ -255,6 +276,7 @@ def _next(study: SweepStudy, slot: int) -> tuple[Decision, dict[str, Any]]:
             return replace(decision, trial=trial.number), trial.params
         if decision.action in (RESUME, RETRY):
             write_record(study.sweep_dir, WorkerRecord(slot, trial=decision.trial))
+            set_aside_result(study.run_dir(decision.trial))
         params = next((t.params for t in trials if t.number == decision.trial), {})
         return decision, params
 
@@ -269,7 +291,8 @@ def _run_trial(study: SweepStudy, run_point: RunPoint, slot: int, decision: Deci
     def on_eval(step: int, metrics: dict[str, float]) -> bool:
         nonlocal pruned
         if not pruned:
-            pruned = study.report(number, eval_number(run_dir, step), float(metrics[monitor]))
+            prune = study.report(number, eval_number(run_dir, step), float(metrics[monitor]))
+            pruned = prune and not is_last_step(run_dir, step)
         return pruned
 
     log.info("study worker %d: trial %d (%s): %s %s", slot, number, decision.action, params_text(params),

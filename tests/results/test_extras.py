@@ -17,7 +17,7 @@ PANEL = ["study: 3 finished (1 pruned) of 8, 1 running", "best so far: trial 2, 
 
 @pytest.fixture
 def with_extras(monkeypatch):
-    monkeypatch.setattr(extras, "sweep_panels", lambda sweep: [PANEL])
+    monkeypatch.setattr(extras, "sweep_panels", lambda sweep, answer=None: [PANEL])
     monkeypatch.setattr(extras, "report_extras", lambda sweep, metric: [extras.ReportExtra(
         files={"trials.csv": "trial,state\n0,completed\n"},
         sections=[extras.ReportSection("Trials", '<table id="trials"><tr><td>0</td></tr></table>')])])
