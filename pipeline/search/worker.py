@@ -197,16 +197,6 @@ def set_aside_result(run_dir: Path) -> Path | None:
     return dest
 
 
-def is_last_step(run_dir: Path, step: int) -> bool:
-    """Is ``step`` the run's last (``progress.json``'s ``total_steps``)? A run evaluated there has spent its
-    compute: it is not pruned (it would lose its test evaluation and save nothing), it completes."""
-    try:
-        total = json.loads(rundir.progress_json(run_dir).read_bytes()).get("total_steps")
-    except (OSError, ValueError, AttributeError):
-        return False
-    return isinstance(total, int) and step >= total
-
-
 def eval_number(run_dir: Path, step: int) -> int:
     """How many validation evaluations ``metrics.jsonl`` holds up to ``step`` (this one included)."""
     count = 0
@@ -291,8 +281,7 @@ def _run_trial(study: SweepStudy, run_point: RunPoint, slot: int, decision: Deci
     def on_eval(step: int, metrics: dict[str, float]) -> bool:
         nonlocal pruned
         if not pruned:
-            prune = study.report(number, eval_number(run_dir, step), float(metrics[monitor]))
-            pruned = prune and not is_last_step(run_dir, step)
+            pruned = study.report(number, eval_number(run_dir, step), float(metrics[monitor]))
         return pruned
 
     log.info("study worker %d: trial %d (%s): %s %s", slot, number, decision.action, params_text(params),
