@@ -29,11 +29,13 @@ def rerun(
     starts over (the old attempt's files move to <run dir>/.rerun/<n>/). sweep.json gets the new job ids.
     """
     from pipeline.launch import rerun as RR
+    from pipeline.search.rerun import is_study, rerun_workers
 
     if not failed:
         fail("say which jobs to rerun: --failed (the failed, corrupt and missing ones; --job N narrows it)")
+    rerun = rerun_workers if is_study(sweep) else RR.rerun
     try:
-        code = RR.rerun(sweep, overrides or [], jobs=job or None, dry_run=dry_run)
+        code = rerun(sweep, overrides or [], jobs=job or None, dry_run=dry_run)
     except RR.RerunError as e:
         fail(str(e), e.code)
     if code:

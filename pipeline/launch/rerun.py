@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import gc
 import json
 import os
 import re
@@ -220,7 +219,7 @@ def _load_point(path: Path, job_num: int | None, folder: Path) -> Any:
     return point
 
 
-def _launcher_of(point: Any, launcher_extra: dict[str, Any]) -> Any:
+def launcher_of(point: Any, launcher_extra: dict[str, Any]) -> Any:
     """The sweep's launcher (from the payload a job's call names), with the rerun's ``hydra.launcher.*``."""
     from pipeline.launch.payload import load
 
@@ -243,7 +242,7 @@ def plan(path: Path, overrides: Sequence[str], jobs: Sequence[int] | None = None
          runner: Runner = run_command) -> Plan:
     """Decide what to resubmit, without side effects: one scheduler query, then the jobs' pickles."""
     task_extra, launcher_extra = parse_overrides(overrides)
-    sweep, be, folder = _sweep(path, runner)
+    sweep, be, folder = open_sweep(path, runner)
     answer = S.query_sweep(sweep, runner)
     statuses = S.sweep_status(sweep, answer)
     chosen = _choose(path, statuses, answer, jobs)
@@ -262,11 +261,11 @@ def plan(path: Path, overrides: Sequence[str], jobs: Sequence[int] | None = None
         new_task = merge_overrides(old_task, task_extra)
         fresh = sorted(new_task) != sorted(old_task) and run.run_dir is not None
         targets.append(Target(st, run_dir, pickle, point, new_task, fresh, old_id=run.job_id))
-    launcher = _launcher_of(targets[0].point, launcher_extra)
+    launcher = launcher_of(targets[0].point, launcher_extra)
     return Plan(sweep, be, targets, launcher, task_extra, launcher_extra, answer, statuses)
 
 
-def _sweep(path: Path, runner: Runner) -> tuple[R.Sweep, Backend, Path]:
+def open_sweep(path: Path, runner: Runner) -> tuple[R.Sweep, Backend, Path]:
     """The sweep, its scheduler's backend and its submitit folder (one line for anything else)."""
     try:
         sweep = R.load_sweep(path)
@@ -348,9 +347,15 @@ def _restore(target: Target) -> None:
     target.archive = None
 
 
-def _submission(p: Plan) -> tuple[Backend, Any]:
-    """The first launch's backend and executor for these jobs (every check before anything moves)."""
-    return _backend_of(p.launcher, len(p.targets))
+def backend_of(launcher: Any, n: int) -> tuple[Backend, Any]:
+    """The first launch's backend and executor for n jobs (every check before anything moves)."""
+    try:
+        be = launcher.backend(n)
+        executor = be.make_executor()
+        be.check_can_submit(executor)
+        return be, executor
+    except PipelineError as e:
+        raise RerunError(first_line(e) or type(e).__name__) from None
 
 
 def _calls(p: Plan) -> list[Any]:
@@ -424,7 +429,7 @@ def execute(p: Plan, dry_run: bool = False, out: Callable[[str], None] = print) 
     the exit code."""
     from pipeline.launch.launcher import submit_calls, write_manifest
 
-    be, executor = _submission(p)
+    be, executor = backend_of(p.launcher, len(p.targets))
     if dry_run:
         for t in p.targets:
             out(_line(p, t, True))
@@ -463,23 +468,21 @@ def execute(p: Plan, dry_run: bool = False, out: Callable[[str], None] = print) 
         state, said = _final_state(t)
         failed += state != R.COMPLETED
         out(f"job {t.num}: {state} ({said})")
-    _aggregate_results(p, out)
+    aggregate_results(p.sweep.path, out)
     return 1 if failed else 0
 
 
-def _aggregate_results(p: Plan, out: Callable[[str], None]) -> None:
+def aggregate_results(sweep_dir: Path, out: Callable[[str], None]) -> None:
     """After a rerun that waited: refresh ``SWEEP/results`` like a finished sweep does."""
     try:
-        sweep = R.load_sweep(p.sweep.path)
-        R.aggregate(sweep, "val_macro_f1")
-        where = shlex.quote(str(p.sweep.path))
-        out(f"results: {p.sweep.path / rundir.RESULTS_DIR}   compare: pipeline results {where}")
+        R.aggregate(R.load_sweep(sweep_dir), "val_macro_f1")
+        out(f"results: {sweep_dir / rundir.RESULTS_DIR}   compare: pipeline results {shlex.quote(str(sweep_dir))}")
     except Exception as e:  # noqa: BLE001 - the rerun itself is done
-        print(f"warning: could not aggregate {p.sweep.path}: {first_line(e)}", file=sys.stderr)
+        print(f"warning: could not aggregate {sweep_dir}: {first_line(e)}", file=sys.stderr)
 
 
 @contextlib.contextmanager
-def _locked(sweep_dir: Path) -> Iterator[None]:
+def locked(sweep_dir: Path) -> Iterator[None]:
     """One rerun of a sweep at a time (two would submit the same jobs twice)."""
     try:
         f = open(sweep_dir / ".rerun.lock", "a")  # noqa: SIM115 - held for the block
@@ -496,200 +499,12 @@ def _locked(sweep_dir: Path) -> Iterator[None]:
 
 def rerun(path: Path, overrides: Sequence[str] = (), jobs: Sequence[int] | None = None, dry_run: bool = False,
           out: Callable[[str], None] = print) -> int:
-    """``pipeline rerun``: the exit code (RerunError for one-line failures). A study's failed workers are
-    brought back instead of failed jobs (:func:`plan_workers`)."""
+    """``pipeline rerun`` of a grid sweep: the exit code (RerunError for one-line failures). A study's
+    workers are brought back by :func:`pipeline.search.rerun.rerun_workers` instead."""
     path = Path(path)
     if not path.is_dir():
         raise RerunError(f"{path}: no such directory")
-    study = _is_study(path)
-    make, run = (plan_workers, execute_workers) if study else (plan, execute)
     if dry_run:
-        return run(make(path, overrides, jobs), dry_run=True, out=out)  # type: ignore[arg-type]
-    with _locked(path):
-        return run(make(path, overrides, jobs), out=out)  # type: ignore[arg-type]
-
-
-def _is_study(path: Path) -> bool:
-    try:
-        meta = rundir.read_manifest(path)
-    except ValueError:
-        return False
-    return bool(meta and meta.get("study"))
-
-
-# ------------------------------------------------------------------------------------------ a study's workers
-
-
-@dataclass
-class WorkerTarget:
-    """One failed worker of a study, resubmitted in its slot."""
-
-    status: Any  # pipeline.search.status.WorkerStatus
-    call: Any  # its WorkerJob, from its own pickle
-    job: Any = None  # the new submitit job
-
-    def how(self, sweep_path: Path) -> str:
-        trial = self.status.trial
-        if trial is None:
-            return "it asks the study for trials"
-        resumes = rundir.checkpoint_dir(sweep_path / str(trial)).is_dir()
-        return f"trial {trial} {'resumes from checkpoints/last' if resumes else 'starts again (no checkpoint)'}"
-
-
-@dataclass
-class WorkerPlan:
-    sweep: R.Sweep
-    study: Any  # pipeline.search.status.StudyStatus
-    targets: list[WorkerTarget]
-    launcher: Any
-    launcher_overrides: dict[str, Any]
-    answer: Answer
-
-
-def plan_workers(path: Path, overrides: Sequence[str], jobs: Sequence[int] | None = None,
-                 runner: Runner = run_command) -> WorkerPlan:
-    """The failed workers of a study, each with its own pickled call (same slot): one scheduler query, no side
-    effects. A finished study, or one whose workers gave up after ``max_failed`` failed trials, has none."""
-    task_extra, launcher_extra = parse_overrides(overrides)
-    if task_extra or jobs:
-        raise RerunError(f"{path} is a study: its trials keep their config and its workers are rerun together "
-                         "(pipeline rerun SWEEP --failed [hydra.launcher.KEY=VALUE ...])")
-    sweep, be, folder = _sweep(path, runner)
-    answer = S.query_sweep(sweep, runner)
-    study = S.study_of(sweep, answer)
-    if study is None:
-        raise RerunError(f"{path}: its study cannot be read ({rundir.STUDY_JSON}, {rundir.STUDY_JOURNAL})")
-    _check_rerunnable(path, study, answer)
-    targets = [WorkerTarget(w, _worker_call(folder, be, w, sweep.path)) for w in study.failed_workers()]
-    launcher = _launcher_of(targets[0].call, launcher_extra)
-    return WorkerPlan(sweep, study, targets, launcher, launcher_extra, answer)
-
-
-def _check_rerunnable(path: Path, study: Any, answer: Answer) -> None:
-    """RerunError (exit 1) when no worker is to be brought back, saying why."""
-    counts = study.summary["counts"]
-    if study.over:
-        raise RerunError(f"nothing to rerun in {path}: the study has its {study.settings.trials} trials finished "
-                         f"({counts['COMPLETE']} completed, {counts['PRUNED']} pruned)", 1)
-    if study.gave_up:
-        raise RerunError(f"nothing to rerun in {path}: the workers stopped after {counts['FAIL']} failed trials "
-                         f"(max_failed={study.settings.max_failed}); their metrics.json say why", 1)
-    if not study.failed_workers():
-        said = ", ".join(f"worker {w.slot} {w.state}" for w in study.workers) or "no workers recorded"
-        why = "; the scheduler did not answer" if not answer.answered else ""
-        raise RerunError(f"nothing to rerun in {path}: {said}{why} (failed workers are rerun; pending and "
-                         "running ones are not)", 1)
-
-
-def _worker_call(folder: Path, be: Backend, worker: Any, sweep_path: Path) -> Any:
-    """The worker's own pickled call (its slot), pointed at the sweep folder where it is now."""
-    from submitit.core.utils import DelayedSubmission
-
-    from pipeline.launch.payload import plugins_importable
-    from pipeline.search.job import WorkerJob
-
-    pickle = find_pickle(folder, be, str(worker.job_id)) if worker.job_id else None
-    if pickle is None:
-        raise RerunError(f"worker {worker.slot}: no {worker.job_id} submission pickle under {folder} (deleted?)")
-    plugins_importable()
-    try:
-        call = DelayedSubmission.load(pickle).function
-    except Exception as e:  # noqa: BLE001 - any unpickling problem is one line
-        raise RerunError(f"cannot load {pickle}: {type(e).__name__}: {first_line(e)}") from None
-    if not isinstance(call, WorkerJob) or call.slot != worker.slot:
-        raise RerunError(f"{pickle}: not the call of worker {worker.slot} of this study ({call!r})")
-    call.sweep_dir = str(sweep_path.absolute())
-    if not Path(call.payload).is_file() and (folder / Path(call.payload).name).is_file():
-        call.payload = str(folder / Path(call.payload).name)  # the sweep was moved
-    return call
-
-
-def _worker_line(p: WorkerPlan, t: WorkerTarget, dry_run: bool) -> str:
-    w = t.status
-    why = f"failed: {w.note}" if w.note else "failed"
-    if dry_run:
-        return f"would rerun: worker {w.slot} ({why}); {t.how(p.sweep.path)}"
-    return f"rerun: worker {w.slot} ({why}) -> {t.job.job_id}; {t.how(p.sweep.path)}"
-
-
-def _worker_record(p: WorkerPlan) -> dict[str, Any]:
-    return {
-        "time": datetime.now().astimezone().isoformat(timespec="seconds"),
-        "workers": [t.status.slot for t in p.targets],
-        "previous_job_ids": {str(t.status.slot): t.status.job_id for t in p.targets},
-        "job_ids": {str(t.status.slot): str(t.job.job_id) for t in p.targets if t.job is not None},
-        "overrides": [f"{LAUNCHER_PREFIX}{k}={v}" for k, v in p.launcher_overrides.items()],
-    }
-
-
-def execute_workers(p: WorkerPlan, dry_run: bool = False, out: Callable[[str], None] = print) -> int:
-    """Resubmit the failed workers in one batch through the launch path (their held trials' stopped results
-    set aside first), record them in sweep.json, and a new aggregation job; the exit code."""
-    from pipeline.launch.launcher import submit_calls, write_manifest
-    from pipeline.search.submit import worker_entry
-    from pipeline.search.worker import set_aside_result
-
-    be, executor = _backend_of(p.launcher, len(p.targets))
-    if dry_run:
-        for t in p.targets:
-            out(_worker_line(p, t, True))
-        return 0
-    for t in p.targets:
-        if t.status.trial is not None:
-            set_aside_result(p.sweep.path / str(t.status.trial))
-    manifest = rundir.read_manifest(p.sweep.path) or {}
-    entries = {w["slot"]: w for w in manifest["study"]["workers"]}
-
-    def started(i: int, job: Any) -> None:
-        t = p.targets[i]
-        t.job = job
-        old = entries[t.status.slot]
-        old.update(worker_entry(t.status.slot, job, be, [*old.get("previous_job_ids", []), str(old["job_id"])]))
-        if be.blocking:
-            write_manifest(p.sweep.path, manifest)
-        out(_worker_line(p, t, False))
-
-    try:
-        submit_calls(be, executor, p.sweep.path, [t.call for t in p.targets], [[] for _ in p.targets], manifest,
-                     rerun=True, on_start=started)
-    except Exception as e:  # noqa: BLE001 - the scheduler's refusal, in one line
-        raise RerunError(f"submission failed: {first_line(e) or type(e).__name__}", 1) from None
-    manifest.setdefault("reruns", []).append(_worker_record(p))
-    if not be.waits():
-        alive = [w.job_id for w in p.study.workers if w.state in (R.PENDING, R.RUNNING, R.REQUEUED) and w.job_id]
-        ids = [be.base_id(str(t.job.job_id)) for t in p.targets] + [be.base_id(str(j)) for j in alive]
-        rundir.set_aggregate_job(manifest, be.submit_aggregate(executor, p.sweep.path.absolute(),
-                                                               list(dict.fromkeys(ids))))
-    write_manifest(p.sweep.path, manifest)
-    if not be.waits():
-        out(f"sweep.json updated; follow with: pipeline status {shlex.quote(str(p.sweep.path))}")
-        return 0
-    return _workers_ended(p, out)
-
-
-def _backend_of(launcher: Any, n: int) -> tuple[Backend, Any]:
-    """The first launch's backend and executor for n jobs (every check before anything moves)."""
-    try:
-        be = launcher.backend(n)
-        executor = be.make_executor()
-        be.check_can_submit(executor)
-        return be, executor
-    except PipelineError as e:
-        raise RerunError(first_line(e) or type(e).__name__) from None
-
-
-def _workers_ended(p: WorkerPlan, out: Callable[[str], None]) -> int:
-    """After a rerun that waited: the study's lines; exit 1 unless the study has its trials finished."""
-    from pipeline.search.status import panel
-
-    for t in p.targets:
-        with contextlib.suppress(Exception):  # a failure shows in the study and the run directories
-            t.job.results()
-        t.job = None
-    gc.collect()  # submitit's LocalJob sits in a reference cycle: run its __del__ now, not at exit
-    sweep = R.load_sweep(p.sweep.path)
-    study = S.study_of(sweep, S.query_sweep(sweep))
-    for line in panel(study, p.sweep.path) if study is not None else []:
-        out(line)
-    _aggregate_results(p, out)  # type: ignore[arg-type]
-    return 0 if study is not None and study.over else 1
+        return execute(plan(path, overrides, jobs), dry_run=True, out=out)
+    with locked(path):
+        return execute(plan(path, overrides, jobs), out=out)

@@ -15,7 +15,7 @@ A worker's state is decided by :func:`worker_state`, a pure function:
     answer (ended, forgotten)    finished; else                               done
     no answer                    -                                            unknown
 
-``pipeline rerun SWEEP --failed`` brings back the failed workers (:mod:`pipeline.launch.rerun`). A trial held by
+``pipeline rerun SWEEP --failed`` brings back the failed workers (:mod:`pipeline.search.rerun`). A trial held by
 a failed worker reads as that worker's job, so its row says it died and what to do; once the worker is
 resubmitted the trial follows the new job (pending, then running).
 

@@ -149,7 +149,8 @@ def test_a_grid_sweeps_status_never_imports_optuna(tmp_path: Path, study_sweep):
 def test_rerun_of_a_study_says_in_one_line_why_it_has_nothing_to_do(study_sweep):
     """A trial's config cannot change on a rerun; a study whose workers all run (or that is finished) has no
     worker to bring back; the failed worker's own pickle is what a rerun resubmits (here there is none)."""
-    from pipeline.launch.rerun import RerunError, rerun
+    from pipeline.launch.rerun import RerunError
+    from pipeline.search.rerun import rerun_workers as rerun
 
     sweep, _, job1 = study_sweep
     with pytest.raises(RerunError, match="is a study: its trials keep their config") as e:
