@@ -6,7 +6,6 @@ trials through the launcher instead (each worker job trains its trials as Hydra 
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,30 +14,17 @@ from typing import Any
 from pipeline.search.worker import OnEval, RunPoint
 
 
-def fit_accepts(name: str) -> bool:
-    """Whether ``fit`` takes this keyword (``on_eval``: it can report evaluations and be pruned)."""
-    from pipeline.train.train import fit
-
-    return name in inspect.signature(fit).parameters
-
-
 def fit_run_point(sweep_dir: str | Path, base: Sequence[str] = ()) -> RunPoint:
     """``run_point(overrides, trial_number, on_eval)``: compose ``base + overrides``, train in
     ``<sweep_dir>/<trial_number>/``; return the best validation value of ``trainer.monitor``."""
     from pipeline.data.prepare import compose
     from pipeline.train.train import fit
 
-    extra: dict[str, Any] = {}
-
     def run_point(overrides: list[str], number: int, on_eval: OnEval) -> float:
         cfg = compose([*base, *overrides])
         run_dir = Path(sweep_dir) / str(int(number))
         _write_hydra_files(run_dir, cfg, [*base, *overrides])
-        if fit_accepts("on_eval"):
-            extra["on_eval"] = on_eval
-        if fit_accepts("started"):
-            extra["started"] = time.time()
-        return fit(cfg, run_dir, **extra)
+        return fit(cfg, run_dir, on_eval=on_eval, started=time.time())
 
     return run_point
 

@@ -32,6 +32,7 @@ from pipeline.launch.launcher import submit_calls, write_manifest
 from pipeline.launch.payload import plugins_importable
 from pipeline.results import results as R
 from pipeline.search.job import WorkerJob
+from pipeline.search.status import is_study as study_manifest
 from pipeline.search.status import panel
 from pipeline.search.submit import worker_entry
 from pipeline.search.worker import set_aside_result
@@ -40,10 +41,9 @@ from pipeline.search.worker import set_aside_result
 def is_study(path: Path) -> bool:
     """Whether ``path`` is a study's sweep folder (its sweep.json has a ``study``)."""
     try:
-        meta = rundir.read_manifest(path)
+        return study_manifest(rundir.read_manifest(path))
     except (ValueError, OSError):
         return False
-    return bool(meta and meta.get("study"))
 
 
 def rerun_workers(path: Path, overrides: Sequence[str] = (), jobs: Sequence[int] | None = None,

@@ -129,13 +129,14 @@ class StudyStatus:
 
 def study_status(sweep_dir: Path, meta: Mapping[str, Any], answer: Answer, be: Backend | None) -> StudyStatus:
     """The study in ``sweep_dir`` with its workers' states (``answer``: the sweep's one scheduler query)."""
-    from pipeline.search.study import SweepStudy
+    from pipeline.search.study import SweepStudy, summarize
     from pipeline.search.worker import holders, read_records
 
     study = SweepStudy.open(Path(sweep_dir))
+    records = read_records(study.sweep_dir)  # before the trials: see pipeline.search.worker's _next
     trials = study.trials()
-    held = {slot: trial for trial, slot in holders(trials, read_records(study.sweep_dir)).items()}
-    status = StudyStatus(study.sweep_dir, study.name, study.settings, study.summary())
+    held = {slot: trial for trial, slot in holders(trials, records).items()}
+    status = StudyStatus(study.sweep_dir, study.name, study.settings, summarize(trials, study.settings))
     folder = meta.get("submitit_folder")
     for entry in manifest_workers(meta):
         slot, job_id = entry["slot"], str(entry["job_id"]) if entry.get("job_id") else None

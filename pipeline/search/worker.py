@@ -67,6 +67,8 @@ OnEval = Callable[[int, dict[str, float]], bool]
 RunPoint = Callable[[list[str], int, OnEval], float]
 
 STOP, TELL, RESUME, RETRY, ASK = "stop", "tell", "resume", "retry", "ask"
+#: how a run directory says its run ended (``metrics.json`` "status"), as against stopped (killed, given up)
+ENDED = (rundir.COMPLETED, rundir.PRUNED, rundir.FAILED)
 
 
 class StudyFailed(PipelineError):
@@ -188,9 +190,11 @@ def run_view(run_dir: Path, monitor: str) -> RunView:
 
 def set_aside_result(run_dir: Path) -> Path | None:
     """A held trial taken up again: the ``metrics.json`` its stopped attempt left (``killed``, ``gave_up``)
-    moves to ``<run dir>/.rerun/<n>/``, so that the run reads as running again; where it went, if anywhere."""
+    moves to ``<run dir>/.rerun/<n>/``, so that the run reads as running again; where it went, if anywhere.
+    A run that ended (completed, pruned, failed) keeps it: its worker died before telling the study, and the
+    worker that takes the trial up tells how it ended instead of training it again."""
     done = rundir.metrics_json(run_dir)
-    if not done.is_file():
+    if not done.is_file() or run_view(run_dir, "").status in ENDED:
         return None
     dest = rundir.new_archive(run_dir)
     os.replace(done, dest / rundir.METRICS_JSON)
@@ -251,11 +255,16 @@ def run_worker(study_dir: str | Path, run_point: RunPoint, *, slot: int,
 
 
 def _next(study: SweepStudy, slot: int) -> tuple[Decision, dict[str, Any]]:
-    """Under the ask lock: read the study and the records, decide, and ask or take up the trial."""
+    """Under the ask lock: read the records and the study, decide, and ask or take up the trial.
+
+    The records first: a worker that ends a trial tells the study, then clears its record, without this lock.
+    Read in this order, a trial told in between is finished in the trials (its stale record no longer counts,
+    holding a trial that is not running); read the other way round it would be running in the trials and held
+    by nobody, counted neither finished nor held, and this worker would ask one trial too many."""
     settings = study.settings
     with ask_lock(study.sweep_dir, settings.lock):
-        trials = study.trials()
         records = read_records(study.sweep_dir)
+        trials = study.trials()
         mine = held_trial(slot, trials, records)
         run = run_view(study.run_dir(mine), settings.monitor) if mine is not None else RunView()
         decision = decide(slot, trials, records, run, settings.trials, settings.max_failed)

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from pipeline import rundir
-from pipeline.search.in_process import fit_accepts, fit_run_point
+from pipeline.search.in_process import fit_run_point
 from pipeline.search.space import parse_space
 from pipeline.search.study import COMPLETE, PRUNED, StudySettings, SweepStudy
 from pipeline.search.worker import run_worker
@@ -45,7 +45,6 @@ def test_a_study_of_four_real_trials_in_one_process(outputs):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not fit_accepts("on_eval"), reason="needs fit(on_eval=) from the train branch")
 def test_trials_whose_learning_rate_cannot_learn_are_pruned_before_their_last_step(outputs):
     """lr 1e-7 cannot learn the tiny model; asha prunes those trials at their first evaluation (20 of 80
     steps). Seed 3 of the random sampler asks 3e-3, 1e-7, 1e-7, 3e-3."""

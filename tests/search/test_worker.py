@@ -271,3 +271,59 @@ def test_the_value_told_is_the_run_directorys_monitor_not_what_run_point_returne
 
     (outcome,) = run_worker(sweep, run_point, slot=0)
     assert outcome.value == 0.7 and SweepStudy.open(sweep).trials()[0].value == 0.7
+
+
+@pytest.mark.parametrize("status, moved", [("killed", True), ("gave_up", True), (rundir.COMPLETED, False),
+                                           (rundir.PRUNED, False), (rundir.FAILED, False)])
+def test_a_rerun_sets_aside_only_a_stopped_attempt_not_a_run_that_ended(tmp_path, status, moved):
+    """``pipeline rerun`` of a study sets aside the held trial's metrics.json before its worker comes back. A
+    run that ended before its worker could tell the study keeps it, so the new worker tells it (TELL) instead
+    of training the trial again from the start."""
+    from pipeline.search.worker import run_view, set_aside_result
+
+    run_dir = tmp_path / "3"
+    run_dir.mkdir()
+    rundir.metrics_json(run_dir).write_text(json.dumps({"status": status, "val": {"accuracy": 0.8}}))
+    where = set_aside_result(run_dir)
+    assert (where is not None) == moved
+    assert rundir.metrics_json(run_dir).is_file() != moved
+    if not moved:
+        assert run_view(run_dir, "accuracy").status == status
+
+
+def test_a_trial_told_between_the_two_reads_of_a_decision_counts_once(tmp_path, monkeypatch):
+    """Worker 1 tells its trial and clears its record without the ask lock, so it can land between worker 0's
+    reads of the records and of the trials. The trial must count once (finished, or held by worker 1): counted
+    neither way, worker 0 would ask one trial more than the study's one."""
+    import pipeline.search.worker as W
+    from pipeline.search.worker import write_record
+
+    sweep = _study(tmp_path, trials=1)
+    held = SweepStudy.open(sweep).ask()
+    write_record(sweep, WorkerRecord(1, trial=held.number))
+    landed: list[bool] = []
+
+    def land_once() -> None:
+        if not landed:
+            landed.append(True)
+            SweepStudy.open(sweep).tell(held.number, COMPLETE, 0.9)
+            write_record(sweep, WorkerRecord(1))
+
+    real_trials, real_records = SweepStudy.trials, W.read_records
+
+    def trials(self):
+        out = real_trials(self)
+        land_once()
+        return out
+
+    def records(path):
+        out = real_records(path)
+        land_once()
+        return out
+
+    monkeypatch.setattr(SweepStudy, "trials", trials)
+    monkeypatch.setattr(W, "read_records", records)
+    assert run_worker(sweep, fake_worker.run_point(sweep), slot=0) == []  # it stops: the study has its trial
+    assert landed
+    monkeypatch.undo()
+    assert [(t.number, t.state) for t in SweepStudy.open(sweep).trials()] == [(held.number, COMPLETE)]
