@@ -55,6 +55,19 @@ def parallelism(params: Mapping[str, Any]) -> tuple[int, list[list[int]]]:
     return int(n), [[] for _ in range(int(n))]
 
 
+def check_slots(params: Mapping[str, Any]) -> None:
+    """PipelineError (one line) for settings :func:`parallelism` cannot make slots of."""
+    most = params.get("max_parallel")
+    if most is not None and int(most) < 1:
+        raise PipelineError(f"hydra.launcher.max_parallel={most}: at least 1 job must run at a time "
+                            "(or null: the cores / cpus_per_task)")
+    gpus = int(params.get("gpus_per_node") or 0)
+    visible = list(params.get("visible_gpus") or [])
+    if visible and len(visible) < gpus:
+        raise PipelineError(f"hydra.launcher.visible_gpus={visible}: fewer GPUs than one job's gpus_per_node={gpus}; "
+                            f"list at least {gpus}, or none (one job at a time on GPUs 0-{gpus - 1})")
+
+
 @contextlib.contextmanager
 def scoped_environ(env: Mapping[str, str]) -> Iterator[None]:
     """``os.environ`` with ``env`` set for the block only (a job process copies it when it starts)."""
@@ -110,6 +123,7 @@ class LocalBackend(Backend):
         if not p.get("wait", True):
             raise PipelineError("hydra.launcher.wait=false: local_processes always waits for its jobs "
                                 "(use an LSF or Slurm launcher to submit and return)")
+        check_slots(p)
         executor = submitit.LocalExecutor(folder=p["submitit_folder"], max_num_timeout=int(p.get("max_num_timeout", 0)))
         base = {"timeout_min": p.get("timeout_min"), "tasks_per_node": p.get("tasks_per_node") or 1,
                 "gpus_per_node": int(p.get("gpus_per_node") or 0), "nodes": p.get("nodes") or 1,
