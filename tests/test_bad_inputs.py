@@ -120,6 +120,13 @@ def test_good_input_for_contrast(tmp_path, run_py_here):
     assert list((tmp_path / "outputs").rglob("metrics.json"))
 
 
+def test_good_local_sweep_of_one_job_for_contrast(tmp_path, run_py_here):
+    """The cluster cases below on valid settings: a one-point local sweep runs, and says so in the singular."""
+    r = run_py_here("-m", *TINY, "trainer.epochs=1", "hydra.launcher.max_parallel=1", env=train_env(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert ": 1 job, 1 at a time; follow it with" in r.stdout + r.stderr
+
+
 def test_good_input_for_contrast_end_to_end(tmp_path):
     (tmp_path / "good.csv").write_text(GOOD)
     r = run_py(tmp_path, *TINY, f"data.file={tmp_path}/good.csv", "trainer.epochs=1", timeout=120)
@@ -155,6 +162,10 @@ CLUSTER_CASES = [
      {"PATH": "{stubs}:{venv}"}),
     ("no sbatch on PATH", ["-m", "cluster=slurm"], {}, ["sbatch not found on PATH", "cluster=local"],
      {"PATH": "{lsf}:{venv}"}),
+    ("no local job may run", ["-m", "hydra.launcher.max_parallel=0"], {},
+     ["hydra.launcher.max_parallel=0: at least 1 job must run at a time"], {}),
+    ("fewer visible GPUs than a job takes", ["-m", "hydra.launcher.gpus_per_node=2", "hydra.launcher.visible_gpus=[3]"],
+     {}, ["visible_gpus=[3]: fewer GPUs than one job's gpus_per_node=2"], {}),
     ("bad data in an lsf sweep", ["-m", "cluster=lsf", "data.file=nope.csv"], {}, ["nope.csv", "not found"], {}),
     ("bad column in a slurm sweep", ["-m", "cluster=slurm", "data.label_column=topic"], {},
      ["no column 'topic'", "columns present"], {}),

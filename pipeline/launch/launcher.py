@@ -393,11 +393,12 @@ class SweepLauncher(Launcher):
         while it waits (``pipeline watch``'s live table on a terminal, else one line per change)."""
         if not be.blocking:
             return None
+        from pipeline.results.formats import plural
         from pipeline.results.watch import SweepView
 
         write_manifest(sweep_dir, manifest, first)
         at_once = be.jobs_at_once(n)
-        log.info(f"Local sweep in {sweep_dir}: {n} jobs, {at_once} at a time; follow it with "
+        log.info(f"Local sweep in {sweep_dir}: {plural(n, 'job')}, {at_once} at a time; follow it with "
                  f"`pipeline watch {sweep_dir}` or `pipeline logs {sweep_dir} {first} -f`")
         assert self.config is not None
         metric = "val_" + str(self.config.get("trainer", {}).get("monitor", "macro_f1"))
