@@ -61,6 +61,16 @@ def check_format(fmt: str, formats: tuple[str, ...]) -> None:
              f"not {fmt!r}")
 
 
+def metric_for(metric: str | None, sweeps: list[Any]) -> str:
+    """``--metric``, else what the sweeps' runs monitored (:func:`pipeline.results.metrics.default_metric`);
+    one line and exit 2 when none of their runs has it."""
+    from pipeline.results.metrics import default_metric
+
+    chosen = metric or default_metric(sweeps)
+    check_metric(chosen, [r for sw in sweeps for r in sw.runs])
+    return chosen
+
+
 def check_metric(metric: str, runs: list[Any]) -> None:
     from pipeline.results.metrics import UnknownMetricError
     from pipeline.results.metrics import check_metric as check

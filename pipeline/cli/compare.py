@@ -22,14 +22,15 @@ from pipeline.cli.common import (
     disk_line,
     fail,
     load_sweeps,
+    metric_for,
     split_columns,
     warn,
 )
 from pipeline.errors import PipelineError, first_line
 
 FORMATS = ("table", "md", "csv", "json", "latex")
-#: --metric's help: the default is the study's own objective for studies
-RANK_HELP = f"{METRIC_HELP} (default: val_macro_f1; for a study, its objective val_<monitor>)"
+#: --metric's help: the default is what the runs monitored (a study's objective)
+RANK_HELP = f"{METRIC_HELP} (default: val_<trainer.monitor> of the runs, val_macro_f1 unless set)"
 
 
 def _baseline_cache(sweep: Any) -> Path:
@@ -93,17 +94,6 @@ def _print_table(table: Any, sweeps: list[Any], cols: list[str] | None) -> None:
     out.print(disk_line([r for sw in sweeps for r in sw.runs]))
 
 
-def _metric(metric: str | None, sweeps: list[Any]) -> str:
-    """``--metric``, else the studies' objective (``val_<monitor>``) where every sweep is a study with the same
-    one, else ``val_macro_f1``."""
-    if metric:
-        return metric
-    from pipeline.results.study_report import objective
-
-    found = {objective(sw.path) for sw in sweeps}
-    return found.pop() if len(found) == 1 and None not in found else "val_macro_f1"
-
-
 def _study(sweeps: list[Any], by_seed: bool) -> Any | None:
     """The study to show trial by trial: the one sweep given, when it is a study (``--by-seed`` and several
     sweeps show runs); None otherwise, or (with a warning) when its journal cannot be read."""
@@ -148,8 +138,7 @@ def results(
     check_format(fmt, FORMATS)
     sws = load_sweeps(sweeps)
     runs = [r for sw in sws for r in sw.runs]
-    metric = _metric(metric, sws)
-    check_metric(metric, runs)
+    metric = metric_for(metric, sws)
     cols = split_columns(columns)
     on_terminal = fmt == "table" and output is None
     picked, rows_of_baseline = _metric_columns(cols, runs, on_terminal), _baselines(sws) if baseline else None
@@ -188,8 +177,7 @@ def aggregate(
 
     check_mode(mode)
     (sw,) = load_sweeps([sweep])
-    metric = _metric(metric, [sw])
-    check_metric(metric, sw.runs)
+    metric = metric_for(metric, [sw])
     for path in write_results(sw, metric, mode, out).values():
         print(path)
 
@@ -209,8 +197,7 @@ def best(
     check_mode(mode)
     sws = load_sweeps(sweeps)
     runs = [r for sw in sws for r in sw.runs]
-    metric = _metric(metric, sws)
-    check_metric(metric, runs)
+    metric = metric_for(metric, sws)
     run = best_run(runs, metric, mode)
     if run is None or run.run_dir is None:
         fail(f"no completed run reports {metric} yet", 1)

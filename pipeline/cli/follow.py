@@ -14,12 +14,13 @@ from typing import Any
 import typer
 
 from pipeline import rundir
-from pipeline.cli.common import check_metric, console, disk_line, fail, load_sweeps, split_columns, warn, write
+from pipeline.cli.common import console, disk_line, fail, load_sweeps, metric_for, split_columns, warn, write
 
 
 def status(
     sweep: Path = typer.Argument(..., help="Sweep (multirun) directory or a single run directory."),
-    metric: str = typer.Option("val_macro_f1", "--metric", "-m", help="Validation metric shown as 'best'."),
+    metric: str | None = typer.Option(None, "--metric", "-m", help="Validation metric shown as 'best' "
+                                      "(default: val_<trainer.monitor> of the runs)."),
     no_scheduler: bool = typer.Option(False, "--no-scheduler", help="Do not ask the scheduler; run dirs only."),
     columns: str | None = typer.Option(None, "--columns", "-c", help="Columns to show, comma-separated: job, "
                                        "job_id, state, scheduler, runtime, epoch, step, eta, best, note."),
@@ -37,7 +38,7 @@ def status(
     from pipeline.results.tables import UnknownColumnError
 
     (sw,) = load_sweeps([sweep])
-    check_metric(metric, sw.runs)
+    metric = metric_for(metric, [sw])
     answer = S.Answer(sw.scheduler) if no_scheduler else S.query_sweep(sw)
     if answer.warning:
         warn(answer.warning)
@@ -60,7 +61,8 @@ def status(
 
 def watch(
     sweep: Path = typer.Argument(..., help="Sweep (multirun) directory."),
-    metric: str = typer.Option("val_macro_f1", "--metric", "-m", help="Validation metric shown (last, best)."),
+    metric: str | None = typer.Option(None, "--metric", "-m", help="Validation metric shown, last and best "
+                                      "(default: val_<trainer.monitor> of the runs)."),
     interval: float | None = typer.Option(None, "--interval", "-i",
                                           help="Seconds between refreshes (one scheduler query each). "
                                                "Default: 1 for local sweeps, 10 on a cluster."),
@@ -77,7 +79,7 @@ def watch(
     from pipeline.rundir import BAD_STATES
 
     (sw,) = load_sweeps([sweep])
-    check_metric(metric, sw.runs)
+    metric = metric_for(metric, [sw])
     try:
         snap = W.watch(sweep, metric, interval)
     except KeyboardInterrupt:

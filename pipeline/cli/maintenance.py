@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from pipeline.cli.common import METRIC_HELP, check_format, check_metric, check_mode, disk_line, fail, load_sweeps, warn
+from pipeline.cli.common import METRIC_HELP, check_format, check_mode, disk_line, fail, load_sweeps, metric_for, warn
 from pipeline.errors import first_line
 
 
@@ -73,7 +73,7 @@ def data(
 def clean(
     sweep: Path = typer.Argument(..., help="Sweep (multirun) directory or a single run directory."),
     keep: int = typer.Option(1, "--keep", "-k", help="How many of the best completed runs keep their model."),
-    metric: str = typer.Option("val_macro_f1", "--metric", "-m", help=METRIC_HELP),
+    metric: str | None = typer.Option(None, "--metric", "-m", help=METRIC_HELP),
     mode: str | None = typer.Option(None, "--mode", help="max or min."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Remove (without it: only list what would go)."),
 ) -> None:
@@ -88,7 +88,7 @@ def clean(
     if keep < 0:
         fail(f"--keep must be 0 or more, not {keep}")
     (sw,) = load_sweeps([sweep])
-    check_metric(metric, sw.runs)
+    metric = metric_for(metric, [sw])
     plan, kept = retention.clean_plan(sw.runs, metric, mode, keep)
     for run in kept:
         print(f"keep   job {run.label}: checkpoints/best ({metric}={run.metrics[metric]:.4f})")

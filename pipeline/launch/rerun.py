@@ -475,7 +475,7 @@ def execute(p: Plan, dry_run: bool = False, out: Callable[[str], None] = print) 
 def aggregate_results(sweep_dir: Path, out: Callable[[str], None]) -> None:
     """After a rerun that waited: refresh ``SWEEP/results`` like a finished sweep does."""
     try:
-        R.aggregate(R.load_sweep(sweep_dir), "val_macro_f1")
+        R.aggregate(R.load_sweep(sweep_dir))
         out(f"results: {sweep_dir / rundir.RESULTS_DIR}   compare: pipeline results {shlex.quote(str(sweep_dir))}")
     except Exception as e:  # noqa: BLE001 - the rerun itself is done
         print(f"warning: could not aggregate {sweep_dir}: {first_line(e)}", file=sys.stderr)

@@ -19,23 +19,25 @@ from pipeline.results import extras as X
 from pipeline.results import plots, report
 from pipeline.results.compare import best_run, run_table, seed_table
 from pipeline.results.formats import table_dict, to_csv, to_markdown
-from pipeline.results.metrics import config_label, curve_key, default_mode, seed_groups, varying_params
+from pipeline.results.metrics import config_label, curve_key, default_metric, default_mode, seed_groups, varying_params
 from pipeline.results.runs import Sweep, load_sweep
 from pipeline.rundir import COMPLETED
 
 
 def aggregate(
     sweep_path: str | os.PathLike | Sweep,
-    metric: str = "val_macro_f1",
+    metric: str | None = None,
     mode: str | None = None,
     out_dir: str | os.PathLike | None = None,
 ) -> dict[str, Path]:
     """Write the results folder (default ``<sweep>/results``); ``{file name: path}`` of what was written.
+    Ranked by ``metric``, else by what the runs monitored (:func:`pipeline.results.metrics.default_metric`).
 
     ``sweep_path``: a sweep directory, or a :class:`Sweep` already loaded. Works on partial sweeps: runs
     without data are skipped by the plots and listed with their state in the tables.
     """
     sweep = sweep_path if isinstance(sweep_path, Sweep) else load_sweep(sweep_path)
+    metric = metric or default_metric([sweep])
     mode = mode or default_mode(metric)
     per_run = run_table(sweep.runs, metric, mode)
     summary = seed_table(sweep.runs, metric, mode)

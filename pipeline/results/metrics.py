@@ -3,7 +3,11 @@ vary, and a run's configuration (its overrides without ``seed``)."""
 
 from __future__ import annotations
 
-from pipeline.results.runs import Run
+import json
+from collections.abc import Sequence
+
+from pipeline import rundir as RD
+from pipeline.results.runs import Run, Sweep
 
 #: metrics a finished run has, so naming one of them is never an "unknown metric" error
 STANDARD = (
@@ -88,3 +92,19 @@ def seed_groups(runs: list[Run]) -> list[tuple[tuple[str, tuple], list[Run]]]:
     for run in runs:
         groups.setdefault((run.sweep, config_key(run)), []).append(run)
     return list(groups.items())
+
+
+def default_metric(sweeps: Sequence[Sweep]) -> str:
+    """What sweeps are ranked by unless told (``--metric``): ``val_<monitor>`` of the validation metric their
+    runs monitored (``trainer.monitor``; a study's objective, from ``study.json`` before any trial ended),
+    where they all share one; else ``val_macro_f1``."""
+    found: set[str] = set()
+    for sw in sweeps:
+        monitors = {r.monitor for r in sw.runs if r.final}
+        if not monitors:
+            try:
+                monitors = {str(json.loads((sw.path / RD.STUDY_JSON).read_bytes())["settings"]["monitor"])}
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
+        found |= monitors
+    return f"val_{found.pop()}" if len(found) == 1 else "val_macro_f1"

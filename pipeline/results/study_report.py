@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import html
-import json
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -56,15 +55,6 @@ FIGSIZE = (7.5, 4.5)
 def is_study(sweep_dir: str | Path) -> bool:
     """Whether the sweep folder holds a study (its ``study.json``); no Optuna needed to tell."""
     return (Path(sweep_dir) / RD.STUDY_JSON).is_file()
-
-
-def objective(sweep_dir: str | Path) -> str | None:
-    """The study's objective as a metric name (``val_macro_f1``), from ``study.json``; None for a grid."""
-    try:
-        monitor = json.loads((Path(sweep_dir) / RD.STUDY_JSON).read_bytes())["settings"]["monitor"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return f"val_{monitor}"
 
 
 @dataclass

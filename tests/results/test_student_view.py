@@ -108,3 +108,28 @@ def test_results_json_counts_are_unchanged_by_the_wording(tmp_path):
     write_run(tmp_path / "run", ["seed=0"])
     out = run("results", str(tmp_path / "run"), "-f", "json")
     assert json.loads(out.stdout)["total"] == {"gpu_hours": 0.0, "runs": 1, "states": {"completed": 1}}
+
+
+def test_a_sweep_is_ranked_by_what_its_runs_monitored_unless_told(tmp_path):
+    """trainer.monitor=loss: the aggregation job (``pipeline aggregate`` without --metric), results, status and
+    clean rank by val_loss, lowest first, as the blocking sweep's own table does; --metric still wins."""
+    import json as _json
+
+    from pipeline import rundir
+
+    grid_sweep(tmp_path / "s")
+    for n, loss in enumerate((0.9, 0.3, 0.5, 0.7)):  # job 1 has the lowest loss, not the best macro-F1
+        path = rundir.metrics_json(tmp_path / "s" / str(n))
+        final = _json.loads(path.read_text())
+        final["monitor"] = "loss"
+        final["val"]["loss"] = loss
+        path.write_text(_json.dumps(final))
+    assert run("aggregate", str(tmp_path / "s")).exit_code == 0
+    ranked = _json.loads((tmp_path / "s" / "results" / "results.json").read_text())
+    assert (ranked["metric"], ranked["mode"]) == ("val_loss", "min")
+    out = run("results", str(tmp_path / "s"))
+    assert "best by val_loss (min): job 1 = 0.3000" in out.stdout, out.stdout
+    assert "val_loss" in run("status", str(tmp_path / "s"), "--no-scheduler").stdout
+    assert "keep   job 1: checkpoints/best (val_loss=0.3000)" in run("clean", str(tmp_path / "s")).stdout
+    out = run("results", str(tmp_path / "s"), "--metric", "val_macro_f1")
+    assert "best by val_macro_f1 (max)" in out.stdout, out.stdout
