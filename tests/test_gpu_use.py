@@ -64,6 +64,29 @@ def test_the_sampler_thread_reads_nvml_and_reports_the_mean_and_the_low_fraction
     assert LOW_UTIL_PCT == 50.0
 
 
+def test_an_nvml_call_that_never_returns_does_not_keep_the_run_from_ending(caplog):
+    """A GPU fault can leave an NVML call hanging: stop() waits a bounded time, then leaves the daemon thread to
+    end with the job, so the run still writes its metrics.json."""
+    nvml = fake_nvml([])
+    stuck = threading.Event()
+    release = threading.Event()
+
+    def hang(handle):
+        stuck.set()
+        release.wait(30)
+        return types.SimpleNamespace(gpu=50, memory=0)
+
+    nvml.nvmlDeviceGetUtilizationRates = hang
+    sampler = UtilSampler(nvml, interval_s=0.01).start()
+    assert stuck.wait(10)
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger=gpu_use.__name__):
+        sampler.stop()
+    assert time.monotonic() - started < 5
+    assert "did not stop" in caplog.text and "shutdown" not in nvml.log
+    release.set()
+
+
 def test_the_window_is_the_mean_since_the_last_progress_write_and_paused_time_is_not_sampled():
     nvml = fake_nvml([80, 60, 0, 0, 0, 0], uuids=("GPU-abc",))
     sampler = UtilSampler(nvml, uuid="abc", interval_s=0.01)

@@ -110,9 +110,14 @@ class UtilSampler:
                     "low_util_frac": round(self.low / n, 3) if n else None}
 
     def stop(self) -> None:
+        """End the thread; a bounded wait, so that an NVML call stuck on a failed GPU cannot keep the run from
+        writing its metrics.json (the thread is a daemon: it dies with the process)."""
         self._stop.set()
         if self._thread.is_alive():
-            self._thread.join()
+            self._thread.join(timeout=max(1.0, 3 * self.interval_s))
+        if self._thread.is_alive():
+            log.warning("GPU utilisation sampler did not stop (NVML not answering); left to end with the job")
+            return
         with contextlib.suppress(Exception):
             self.nvml.nvmlShutdown()
 
