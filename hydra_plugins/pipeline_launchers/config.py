@@ -2,7 +2,8 @@
 
 - ``lsf``: one ``bsub`` job array per sweep (``LsfQueueConf``);
 - ``local_processes``: parallel local processes, bounded by the cores (``LocalProcessesConf``);
-- ``slurm``: hydra-submitit-launcher's ``submitit_slurm`` that also writes ``sweep.json``.
+- ``slurm``: one ``sbatch`` job array per sweep through submitit's Slurm executor (``SlurmManifestConf``:
+  hydra-submitit-launcher's ``SlurmQueueConf`` fields).
 
 Unknown keys fail when Hydra composes the config (these are structured configs); the values are checked
 again by ``pipeline.launch.submitit_lsf.script.make_bsub_string`` before anything is submitted.
