@@ -182,4 +182,7 @@ def test_runs_at_once_follow_the_launcher_and_the_queue_gpus():
     local = launcher(_target_="hydra_plugins.pipeline_launchers.local_launcher.LocalProcessesLauncher",
                      max_parallel=None, cpus_per_task=1)
     assert storage.parallel_runs(local, 1000) == os.cpu_count()
+    gpu_jobs = launcher(_target_="hydra_plugins.pipeline_launchers.local_launcher.LocalProcessesLauncher",
+                        max_parallel=None, cpus_per_task=1, gpus_per_node=1, visible_gpus=[])
+    assert storage.parallel_runs(gpu_jobs, 1000) == 1  # local GPU jobs: one at a time, as the launcher runs them
     assert storage.parallel_runs(OmegaConf.create({}), 7) == 7  # nothing known: all at once

@@ -142,10 +142,11 @@ def run_footprint(cfg: Any) -> RunFootprint | None:
 def parallel_runs(cfg: Any, n_runs: int) -> int:
     """Runs of the sweep that may run at once: the launcher's array parallelism (or local parallelism),
     and no more than the queue's GPUs allow (``hydra.launcher.queue_gpus`` / ``gpus_per_node``)."""
+    from pipeline.launch.local import parallelism
+
     launcher = (cfg.get("hydra") or {}).get("launcher") or {}
-    limit = launcher.get("array_parallelism") or launcher.get("max_parallel")
-    if not limit and str(launcher.get("_target_", "")).endswith("LocalProcessesLauncher"):
-        limit = (os.cpu_count() or 1) // max(1, int(launcher.get("cpus_per_task") or 1))
+    local = str(launcher.get("_target_", "")).endswith("LocalProcessesLauncher")
+    limit = parallelism(launcher)[0] if local else launcher.get("array_parallelism")
     gpus, per_job = launcher.get("queue_gpus"), int(launcher.get("gpus_per_node") or 0)
     if gpus and per_job > 0:
         limit = min(int(limit or n_runs), max(1, int(gpus) // per_job))
