@@ -343,11 +343,14 @@ class SweepLauncher(Launcher):
                 **(packing.manifest_fields(k, groups, [None] * len(groups), first) if k > 1 else {}))
             view = self.progress_view(sweep_dir, be, manifest, first, len(job_overrides))
             calls = points if k == 1 else packing.pack(points, dirs, k)
-            jobs = submit_calls(be, executor, sweep_dir, calls, nums, manifest, merge_from=first,
-                                on_wait=view.refresh if view is not None else None)
-        if view is not None:
-            view.refresh(force=True)
-            view.close()
+            try:
+                jobs = submit_calls(be, executor, sweep_dir, calls, nums, manifest, merge_from=first,
+                                    on_wait=view.refresh if view is not None else None)
+                if view is not None:
+                    view.refresh(force=True)
+            finally:  # also on Ctrl-C or a refusal: the live table gives the terminal back
+                if view is not None:
+                    view.close()
         if k > 1:
             ids = {tuple(g): str(job.job_id) for g, job in zip(nums, jobs, strict=True)}
             for pack in manifest["packs"]:
