@@ -97,6 +97,8 @@ def test_the_job_a_process_runs_in_is_read_by_its_backend():
     assert current_job({"SLURM_JOB_ID": "9"}) == ("slurm", "9")
     assert current_job({"SUBMITIT_EXECUTOR": "local", "SUBMITIT_LOCAL_JOB_ID": "77"}) == ("local", "77")
     assert current_job({"SUBMITIT_EXECUTOR": "slurm"}) == ("none", None)
+    inside_bsub_is = {"LSB_JOBID": "12", "SUBMITIT_EXECUTOR": "local", "SUBMITIT_LOCAL_JOB_ID": "77"}
+    assert current_job(inside_bsub_is) == ("local", "77")  # a local sweep in an interactive LSF job
 
 
 def test_queries_without_ids_ask_no_scheduler():

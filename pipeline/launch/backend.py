@@ -184,8 +184,11 @@ def backend(name: str, params: Mapping[str, Any] | None = None, env: Mapping[str
 
 
 def current_job(env: Mapping[str, str]) -> tuple[str, str | None]:
-    """(scheduler, job id) of the process with this environment; ``("none", None)`` outside any job."""
-    for name in BACKENDS:
+    """(scheduler, job id) of the process with this environment; ``("none", None)`` outside any job. The
+    executor that started the process (``SUBMITIT_EXECUTOR``) is asked first: a local sweep run inside an
+    interactive LSF or Slurm allocation is a local job, whatever ``LSB_JOBID`` the allocation set."""
+    started_by = env.get("SUBMITIT_EXECUTOR")
+    for name in sorted(BACKENDS, key=lambda n: n != started_by):
         job_id = get_backend(name).job_here(env)
         if job_id is not None:
             return name, job_id
