@@ -144,6 +144,18 @@ def parse_overrides(overrides: Sequence[str]) -> tuple[list[str], dict[str, Any]
     return task, launcher
 
 
+def launcher_settings(meta: Any, typed: dict[str, Any]) -> dict[str, Any]:
+    """The ``hydra.launcher.*`` settings a rerun submits with: those given to the sweep's earlier reruns (in
+    order, as ``sweep.json`` ``reruns`` recorded them), then ``typed`` on this command line. A job rerun with
+    ``hydra.launcher.timeout_min=600`` keeps its 600 minutes when it is rerun again without saying so."""
+    settings: dict[str, Any] = {}
+    for record in (meta.get("reruns") if isinstance(meta, dict) else None) or []:
+        said = [o for o in record.get("overrides") or [] if str(o).startswith(LAUNCHER_PREFIX)]
+        with contextlib.suppress(RerunError):  # a record this version cannot parse: its settings are not kept
+            settings.update(parse_overrides(said)[1])
+    return {**settings, **typed}
+
+
 def override_key(text: str) -> str:
     try:
         return str(_parser().parse_override(text).key_or_group)
@@ -261,7 +273,7 @@ def plan(path: Path, overrides: Sequence[str], jobs: Sequence[int] | None = None
         new_task = merge_overrides(old_task, task_extra)
         fresh = sorted(new_task) != sorted(old_task) and run.run_dir is not None
         targets.append(Target(st, run_dir, pickle, point, new_task, fresh, old_id=run.job_id))
-    launcher = launcher_of(targets[0].point, launcher_extra)
+    launcher = launcher_of(targets[0].point, launcher_settings(sweep.meta, launcher_extra))
     return Plan(sweep, be, targets, launcher, task_extra, launcher_extra, answer, statuses)
 
 

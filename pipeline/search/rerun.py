@@ -96,7 +96,7 @@ def plan_workers(path: Path, overrides: Sequence[str], jobs: Sequence[int] | Non
         raise RR.RerunError(f"{path}: its study cannot be read ({rundir.STUDY_JSON}, {rundir.STUDY_JOURNAL})")
     _check_rerunnable(path, study, answer)
     targets = [WorkerTarget(w, _worker_call(folder, be, w, sweep.path)) for w in study.failed_workers()]
-    launcher = RR.launcher_of(targets[0].call, launcher_extra)
+    launcher = RR.launcher_of(targets[0].call, RR.launcher_settings(sweep.meta, launcher_extra))
     return WorkerPlan(sweep, study, targets, launcher, launcher_extra, answer)
 
 

@@ -18,7 +18,7 @@ from pipeline.launch import Answer
 from pipeline.launch import lsf as L
 from pipeline.launch import slurm as SL
 from pipeline.launch import sweep_status as S
-from pipeline.launch.rerun import RerunError, hydra_quote, merge_overrides, parse_overrides, plan
+from pipeline.launch.rerun import RerunError, hydra_quote, launcher_settings, merge_overrides, parse_overrides, plan
 from pipeline.results import results as R
 from tests.results.make_runs import write_run, write_sweep_json
 
@@ -78,6 +78,17 @@ def _bjobs(states: dict[int, str]):
 
     run.calls = calls
     return run
+
+
+def test_a_rerun_keeps_the_launcher_settings_of_the_sweeps_earlier_reruns():
+    """sweep.json ``reruns`` record what each rerun was given; their hydra.launcher.* settings hold for later
+    reruns (the jobs' own overrides do not: those were pinned into each job's config), the newest winning."""
+    meta = {"reruns": [{"overrides": ["trainer.lr=1e-4", "hydra.launcher.timeout_min=600",
+                                      "hydra.launcher.queue=gpuv100"]},
+                       {"overrides": ["hydra.launcher.queue=gpua100"]}, {"jobs": [3]}]}
+    assert launcher_settings(meta, {}) == {"timeout_min": 600, "queue": "gpua100"}
+    assert launcher_settings(meta, {"timeout_min": 30}) == {"timeout_min": 30, "queue": "gpua100"}
+    assert launcher_settings({}, {"max_num_timeout": 2}) == {"max_num_timeout": 2}
 
 
 def test_only_failed_corrupt_and_missing_jobs_are_chosen_after_one_query(tmp_path):

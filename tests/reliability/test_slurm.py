@@ -190,6 +190,9 @@ def test_killed_job_is_rerun_alone_and_matches_the_uninterrupted_run(slurm_sweep
     assert len(slurm_sweep["rerun_one_sbatch"]) == 1
     before, after = slurm_sweep["after_rerun_all"], slurm_sweep["after_rerun_one"]
     assert after["jobs"][0]["job_id"] != before["jobs"][0]["job_id"] and "_" not in after["jobs"][0]["job_id"]
+    # the first rerun's hydra.launcher.timeout_min=10 holds for this one too (it said nothing of it)
+    script = Path(after["submitit_folder"]) / after["jobs"][0]["job_id"]
+    assert "#SBATCH --time=10\n" in next(script.glob("*_submission.sh")).read_text()
     assert after["jobs"][1:] == before["jobs"][1:]
     assert slurm_sweep["killed_step"] >= slurm_sweep["step"]
     resumed = assert_bounded_redo(sweep / "0", slurm_sweep["killed_step"], slurm_sweep["killed_at"])
