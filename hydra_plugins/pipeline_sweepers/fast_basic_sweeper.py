@@ -35,7 +35,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -147,13 +147,17 @@ class FastBasicSweeper(Sweeper):
         try:
             return self.launcher.launch(batch, initial_job_idx=first)
         except PipelineError as e:
-            if os.environ.get("HYDRA_FULL_ERROR") == "1":
-                raise
-            if getattr(e, "nothing_submitted", True):
-                for p in reversed(made):
-                    shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-            print(f"error: {str(e).strip()}", file=sys.stderr, flush=True)
-            sys.exit(2)
+            self._refuse(e, made if getattr(e, "nothing_submitted", True) else [])
+
+    def _refuse(self, e: Exception, made: list[Path]) -> NoReturn:
+        """Bad input, or a scheduler that refused the jobs: one line, exit 2; ``made`` (what this sweep made,
+        given only when nothing was submitted) is removed first. ``HYDRA_FULL_ERROR=1`` re-raises instead."""
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise e
+        for p in reversed(made):
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        print(f"error: {str(e).strip()}", file=sys.stderr, flush=True)
+        sys.exit(2)
 
     def _failed(self, failed: JobReturn) -> None:
         """A job of a blocking sweep failed: aggregate, print the table, one line on how to retry; exit 1."""

@@ -18,9 +18,7 @@ results table.
 # where dataclasses cannot resolve string annotations
 
 import gc
-import os
 import re
-import shutil
 import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -138,16 +136,6 @@ class StudySweeper(FastBasicSweeper):
                     parallel=min(settings.workers, settings.trials))
 
     # ---------------------------------------------------------------------------------------- the end
-
-    def _refuse(self, e: Exception, made: list[Path]) -> None:
-        """Bad input, or a scheduler that refused the workers: one line, exit 2; what this sweep made is
-        removed (nothing was submitted)."""
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise e
-        for p in reversed(made):
-            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-        print(f"error: {str(e).strip()}", file=sys.stderr, flush=True)
-        sys.exit(2)
 
     @staticmethod
     def _failures(jobs: list[Any]) -> list[str]:
